@@ -1,0 +1,558 @@
+"""The public functions: validate once, then run the compiled kernels.
+
+Shapes follow the notebook (SPEC §2): x is (n_x, m, T_x) with time last,
+states are (n_a, m), predictions (n_y, m) per step. See cyrnn/_caches.py for
+the structure of the caches.
+"""
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import _activations, _lstm, _rnn
+from ._caches import LSTMStepCaches, RNNStepCaches
+from ._validation import (as_array, check_blas_sizes, check_mapping, check_ndim,
+                          check_shape, compute_dtype, contiguous, get_parameter,
+                          strided)
+
+_RNN_PARAMETERS = (
+    ("Wax", "input-to-hidden weights, shape (n_a, n_x)"),
+    ("Waa", "hidden-to-hidden weights, shape (n_a, n_a)"),
+    ("Wya", "hidden-to-output weights, shape (n_y, n_a)"),
+    ("ba", "hidden bias, shape (n_a, 1)"),
+    ("by", "output bias, shape (n_y, 1)"),
+)
+_GATES = "fico"  # stacking order of the LSTM gates: forget, update, candidate, output
+_LSTM_PARAMETERS = tuple(
+    [("W" + g, f"{name} gate weights, shape (n_a, n_a + n_x)")
+     for g, name in zip(_GATES, ("forget", "update", "candidate", "output"))]
+    + [("b" + g, f"{name} gate bias, shape (n_a, 1)")
+       for g, name in zip(_GATES, ("forget", "update", "candidate", "output"))]
+    + [("Wy", "hidden-to-output weights, shape (n_y, n_a)"),
+       ("by", "output bias, shape (n_y, 1)")])
+_LSTM_GRAD_KEYS = ("dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")
+
+
+# ---------------------------------------------------------------- activations
+
+def softmax(x):
+    """Softmax over axis 0: each column of the result sums to 1.
+
+    Stable per column (each column's own max is subtracted), so one column far
+    below another does not give NaN as the course's helper does.
+
+    Parameters
+    ----------
+    x : array_like, ndim >= 1, real
+
+    Returns
+    -------
+    ndarray of x's shape; float32 for float32 input, else float64.
+    """
+    x = as_array("x", x)
+    if x.ndim == 0:
+        raise ValueError("x has shape (); expected at least 1 dimension")
+    return _activations.softmax(contiguous(x, compute_dtype((x,))))
+
+
+def sigmoid(x):
+    """Logistic function 1 / (1 + exp(-x)), elementwise, without overflow.
+
+    Parameters
+    ----------
+    x : array_like, real
+
+    Returns
+    -------
+    ndarray of x's shape; float32 for float32 input, else float64.
+    """
+    x = as_array("x", x)
+    return _activations.sigmoid(contiguous(x, compute_dtype((x,))))
+
+
+# ---------------------------------------------------------------- RNN
+
+def _rnn_parameters(parameters):
+    check_mapping(parameters)
+    return {key: get_parameter(parameters, key, what) for key, what in _RNN_PARAMETERS}
+
+
+def _check_rnn_parameters(p, n_x, n_a):
+    """Check the RNN parameter shapes against n_x, n_a; return n_y."""
+    check_shape("parameters['Wax']", p["Wax"], ("n_a", "n_x"), (n_a, n_x))
+    check_shape("parameters['Waa']", p["Waa"], ("n_a", "n_a"), (n_a, n_a))
+    check_ndim("parameters['Wya']", p["Wya"], ("n_y", "n_a"))
+    n_y = p["Wya"].shape[0]
+    check_shape("parameters['Wya']", p["Wya"], ("n_y", "n_a"), (n_y, n_a))
+    check_shape("parameters['ba']", p["ba"], ("n_a", "1"), (n_a, 1))
+    check_shape("parameters['by']", p["by"], ("n_y", "1"), (n_y, 1))
+    return n_y
+
+
+def _rnn_forward_checked(x_name, x, a_prev_name, a_prev, parameters, fresh_states):
+    """Validate and run the RNN over x (n_x, m, T); shared by cell and sequence."""
+    p = _rnn_parameters(parameters)
+    n_x, m, T = x.shape
+    check_ndim(a_prev_name, a_prev, ("n_a", "m"))
+    n_a = a_prev.shape[0]
+    check_shape(a_prev_name, a_prev, ("n_a", "m"), (n_a, m))
+    n_y = _check_rnn_parameters(p, n_x, n_a)
+    check_blas_sizes(T * m, n_x, n_a, n_y)
+    dtype = compute_dtype((x, a_prev, *p.values()))
+    return _rnn.rnn_forward(
+        strided(x, dtype), contiguous(a_prev, dtype),
+        *(contiguous(p[k], dtype) for k in ("Wax", "Waa", "Wya", "ba", "by")),
+        fresh_states=fresh_states)
+
+
+def rnn_cell_forward(xt, a_prev, parameters):
+    """One step of the basic RNN.
+
+    Parameters
+    ----------
+    xt : array, shape (n_x, m)
+        Input at this step.
+    a_prev : array, shape (n_a, m)
+        Hidden state of the previous step.
+    parameters : dict
+        ``Wax`` (n_a, n_x), ``Waa`` (n_a, n_a), ``Wya`` (n_y, n_a),
+        ``ba`` (n_a, 1), ``by`` (n_y, 1). Other keys are ignored.
+
+    Returns
+    -------
+    a_next : ndarray, shape (n_a, m)
+        ``tanh(Wax @ xt + Waa @ a_prev + ba)``
+    yt_pred : ndarray, shape (n_y, m)
+        ``softmax(Wya @ a_next + by)``
+    cache : tuple
+        ``(a_next, a_prev, xt, parameters)``, for `rnn_cell_backward`.
+    """
+    xt = as_array("xt", xt)
+    a_prev = as_array("a_prev", a_prev)
+    check_ndim("xt", xt, ("n_x", "m"))
+    a, y, _, _ = _rnn_forward_checked("xt", xt[:, :, None], "a_prev", a_prev,
+                                      parameters, fresh_states=False)
+    a_next = a[:, :, 0]
+    return a_next, y[:, :, 0], (a_next, a_prev, xt, parameters)
+
+
+def rnn_forward(x, a0, parameters):
+    """The basic RNN over all time steps.
+
+    Parameters
+    ----------
+    x : array, shape (n_x, m, T_x)
+        Inputs, time last. Any memory layout; read without copying when it is
+        a transposed view of a C-contiguous (n_x, T_x, m) array.
+    a0 : array, shape (n_a, m)
+        Initial hidden state.
+    parameters : dict
+        As for `rnn_cell_forward`.
+
+    Returns
+    -------
+    a : ndarray, shape (n_a, m, T_x)
+        Hidden states of every step.
+    y_pred : ndarray, shape (n_y, m, T_x)
+        Predictions of every step.
+    caches : tuple
+        ``(steps, x)``; ``steps[t]`` is step t's ``(a_next, a_prev, xt,
+        parameters)``, made on access (see `RNNStepCaches`).
+    """
+    x = as_array("x", x)
+    a0 = as_array("a0", a0)
+    check_ndim("x", x, ("n_x", "m", "T_x"))
+    a, y, A, X = _rnn_forward_checked("x", x, "a0", a0, parameters, fresh_states=True)
+    dtype = A.dtype
+    p = _rnn_parameters(parameters)
+    steps = RNNStepCaches(A, contiguous(a0, dtype), X, x, parameters,
+                          contiguous(p["Wax"], dtype), contiguous(p["Waa"], dtype))
+    return a, y, (steps, x)
+
+
+def _rnn_backward_checked(da, A, a0, X, Wax, Waa):
+    dtype = compute_dtype((da, A, a0, X, Wax, Waa))
+    return _rnn.rnn_backward(strided(da, dtype), contiguous(A, dtype), contiguous(a0, dtype),
+                             contiguous(X, dtype), contiguous(Wax, dtype),
+                             contiguous(Waa, dtype))
+
+
+def _unpack_step(cache, length, where, names):
+    if not isinstance(cache, (tuple, list)) or len(cache) != length:
+        got = f"a {type(cache).__name__} of length {len(cache)}" if isinstance(
+            cache, (tuple, list)) else f"a {type(cache).__name__}"
+        raise ValueError(f"{where} must be a tuple of {length} ({', '.join(names)}); got {got}")
+    return cache
+
+
+_RNN_CACHE_NAMES = ("a_next", "a_prev", "xt", "parameters")
+
+
+def _rnn_step_arrays(cache, where, n_a=None, m=None):
+    """(a_next, a_prev, xt, parameters) of one step cache, checked."""
+    a_next, a_prev, xt, parameters = _unpack_step(cache, 4, where, _RNN_CACHE_NAMES)
+    a_next = as_array(f"{where}[0] (a_next)", a_next)
+    check_ndim(f"{where}[0] (a_next)", a_next, ("n_a", "m"))
+    if n_a is None:
+        n_a, m = a_next.shape
+    check_shape(f"{where}[0] (a_next)", a_next, ("n_a", "m"), (n_a, m))
+    a_prev = as_array(f"{where}[1] (a_prev)", a_prev)
+    check_shape(f"{where}[1] (a_prev)", a_prev, ("n_a", "m"), (n_a, m))
+    xt = as_array(f"{where}[2] (xt)", xt)
+    check_ndim(f"{where}[2] (xt)", xt, ("n_x", "m"))
+    check_shape(f"{where}[2] (xt)", xt, ("n_x", "m"), (xt.shape[0], m))
+    return a_next, a_prev, xt, parameters
+
+
+def _rnn_gradient_weights(parameters, n_x, n_a):
+    p = _rnn_parameters(parameters)
+    check_shape("parameters['Wax']", p["Wax"], ("n_a", "n_x"), (n_a, n_x))
+    check_shape("parameters['Waa']", p["Waa"], ("n_a", "n_a"), (n_a, n_a))
+    return p["Wax"], p["Waa"]
+
+
+def rnn_cell_backward(da_next, cache):
+    """Backward pass of one RNN step (without the output layer).
+
+    Parameters
+    ----------
+    da_next : array, shape (n_a, m)
+        Gradient of the loss with respect to this step's hidden state.
+    cache : tuple
+        ``(a_next, a_prev, xt, parameters)`` from `rnn_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt`` (n_x, m), ``da_prev`` (n_a, m), ``dWax`` (n_a, n_x),
+        ``dWaa`` (n_a, n_a), ``dba`` (n_a, 1).
+    """
+    da_next = as_array("da_next", da_next)
+    a_next, a_prev, xt, parameters = _rnn_step_arrays(cache, "cache")
+    n_a, m = a_next.shape
+    n_x = xt.shape[0]
+    check_shape("da_next", da_next, ("n_a", "m"), (n_a, m))
+    Wax, Waa = _rnn_gradient_weights(parameters, n_x, n_a)
+    check_blas_sizes(m, n_x, n_a)
+    dx, da0, dWax, dWaa, dba = _rnn_backward_checked(
+        da_next[:, :, None], a_next[:, None, :], a_prev, xt[:, None, :], Wax, Waa)
+    return {"dxt": dx[:, :, 0], "da_prev": da0, "dWax": dWax, "dWaa": dWaa, "dba": dba}
+
+
+def _split_caches(caches, kind):
+    if not isinstance(caches, (tuple, list)) or len(caches) != 2:
+        raise ValueError(
+            f"caches must be the (steps, x) pair returned by {kind}_forward; got "
+            + (f"a {type(caches).__name__} of length {len(caches)}"
+               if isinstance(caches, (tuple, list)) else f"a {type(caches).__name__}"))
+    steps, x = caches
+    if not isinstance(steps, Sequence):
+        raise ValueError(f"caches[0] must be the sequence of step caches from "
+                         f"{kind}_forward; got a {type(steps).__name__}")
+    return steps, x
+
+
+def _check_da(da, n_steps, n_a, m):
+    check_ndim("da", da, ("n_a", "m", "T_x"))
+    T_da = da.shape[2]
+    check_shape("da", da, ("n_a", "m", "T_x"), (n_a, m, T_da))
+    if T_da > n_steps:
+        raise ValueError(
+            f"da has {T_da} time steps but caches hold only {n_steps}; "
+            f"da must have shape (n_a, m, T) with T <= {n_steps}")
+    return T_da
+
+
+def rnn_backward(da, caches):
+    """Backpropagation through time for the basic RNN.
+
+    Parameters
+    ----------
+    da : array, shape (n_a, m, T)
+        Upstream gradients of the hidden states. T may be smaller than the
+        number of forward steps; then steps ``0 .. T-1`` are used.
+    caches : tuple
+        ``(steps, x)`` from `rnn_forward` (cyrnn's or `cyrnn.reference`'s).
+
+    Returns
+    -------
+    dict
+        ``dx`` (n_x, m, T), ``da0`` (n_a, m), ``dWax`` (n_a, n_x),
+        ``dWaa`` (n_a, n_a), ``dba`` (n_a, 1).
+    """
+    da = as_array("da", da)
+    steps, x = _split_caches(caches, "rnn")
+    if type(steps) is RNNStepCaches:
+        n_a, T, m = steps.A.shape
+        T_da = _check_da(da, T, n_a, m)
+        A, a0, X, Wax, Waa = steps.A, steps.a0, steps.X, steps.Wax, steps.Waa
+    else:
+        if len(steps) == 0:
+            raise ValueError("caches[0] is empty; it needs one step cache per time step")
+        a1, a0, x1, parameters = _rnn_step_arrays(steps[0], "caches[0][0]")
+        n_a, m = a1.shape
+        n_x = x1.shape[0]
+        T_da = _check_da(da, len(steps), n_a, m)
+        Wax, Waa = _rnn_gradient_weights(parameters, n_x, n_a)
+        step_arrays = [_rnn_step_arrays(steps[t], f"caches[0][{t}]", n_a, m)
+                       for t in range(T_da)]
+        A = np.stack([s[0] for s in step_arrays], axis=1) if T_da else np.zeros((n_a, 0, m))
+        X = np.stack([s[2] for s in step_arrays], axis=1) if T_da else np.zeros((n_x, 0, m))
+    check_blas_sizes(T_da * m, n_a, X.shape[0])
+    dx, da0, dWax, dWaa, dba = _rnn_backward_checked(da, A, a0, X, Wax, Waa)
+    return {"dx": dx, "da0": da0, "dWax": dWax, "dWaa": dWaa, "dba": dba}
+
+
+# ---------------------------------------------------------------- LSTM
+
+def _lstm_parameters(parameters):
+    check_mapping(parameters)
+    return {key: get_parameter(parameters, key, what) for key, what in _LSTM_PARAMETERS}
+
+
+def _check_lstm_gate_parameters(p, n_x, n_a):
+    for g in _GATES:
+        check_shape(f"parameters['W{g}']", p["W" + g], ("n_a", "n_a + n_x"), (n_a, n_a + n_x))
+        check_shape(f"parameters['b{g}']", p["b" + g], ("n_a", "1"), (n_a, 1))
+
+
+def _stacked_weights(p, dtype):
+    return _lstm.stack_parameters([contiguous(p["W" + g], dtype) for g in _GATES],
+                                  [contiguous(p["b" + g], dtype) for g in _GATES])
+
+
+def _lstm_forward_checked(x, a_prev_name, a_prev, c_prev_name, c_prev, parameters,
+                          fresh_states):
+    p = _lstm_parameters(parameters)
+    n_x, m, T = x.shape
+    check_ndim(a_prev_name, a_prev, ("n_a", "m"))
+    n_a = a_prev.shape[0]
+    check_shape(a_prev_name, a_prev, ("n_a", "m"), (n_a, m))
+    if c_prev is not None:
+        check_shape(c_prev_name, c_prev, ("n_a", "m"), (n_a, m))
+    _check_lstm_gate_parameters(p, n_x, n_a)
+    check_ndim("parameters['Wy']", p["Wy"], ("n_y", "n_a"))
+    n_y = p["Wy"].shape[0]
+    check_shape("parameters['Wy']", p["Wy"], ("n_y", "n_a"), (n_y, n_a))
+    check_shape("parameters['by']", p["by"], ("n_y", "1"), (n_y, 1))
+    check_blas_sizes(T * m, n_x, 4 * n_a + n_x, n_y)
+    inputs = (x, a_prev, *p.values()) if c_prev is None else (x, a_prev, c_prev, *p.values())
+    dtype = compute_dtype(inputs)
+    W, b = _stacked_weights(p, dtype)
+    a0 = contiguous(a_prev, dtype)
+    c0 = None if c_prev is None else contiguous(c_prev, dtype)
+    outputs = _lstm.lstm_forward(strided(x, dtype), a0, c0, W, b, contiguous(p["Wy"], dtype),
+                                 contiguous(p["by"], dtype), fresh_states=fresh_states)
+    return outputs, a0, c0, W
+
+
+def lstm_cell_forward(xt, a_prev, c_prev, parameters):
+    """One LSTM step.
+
+    Parameters
+    ----------
+    xt : array, shape (n_x, m)
+    a_prev, c_prev : array, shape (n_a, m)
+        Hidden and cell state of the previous step.
+    parameters : dict
+        ``Wf, Wi, Wc, Wo`` (n_a, n_a + n_x) acting on ``concat = [a_prev; xt]``,
+        ``bf, bi, bc, bo`` (n_a, 1), ``Wy`` (n_y, n_a), ``by`` (n_y, 1).
+        Other keys are ignored.
+
+    Returns
+    -------
+    a_next, c_next : ndarray, shape (n_a, m)
+    yt_pred : ndarray, shape (n_y, m)
+    cache : tuple
+        ``(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
+    """
+    xt = as_array("xt", xt)
+    a_prev = as_array("a_prev", a_prev)
+    c_prev = as_array("c_prev", c_prev)
+    check_ndim("xt", xt, ("n_x", "m"))
+    check_ndim("c_prev", c_prev, ("n_a", "m"))
+    (a, y, c, A, C, G, X), _, _, _ = _lstm_forward_checked(
+        xt[:, :, None], "a_prev", a_prev, "c_prev", c_prev, parameters, fresh_states=False)
+    n_a = a.shape[0]
+    a_next, c_next = a[:, :, 0], c[:, :, 0]
+    ft, it, cct, ot = (G[k * n_a:(k + 1) * n_a, 0, :] for k in range(4))
+    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
+    return a_next, c_next, y[:, :, 0], cache
+
+
+def lstm_forward(x, a0, parameters, *, c0=None):
+    """The LSTM over all time steps.
+
+    Parameters
+    ----------
+    x : array, shape (n_x, m, T_x)
+        Inputs, time last (any memory layout, see `rnn_forward`).
+    a0 : array, shape (n_a, m)
+        Initial hidden state.
+    parameters : dict
+        As for `lstm_cell_forward`.
+    c0 : array, shape (n_a, m), optional, keyword-only
+        Initial cell state; zeros (the notebook's choice) when omitted.
+
+    Returns
+    -------
+    a : ndarray, shape (n_a, m, T_x)
+        Hidden states of every step.
+    y : ndarray, shape (n_y, m, T_x)
+        Predictions of every step.
+    c : ndarray, shape (n_a, m, T_x)
+        Cell states of every step.
+    caches : tuple
+        ``(steps, x)``; ``steps[t]`` is step t's 10-tuple as from
+        `lstm_cell_forward`, made on access (see `LSTMStepCaches`).
+    """
+    x = as_array("x", x)
+    a0 = as_array("a0", a0)
+    check_ndim("x", x, ("n_x", "m", "T_x"))
+    if c0 is not None:
+        c0 = as_array("c0", c0)
+        check_ndim("c0", c0, ("n_a", "m"))
+    (a, y, c, A, C, G, X), a0c, c0c, W = _lstm_forward_checked(
+        x, "a0", a0, "c0", c0, parameters, fresh_states=True)
+    steps = LSTMStepCaches(A, C, G, a0c, c0c, X, x, parameters, W)
+    return a, y, c, (steps, x)
+
+
+_LSTM_CACHE_NAMES = ("a_next", "c_next", "a_prev", "c_prev", "ft", "it", "cct", "ot",
+                     "xt", "parameters")
+
+
+def _lstm_step_arrays(cache, where, n_a=None, m=None):
+    """The 10 entries of one LSTM step cache, arrays checked."""
+    entries = list(_unpack_step(cache, 10, where, _LSTM_CACHE_NAMES))
+    first = as_array(f"{where}[0] (a_next)", entries[0])
+    check_ndim(f"{where}[0] (a_next)", first, ("n_a", "m"))
+    if n_a is None:
+        n_a, m = first.shape
+    for k, name in enumerate(_LSTM_CACHE_NAMES[:8]):
+        arr = as_array(f"{where}[{k}] ({name})", entries[k])
+        check_shape(f"{where}[{k}] ({name})", arr, ("n_a", "m"), (n_a, m))
+        entries[k] = arr
+    xt = as_array(f"{where}[8] (xt)", entries[8])
+    check_ndim(f"{where}[8] (xt)", xt, ("n_x", "m"))
+    check_shape(f"{where}[8] (xt)", xt, ("n_x", "m"), (xt.shape[0], m))
+    entries[8] = xt
+    return entries
+
+
+def _lstm_gradient_weights(parameters, n_x, n_a):
+    p = _lstm_parameters(parameters)
+    _check_lstm_gate_parameters(p, n_x, n_a)
+    return [p["W" + g] for g in _GATES]
+
+
+def _lstm_gradients(dW, db, n_a):
+    grads = {}
+    for k, g in enumerate(_GATES):
+        grads["dW" + g] = dW[k * n_a:(k + 1) * n_a]
+        grads["db" + g] = db[k * n_a:(k + 1) * n_a]
+    return grads
+
+
+def _lstm_backward_checked(da, dc_last, G, A, C, a0, c0, X, W):
+    arrays = [a for a in (da, dc_last, G, A, C, a0, c0, X, W) if a is not None]
+    dtype = compute_dtype(arrays)
+    return _lstm.lstm_backward(
+        strided(da, dtype), None if dc_last is None else contiguous(dc_last, dtype),
+        contiguous(G, dtype), contiguous(A, dtype), contiguous(C, dtype),
+        contiguous(a0, dtype), None if c0 is None else contiguous(c0, dtype),
+        contiguous(X, dtype), contiguous(W, dtype))
+
+
+def _stack_weight_list(weights, dtype):
+    return np.concatenate([contiguous(w, dtype) for w in weights], axis=0)
+
+
+def lstm_cell_backward(da_next, dc_next, cache):
+    """Backward pass of one LSTM step (without the output layer).
+
+    Parameters
+    ----------
+    da_next, dc_next : array, shape (n_a, m)
+        Gradients of the loss with respect to this step's hidden and cell state.
+    cache : tuple
+        The 10-tuple from `lstm_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt`` (n_x, m), ``da_prev``, ``dc_prev`` (n_a, m), ``dWf, dWi, dWc,
+        dWo`` (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
+    """
+    da_next = as_array("da_next", da_next)
+    dc_next = as_array("dc_next", dc_next)
+    (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
+     parameters) = _lstm_step_arrays(cache, "cache")
+    n_a, m = a_next.shape
+    n_x = xt.shape[0]
+    check_shape("da_next", da_next, ("n_a", "m"), (n_a, m))
+    check_shape("dc_next", dc_next, ("n_a", "m"), (n_a, m))
+    weights = _lstm_gradient_weights(parameters, n_x, n_a)
+    check_blas_sizes(m, n_x, 4 * n_a + n_x)
+    dtype = compute_dtype((da_next, dc_next, a_next, c_next, a_prev, c_prev, ft, it, cct, ot,
+                           xt, *weights))
+    G = np.concatenate([contiguous(g, dtype) for g in (ft, it, cct, ot)], axis=0)
+    dx, da0, dc0, dW, db = _lstm_backward_checked(
+        da_next[:, :, None], dc_next, G[:, None, :], a_next[:, None, :],
+        c_next[:, None, :], a_prev, c_prev, xt[:, None, :],
+        _stack_weight_list(weights, dtype))
+    grads = {"dxt": dx[:, :, 0], "da_prev": da0, "dc_prev": dc0}
+    grads.update(_lstm_gradients(dW, db, n_a))
+    return grads
+
+
+def lstm_backward(da, caches):
+    """Backpropagation through time for the LSTM.
+
+    Parameters
+    ----------
+    da : array, shape (n_a, m, T)
+        Upstream gradients of the hidden states. T may be smaller than the
+        number of forward steps; then steps ``0 .. T-1`` are used.
+    caches : tuple
+        ``(steps, x)`` from `lstm_forward` (cyrnn's or `cyrnn.reference`'s).
+
+    Returns
+    -------
+    dict
+        ``dx`` (n_x, m, T), ``da0`` (n_a, m), ``dWf, dWi, dWc, dWo``
+        (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
+    """
+    da = as_array("da", da)
+    steps, x = _split_caches(caches, "lstm")
+    if type(steps) is LSTMStepCaches:
+        n_a, T, m = steps.A.shape
+        T_da = _check_da(da, T, n_a, m)
+        G, A, C, a0, c0, X, W = (steps.G, steps.A, steps.C, steps.a0, steps.c0,
+                                 steps.X, steps.W)
+    else:
+        if len(steps) == 0:
+            raise ValueError("caches[0] is empty; it needs one step cache per time step")
+        first = _lstm_step_arrays(steps[0], "caches[0][0]")
+        n_a, m = first[0].shape
+        n_x = first[8].shape[0]
+        T_da = _check_da(da, len(steps), n_a, m)
+        weights = _lstm_gradient_weights(first[9], n_x, n_a)
+        step_arrays = [first] + [_lstm_step_arrays(steps[t], f"caches[0][{t}]", n_a, m)
+                                 for t in range(1, T_da)]
+        a0, c0 = first[2], first[3]
+
+        def stacked(k, rows):
+            if T_da == 0:
+                return np.zeros((rows, 0, m))
+            return np.stack([s[k] for s in step_arrays], axis=1)
+
+        A, C = stacked(0, n_a), stacked(1, n_a)
+        G = np.concatenate([stacked(k, n_a) for k in (4, 5, 6, 7)], axis=0)
+        X = stacked(8, n_x)
+        dtype = compute_dtype([da, A, C, G, X, a0, c0, *weights])
+        W = _stack_weight_list(weights, dtype)
+    check_blas_sizes(T_da * m, 4 * n_a + X.shape[0])
+    dx, da0, dc0, dW, db = _lstm_backward_checked(da, None, G, A, C, a0, c0, X, W)
+    grads = {"dx": dx, "da0": da0}
+    grads.update(_lstm_gradients(dW, db, n_a))
+    return grads

@@ -1,0 +1,171 @@
+"""Plain NumPy implementation of the notebook's RNN/LSTM functions.
+
+This is the baseline cyrnn is tested and benchmarked against. It follows
+``SPEC.md`` exactly: the notebook's equations, shapes, caches and gradient
+dicts, the corrected LSTM backward equations, and a softmax that is stable per
+column (the course helper subtracts the global max, which yields NaN when one
+column sits far below another).
+"""
+import numpy as np
+
+__all__ = [
+    "softmax", "sigmoid",
+    "rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward",
+    "lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward",
+]
+
+
+def softmax(x):
+    """Softmax over axis 0, stable per column."""
+    e_x = np.exp(x - np.max(x, axis=0, keepdims=True))
+    return e_x / e_x.sum(axis=0, keepdims=True)
+
+
+def sigmoid(x):
+    """Logistic function 1 / (1 + exp(-x))."""
+    return 1 / (1 + np.exp(-x))
+
+
+def rnn_cell_forward(xt, a_prev, parameters):
+    Wax = parameters["Wax"]
+    Waa = parameters["Waa"]
+    Wya = parameters["Wya"]
+    ba = parameters["ba"]
+    by = parameters["by"]
+    a_next = np.tanh(np.dot(Waa, a_prev) + np.dot(Wax, xt) + ba)
+    yt_pred = softmax(np.dot(Wya, a_next) + by)
+    cache = (a_next, a_prev, xt, parameters)
+    return a_next, yt_pred, cache
+
+
+def rnn_forward(x, a0, parameters):
+    caches = []
+    n_x, m, T_x = x.shape
+    n_y, n_a = parameters["Wya"].shape
+    a = np.zeros((n_a, m, T_x))
+    y_pred = np.zeros((n_y, m, T_x))
+    a_next = a0
+    for t in range(T_x):
+        a_next, yt_pred, cache = rnn_cell_forward(x[:, :, t], a_next, parameters)
+        a[:, :, t] = a_next
+        y_pred[:, :, t] = yt_pred
+        caches.append(cache)
+    return a, y_pred, (caches, x)
+
+
+def rnn_cell_backward(da_next, cache):
+    a_next, a_prev, xt, parameters = cache
+    Wax = parameters["Wax"]
+    Waa = parameters["Waa"]
+    dtanh = (1 - a_next ** 2) * da_next
+    dxt = np.dot(Wax.T, dtanh)
+    dWax = np.dot(dtanh, xt.T)
+    da_prev = np.dot(Waa.T, dtanh)
+    dWaa = np.dot(dtanh, a_prev.T)
+    dba = np.sum(dtanh, axis=1, keepdims=True)
+    return {"dxt": dxt, "da_prev": da_prev, "dWax": dWax, "dWaa": dWaa, "dba": dba}
+
+
+def rnn_backward(da, caches):
+    caches, x = caches
+    a1, a0, x1, parameters = caches[0]
+    n_a, m, T_x = da.shape
+    n_x, m = x1.shape
+    dx = np.zeros((n_x, m, T_x))
+    dWax = np.zeros((n_a, n_x))
+    dWaa = np.zeros((n_a, n_a))
+    dba = np.zeros((n_a, 1))
+    da_prevt = np.zeros((n_a, m))
+    for t in reversed(range(T_x)):
+        gradients = rnn_cell_backward(da[:, :, t] + da_prevt, caches[t])
+        da_prevt = gradients["da_prev"]
+        dx[:, :, t] = gradients["dxt"]
+        dWax += gradients["dWax"]
+        dWaa += gradients["dWaa"]
+        dba += gradients["dba"]
+    return {"dx": dx, "da0": da_prevt, "dWax": dWax, "dWaa": dWaa, "dba": dba}
+
+
+def lstm_cell_forward(xt, a_prev, c_prev, parameters):
+    Wf, bf = parameters["Wf"], parameters["bf"]
+    Wi, bi = parameters["Wi"], parameters["bi"]
+    Wc, bc = parameters["Wc"], parameters["bc"]
+    Wo, bo = parameters["Wo"], parameters["bo"]
+    Wy, by = parameters["Wy"], parameters["by"]
+    concat = np.concatenate((a_prev, xt), axis=0)
+    ft = sigmoid(np.dot(Wf, concat) + bf)
+    it = sigmoid(np.dot(Wi, concat) + bi)
+    cct = np.tanh(np.dot(Wc, concat) + bc)
+    c_next = ft * c_prev + it * cct
+    ot = sigmoid(np.dot(Wo, concat) + bo)
+    a_next = ot * np.tanh(c_next)
+    yt_pred = softmax(np.dot(Wy, a_next) + by)
+    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
+    return a_next, c_next, yt_pred, cache
+
+
+def lstm_forward(x, a0, parameters):
+    caches = []
+    n_x, m, T_x = x.shape
+    n_y, n_a = parameters["Wy"].shape
+    a = np.zeros((n_a, m, T_x))
+    c = np.zeros((n_a, m, T_x))
+    y = np.zeros((n_y, m, T_x))
+    a_next = a0
+    c_next = np.zeros((n_a, m))
+    for t in range(T_x):
+        a_next, c_next, yt, cache = lstm_cell_forward(x[:, :, t], a_next, c_next, parameters)
+        a[:, :, t] = a_next
+        y[:, :, t] = yt
+        c[:, :, t] = c_next
+        caches.append(cache)
+    return a, y, c, (caches, x)
+
+
+def lstm_cell_backward(da_next, dc_next, cache):
+    a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters = cache
+    n_a = a_next.shape[0]
+    tanh_c = np.tanh(c_next)
+    # Gradient reaching c_next: from the cell state itself and through a_next.
+    dc = dc_next + da_next * ot * (1 - tanh_c ** 2)
+    dot = da_next * tanh_c * ot * (1 - ot)
+    dcct = dc * it * (1 - cct ** 2)
+    dit = dc * cct * it * (1 - it)
+    dft = dc * c_prev * ft * (1 - ft)
+    concat = np.concatenate((a_prev, xt), axis=0)
+    gradients = {}
+    dconcat = 0
+    for name, dgate in (("f", dft), ("i", dit), ("c", dcct), ("o", dot)):
+        W = parameters["W" + name]
+        gradients["dW" + name] = np.dot(dgate, concat.T)
+        gradients["db" + name] = np.sum(dgate, axis=1, keepdims=True)
+        dconcat = dconcat + np.dot(W.T, dgate)
+    gradients["da_prev"] = dconcat[:n_a]
+    gradients["dc_prev"] = dc * ft
+    gradients["dxt"] = dconcat[n_a:]
+    return {key: gradients[key] for key in (
+        "dxt", "da_prev", "dc_prev", "dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")}
+
+
+def lstm_backward(da, caches):
+    caches, x = caches
+    a1, c1, a0, c0, f1, i1, cc1, o1, x1, parameters = caches[0]
+    n_a, m, T_x = da.shape
+    n_x, m = x1.shape
+    dx = np.zeros((n_x, m, T_x))
+    grads = {"dW" + g: np.zeros((n_a, n_a + n_x)) for g in "fico"}
+    grads.update({"db" + g: np.zeros((n_a, 1)) for g in "fico"})
+    da_prevt = np.zeros((n_a, m))
+    dc_prevt = np.zeros((n_a, m))
+    for t in reversed(range(T_x)):
+        step = lstm_cell_backward(da[:, :, t] + da_prevt, dc_prevt, caches[t])
+        da_prevt = step["da_prev"]
+        dc_prevt = step["dc_prev"]
+        dx[:, :, t] = step["dxt"]
+        for key in grads:
+            grads[key] += step[key]
+    result = {"dx": dx, "da0": da_prevt}
+    for g in "fico":
+        result["dW" + g] = grads["dW" + g]
+        result["db" + g] = grads["db" + g]
+    return result

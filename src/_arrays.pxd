@@ -1,0 +1,46 @@
+# Array plumbing shared by the kernel modules: allocation through NumPy's C API
+# (np.empty costs ~10x more from Python at tiny sizes) and raw data pointers.
+cimport numpy as cnp
+from cython cimport floating
+
+
+cdef inline int typenum_of(floating dummy) noexcept:
+    if floating is float:
+        return cnp.NPY_FLOAT
+    else:
+        return cnp.NPY_DOUBLE
+
+
+cdef inline cnp.ndarray new_array(int typenum, Py_ssize_t d0, Py_ssize_t d1, Py_ssize_t d2=-1):
+    """Uninitialised C-contiguous array of 2 dims, or 3 when d2 >= 0."""
+    cdef cnp.npy_intp dims[3]
+    dims[0] = d0
+    dims[1] = d1
+    dims[2] = d2
+    return cnp.PyArray_EMPTY(3 if d2 >= 0 else 2, dims, typenum, 0)
+
+
+cdef inline cnp.ndarray new_zeros(int typenum, Py_ssize_t d0, Py_ssize_t d1, Py_ssize_t d2=-1):
+    cdef cnp.npy_intp dims[3]
+    dims[0] = d0
+    dims[1] = d1
+    dims[2] = d2
+    return cnp.PyArray_ZEROS(3 if d2 >= 0 else 2, dims, typenum, 0)
+
+
+cdef inline Py_ssize_t elem_stride(cnp.ndarray a, int axis) noexcept:
+    """Stride of `axis` in elements (the Python layer guarantees alignment)."""
+    return cnp.PyArray_STRIDES(a)[axis] // cnp.PyArray_ITEMSIZE(a)
+
+
+cdef inline bint is_time_major_view(cnp.ndarray x) noexcept:
+    """True when x (n, m, T) is a transposed view of a C-contiguous (n, T, m)
+    buffer, so kernels can read it without a copy (always so for T == 1)."""
+    cdef Py_ssize_t m = x.shape[1], T = x.shape[2]
+    if x.shape[0] > 1 and elem_stride(x, 0) != T * m:
+        return False
+    if m > 1 and elem_stride(x, 1) != 1:
+        return False
+    if T > 1 and elem_stride(x, 2) != m:
+        return False
+    return True

@@ -1,0 +1,43 @@
+# The one BLAS layer of cyrnn: nothing else cimports scipy.linalg.cython_blas.
+#
+# Kernels think in row-major (C order); SciPy's BLAS is column-major. A row-major
+# C = op(A)·op(B) is the column-major C^T = op(B)^T·op(A)^T, so `gemm` swaps the
+# operands and the sizes once here and kernel authors never see Fortran order.
+from cython cimport floating
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+# Sizes passed to BLAS. SciPy's cython_blas takes 32-bit ints (LP64); the Python
+# layer refuses problems whose sizes do not fit (see cyrnn/_validation.py).
+ctypedef int blas_int
+
+
+cdef inline void gemm(bint trans_a, bint trans_b,
+                      blas_int m, blas_int n, blas_int k,
+                      floating alpha, const floating* A, blas_int lda,
+                      const floating* B, blas_int ldb,
+                      floating beta, floating* C, blas_int ldc) noexcept nogil:
+    """Row-major C[m×n] = alpha·op(A)[m×k]·op(B)[k×n] + beta·C."""
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    cdef blas_int i, j
+    if m <= 0 or n <= 0:
+        return
+    if k <= 0:
+        # BLAS allows k == 0 but some builds still check lda/ldb; do it here.
+        for i in range(m):
+            for j in range(n):
+                C[i * ldc + j] = 0 if beta == 0 else beta * C[i * ldc + j]
+        return
+    # Leading dimensions must be >= 1 even for empty operands.
+    if lda < 1:
+        lda = 1
+    if ldb < 1:
+        ldb = 1
+    if ldc < 1:
+        ldc = 1
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>B, &ldb, <float*>A, &lda,
+              &beta, C, &ldc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>B, &ldb, <double*>A, &lda,
+              &beta, C, &ldc)

@@ -1,0 +1,128 @@
+# Fused-type front for the C elementwise passes in cyrnn_elementwise.h:
+# `if floating is float` picks the _f instantiation, else _d, at compile time.
+from cython cimport floating
+
+cdef extern from "cyrnn_elementwise.h" nogil:
+    unsigned int cyrnn_ftz_begin()
+    void cyrnn_ftz_end(unsigned int old)
+
+    void rnn_forward_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, const double*)
+    void rnn_forward_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, const float*)
+    void lstm_forward_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t,
+                             const double*, const double*, Py_ssize_t,
+                             double*, Py_ssize_t, double*, Py_ssize_t)
+    void lstm_forward_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t,
+                             const float*, const float*, Py_ssize_t,
+                             float*, Py_ssize_t, float*, Py_ssize_t)
+    void rnn_backward_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t,
+                             const double*, Py_ssize_t, const double*, Py_ssize_t)
+    void rnn_backward_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t,
+                             const float*, Py_ssize_t, const float*, Py_ssize_t)
+    void lstm_backward_step_d(Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t, Py_ssize_t,
+                              const double*, Py_ssize_t, const double*, Py_ssize_t,
+                              const double*, Py_ssize_t, const double*, Py_ssize_t,
+                              double*, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t)
+    void lstm_backward_step_f(Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t, Py_ssize_t,
+                              const float*, Py_ssize_t, const float*, Py_ssize_t,
+                              const float*, Py_ssize_t, const float*, Py_ssize_t,
+                              float*, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t)
+    void softmax_columns_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, const double*)
+    void softmax_columns_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, const float*)
+    void sigmoid_array_d(Py_ssize_t, const double*, double*)
+    void sigmoid_array_f(Py_ssize_t, const float*, float*)
+    void row_sums_d(Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t, double*)
+    void row_sums_f(Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t, float*)
+    void gather_time_major_d(Py_ssize_t, Py_ssize_t, Py_ssize_t, const double*,
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, double*)
+    void gather_time_major_f(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float*,
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, float*)
+    void scatter_batch_major_d(Py_ssize_t, Py_ssize_t, Py_ssize_t, const double*,
+                               Py_ssize_t, double*)
+    void scatter_batch_major_f(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float*,
+                               Py_ssize_t, float*)
+
+
+cdef inline void rnn_forward_step(Py_ssize_t n_a, Py_ssize_t m, floating* z, Py_ssize_t ld,
+                                  const floating* b) noexcept nogil:
+    if floating is float:
+        rnn_forward_step_f(n_a, m, z, ld, b)
+    else:
+        rnn_forward_step_d(n_a, m, z, ld, b)
+
+
+cdef inline void lstm_forward_step(Py_ssize_t n_a, Py_ssize_t m, floating* g, Py_ssize_t ld_g,
+                                   Py_ssize_t gate_stride, const floating* b,
+                                   const floating* c_prev, Py_ssize_t ld_cp,
+                                   floating* c, Py_ssize_t ld_c,
+                                   floating* a, Py_ssize_t ld_a) noexcept nogil:
+    if floating is float:
+        lstm_forward_step_f(n_a, m, g, ld_g, gate_stride, b, c_prev, ld_cp, c, ld_c, a, ld_a)
+    else:
+        lstm_forward_step_d(n_a, m, g, ld_g, gate_stride, b, c_prev, ld_cp, c, ld_c, a, ld_a)
+
+
+cdef inline void rnn_backward_step(Py_ssize_t n_a, Py_ssize_t m, floating* dz, Py_ssize_t ld_dz,
+                                   const floating* da_next, Py_ssize_t ld_dn,
+                                   const floating* a, Py_ssize_t ld_a) noexcept nogil:
+    if floating is float:
+        rnn_backward_step_f(n_a, m, dz, ld_dz, da_next, ld_dn, a, ld_a)
+    else:
+        rnn_backward_step_d(n_a, m, dz, ld_dz, da_next, ld_dn, a, ld_a)
+
+
+cdef inline void lstm_backward_step(Py_ssize_t n_a, Py_ssize_t m,
+                                    const floating* g, Py_ssize_t ld_g, Py_ssize_t gate_stride,
+                                    const floating* c, Py_ssize_t ld_c,
+                                    const floating* c_prev, Py_ssize_t ld_cp,
+                                    const floating* da_up, Py_ssize_t ld_du,
+                                    const floating* da_next, Py_ssize_t ld_dn,
+                                    floating* dc, Py_ssize_t ld_dc,
+                                    floating* dg, Py_ssize_t ld_dg,
+                                    Py_ssize_t dgate_stride) noexcept nogil:
+    if floating is float:
+        lstm_backward_step_f(n_a, m, g, ld_g, gate_stride, c, ld_c, c_prev, ld_cp,
+                             da_up, ld_du, da_next, ld_dn, dc, ld_dc, dg, ld_dg, dgate_stride)
+    else:
+        lstm_backward_step_d(n_a, m, g, ld_g, gate_stride, c, ld_c, c_prev, ld_cp,
+                             da_up, ld_du, da_next, ld_dn, dc, ld_dc, dg, ld_dg, dgate_stride)
+
+
+cdef inline void softmax_columns(Py_ssize_t n, Py_ssize_t ncols, floating* y, Py_ssize_t ld,
+                                 const floating* b) noexcept nogil:
+    if floating is float:
+        softmax_columns_f(n, ncols, y, ld, b)
+    else:
+        softmax_columns_d(n, ncols, y, ld, b)
+
+
+cdef inline void sigmoid_array(Py_ssize_t n, const floating* x, floating* y) noexcept nogil:
+    if floating is float:
+        sigmoid_array_f(n, x, y)
+    else:
+        sigmoid_array_d(n, x, y)
+
+
+cdef inline void row_sums(Py_ssize_t rows, Py_ssize_t ncols, const floating* x, Py_ssize_t ld,
+                          floating* out) noexcept nogil:
+    if floating is float:
+        row_sums_f(rows, ncols, x, ld, out)
+    else:
+        row_sums_d(rows, ncols, x, ld, out)
+
+
+cdef inline void gather_time_major(Py_ssize_t n, Py_ssize_t m, Py_ssize_t T, const floating* src,
+                                   Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2,
+                                   floating* dst) noexcept nogil:
+    if floating is float:
+        gather_time_major_f(n, m, T, src, s0, s1, s2, dst)
+    else:
+        gather_time_major_d(n, m, T, src, s0, s1, s2, dst)
+
+
+cdef inline void scatter_batch_major(Py_ssize_t n, Py_ssize_t m, Py_ssize_t T,
+                                     const floating* src, Py_ssize_t ld,
+                                     floating* dst) noexcept nogil:
+    if floating is float:
+        scatter_batch_major_f(n, m, T, src, ld, dst)
+    else:
+        scatter_batch_major_d(n, m, T, src, ld, dst)

@@ -1,0 +1,205 @@
+"""LSTM kernels: forward and backward through time, without the GIL.
+
+The four gates are stacked in the order (f, i, c~, o) into one weight matrix
+W (4·n_a, n_a + n_x), whose first n_a columns act on a⟨t-1⟩ and the rest on
+x⟨t⟩, as in the notebook's concat = [a_prev; x]. Buffers are time-major,
+(rows, T, m) C-contiguous (see _rnn.pyx). The Python layer (cyrnn/_api.py) has
+already checked shapes, dtypes and alignment; the entry points here trust it.
+"""
+cimport numpy as cnp
+from cython cimport floating
+from libc.string cimport memcpy, memset
+
+from _blas cimport gemm
+from _arrays cimport new_array, new_zeros, typenum_of, elem_stride, is_time_major_view
+from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, lstm_forward_step,
+                           lstm_backward_step, softmax_columns, row_sums,
+                           gather_time_major, scatter_batch_major)
+
+cnp.import_array()
+
+
+cdef tuple _stack_parameters(floating dummy, tuple weights, tuple biases):
+    """W (4·n_a, n_a+n_x) and b (4·n_a,) from the four C-contiguous gate arrays."""
+    cdef int tn = typenum_of(dummy)
+    cdef cnp.ndarray Wk = weights[0]
+    cdef Py_ssize_t n_a = Wk.shape[0], width = Wk.shape[1], k
+    cdef cnp.ndarray W = new_array(tn, 4 * n_a, width)
+    cdef cnp.ndarray b = new_array(tn, 4 * n_a, 1)
+    cdef size_t wbytes = n_a * width * sizeof(floating), bbytes = n_a * sizeof(floating)
+    for k in range(4):
+        memcpy(<char*>cnp.PyArray_DATA(W) + k * wbytes, cnp.PyArray_DATA(weights[k]), wbytes)
+        memcpy(<char*>cnp.PyArray_DATA(b) + k * bbytes, cnp.PyArray_DATA(biases[k]), bbytes)
+    return W, b
+
+
+def stack_parameters(weights, biases):
+    """Stack (Wf, Wi, Wc, Wo) and (bf, bi, bc, bo) into W (4·n_a, n_a+n_x), b (4·n_a, 1)."""
+    if cnp.PyArray_TYPE(weights[0]) == cnp.NPY_FLOAT:
+        return _stack_parameters[float](0, tuple(weights), tuple(biases))
+    return _stack_parameters[double](0, tuple(weights), tuple(biases))
+
+
+cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, object c0_obj,
+                    cnp.ndarray W, cnp.ndarray b, cnp.ndarray Wy, cnp.ndarray by,
+                    bint fresh_states):
+    cdef int tn = typenum_of(dummy)
+    cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2]
+    cdef Py_ssize_t n_a = a0.shape[0], n_y = Wy.shape[0], width = n_a + n_x
+    cdef Py_ssize_t Tm = T * m, t
+    cdef Py_ssize_t sx0 = elem_stride(x, 0), sx1 = elem_stride(x, 1), sx2 = elem_stride(x, 2)
+    cdef bint gather_x = not is_time_major_view(x)
+    cdef cnp.ndarray X = new_array(tn, n_x, T, m) if gather_x else x.transpose(0, 2, 1)
+    cdef cnp.ndarray G = new_array(tn, 4 * n_a, T, m)
+    cdef cnp.ndarray A = new_array(tn, n_a, T, m)
+    cdef cnp.ndarray C = new_array(tn, n_a, T, m)
+    cdef cnp.ndarray y = new_array(tn, n_y, m, T)
+    cdef cnp.ndarray Y = new_array(tn, n_y, T, m) if T > 1 else y
+    cdef bint copy_states = fresh_states or T > 1
+    cdef cnp.ndarray a = new_array(tn, n_a, m, T) if copy_states else A.reshape(n_a, m, T)
+    cdef cnp.ndarray c = new_array(tn, n_a, m, T) if copy_states else C.reshape(n_a, m, T)
+    cdef floating* px = <floating*>cnp.PyArray_DATA(x)
+    cdef floating* pX = <floating*>cnp.PyArray_DATA(X)
+    cdef floating* pG = <floating*>cnp.PyArray_DATA(G)
+    cdef floating* pA = <floating*>cnp.PyArray_DATA(A)
+    cdef floating* pC = <floating*>cnp.PyArray_DATA(C)
+    cdef floating* pY = <floating*>cnp.PyArray_DATA(Y)
+    cdef floating* pa0 = <floating*>cnp.PyArray_DATA(a0)
+    cdef floating* pc0 = NULL if c0_obj is None else <floating*>cnp.PyArray_DATA(c0_obj)
+    cdef floating* pW = <floating*>cnp.PyArray_DATA(W)
+    cdef floating* pb = <floating*>cnp.PyArray_DATA(b)
+    cdef floating* pWy = <floating*>cnp.PyArray_DATA(Wy)
+    cdef floating* pby = <floating*>cnp.PyArray_DATA(by)
+    cdef floating* pa = <floating*>cnp.PyArray_DATA(a)
+    cdef floating* pc = <floating*>cnp.PyArray_DATA(c)
+    cdef floating* py = <floating*>cnp.PyArray_DATA(y)
+    cdef floating* a_prev
+    cdef floating* c_prev
+    cdef unsigned int csr
+    with nogil:
+        csr = cyrnn_ftz_begin()
+        if gather_x:
+            gather_time_major(n_x, m, T, px, sx0, sx1, sx2, pX)
+        # G = W[:, n_a:] @ X  (input projection of all steps, all four gates)
+        gemm(False, False, 4 * n_a, Tm, n_x, <floating>1, pW + n_a, width, pX, Tm,
+             <floating>0, pG, Tm)
+        for t in range(T):
+            a_prev = pa0 if t == 0 else pA + (t - 1) * m
+            c_prev = pc0 if t == 0 else pC + (t - 1) * m
+            # G[:, t] += W[:, :n_a] @ a[:, t-1]   (one GEMM for the four gates)
+            gemm(False, False, 4 * n_a, m, n_a, <floating>1, pW, width, a_prev,
+                 m if t == 0 else Tm, <floating>1, pG + t * m, Tm)
+            # gates, c[:, t], a[:, t] in one fused pass
+            lstm_forward_step(n_a, m, pG + t * m, Tm, n_a * Tm, pb,
+                              c_prev, m if t == 0 else Tm, pC + t * m, Tm, pA + t * m, Tm)
+        # Y = softmax(Wy @ A + by), per column
+        gemm(False, False, n_y, Tm, n_a, <floating>1, pWy, n_a, pA, Tm, <floating>0, pY, Tm)
+        softmax_columns(n_y, Tm, pY, Tm, pby)
+        if pa != pA:
+            scatter_batch_major(n_a, m, T, pA, Tm, pa)
+            scatter_batch_major(n_a, m, T, pC, Tm, pc)
+        if py != pY:
+            scatter_batch_major(n_y, m, T, pY, Tm, py)
+        cyrnn_ftz_end(csr)
+    return a, y, c, A, C, G, X
+
+
+def lstm_forward(x, a0, c0, W, b, Wy, by, bint fresh_states=True):
+    """Run the LSTM over all steps of x (n_x, m, T).
+
+    W, b are the stacked gate parameters (see stack_parameters); c0 is None for
+    zeros. One dtype throughout; all but x C-contiguous. Returns
+    (a, y, c, A, C, G, X): the outputs a, c (n_a, m, T) and y (n_y, m, T), and the
+    time-major states A, C (n_a, T, m), activated gates G (4·n_a, T, m) and inputs
+    X (n_x, T, m) that backward needs. With fresh_states=False and T == 1, a and
+    c share memory with A and C.
+    """
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
+        return _forward[float](0, x, a0, c0, W, b, Wy, by, fresh_states)
+    return _forward[double](0, x, a0, c0, W, b, Wy, by, fresh_states)
+
+
+cdef tuple _backward(floating dummy, cnp.ndarray da, object dc_obj, cnp.ndarray G,
+                     cnp.ndarray A, cnp.ndarray C, cnp.ndarray a0, object c0_obj,
+                     cnp.ndarray X, cnp.ndarray W):
+    cdef int tn = typenum_of(dummy)
+    cdef Py_ssize_t n_a = da.shape[0], m = da.shape[1], T_da = da.shape[2]
+    cdef Py_ssize_t T = A.shape[1], n_x = X.shape[0], width = n_a + n_x
+    cdef Py_ssize_t Tm = T * m, Tdm = T_da * m, t
+    cdef Py_ssize_t s0 = elem_stride(da, 0), s1 = elem_stride(da, 1), s2 = elem_stride(da, 2)
+    cdef cnp.ndarray dA = new_array(tn, n_a, T_da, m)
+    cdef cnp.ndarray dG = new_array(tn, 4 * n_a, T_da, m)
+    cdef cnp.ndarray dx = new_array(tn, n_x, m, T_da)
+    cdef cnp.ndarray dX = new_array(tn, n_x, T_da, m) if T_da > 1 else dx
+    cdef cnp.ndarray da0 = new_zeros(tn, n_a, m)
+    # dc carries the gradient at c⟨t⟩ down the steps; it ends as dc_prev of step 0.
+    cdef cnp.ndarray dc = new_zeros(tn, n_a, m) if dc_obj is None else new_array(tn, n_a, m)
+    cdef cnp.ndarray dW = new_zeros(tn, 4 * n_a, width)
+    cdef cnp.ndarray db = new_zeros(tn, 4 * n_a, 1)
+    cdef floating* pda = <floating*>cnp.PyArray_DATA(da)
+    cdef floating* pdA = <floating*>cnp.PyArray_DATA(dA)
+    cdef floating* pdG = <floating*>cnp.PyArray_DATA(dG)
+    cdef floating* pdx = <floating*>cnp.PyArray_DATA(dx)
+    cdef floating* pdX = <floating*>cnp.PyArray_DATA(dX)
+    cdef floating* pda0 = <floating*>cnp.PyArray_DATA(da0)
+    cdef floating* pdc = <floating*>cnp.PyArray_DATA(dc)
+    cdef floating* pdc_in = NULL if dc_obj is None else <floating*>cnp.PyArray_DATA(dc_obj)
+    cdef floating* pG = <floating*>cnp.PyArray_DATA(G)
+    cdef floating* pA = <floating*>cnp.PyArray_DATA(A)
+    cdef floating* pC = <floating*>cnp.PyArray_DATA(C)
+    cdef floating* pa0 = <floating*>cnp.PyArray_DATA(a0)
+    cdef floating* pc0 = NULL if c0_obj is None else <floating*>cnp.PyArray_DATA(c0_obj)
+    cdef floating* pX = <floating*>cnp.PyArray_DATA(X)
+    cdef floating* pW = <floating*>cnp.PyArray_DATA(W)
+    cdef floating* pdW = <floating*>cnp.PyArray_DATA(dW)
+    cdef floating* pdb = <floating*>cnp.PyArray_DATA(db)
+    cdef floating* c_prev
+    cdef unsigned int csr
+    if T_da == 0:
+        if pdc_in != NULL:
+            memcpy(pdc, pdc_in, n_a * m * sizeof(floating))
+        return dx, da0, dc, dW, db
+    with nogil:
+        csr = cyrnn_ftz_begin()
+        if pdc_in != NULL:
+            memcpy(pdc, pdc_in, n_a * m * sizeof(floating))
+        gather_time_major(n_a, m, T_da, pda, s0, s1, s2, pdA)
+        for t in range(T_da - 1, -1, -1):
+            c_prev = pc0 if t == 0 else pC + (t - 1) * m
+            # dG[:, t] = gate gradients; dc becomes dc_prev   (see lstm_backward_step)
+            lstm_backward_step(n_a, m, pG + t * m, Tm, n_a * Tm, pC + t * m, Tm,
+                               c_prev, m if t == 0 else Tm, pdA + t * m, Tdm,
+                               NULL if t == T_da - 1 else pda0, m, pdc, m,
+                               pdG + t * m, Tdm, n_a * Tdm)
+            # da_next = W[:, :n_a].T @ dG[:, t]   (after step 0 this is da0)
+            gemm(True, False, n_a, m, 4 * n_a, <floating>1, pW, width, pdG + t * m, Tdm,
+                 <floating>0, pda0, m)
+        # dX = W[:, n_a:].T @ dG
+        gemm(True, False, n_x, Tdm, 4 * n_a, <floating>1, pW + n_a, width, pdG, Tdm,
+             <floating>0, pdX, Tdm)
+        # dW[:, :n_a] = dG @ A_prev.T  (step 0 against a0, the rest against A)
+        gemm(False, True, 4 * n_a, n_a, m, <floating>1, pdG, Tdm, pa0, m,
+             <floating>0, pdW, width)
+        gemm(False, True, 4 * n_a, n_a, Tdm - m, <floating>1, pdG + m, Tdm, pA, Tm,
+             <floating>1, pdW, width)
+        # dW[:, n_a:] = dG @ X.T ; db = dG.sum(1)
+        gemm(False, True, 4 * n_a, n_x, Tdm, <floating>1, pdG, Tdm, pX, Tm,
+             <floating>0, pdW + n_a, width)
+        row_sums(4 * n_a, Tdm, pdG, Tdm, pdb)
+        if pdx != pdX:
+            scatter_batch_major(n_x, m, T_da, pdX, Tdm, pdx)
+        cyrnn_ftz_end(csr)
+    return dx, da0, dc, dW, db
+
+
+def lstm_backward(da, dc_last, G, A, C, a0, c0, X, W):
+    """Backpropagate da (n_a, m, T_da) through the first T_da steps.
+
+    dc_last (n_a, m) or None is the gradient arriving at the last used cell
+    state (the cell functions' dc_next). G, A, C, X are the forward's time-major
+    buffers (T >= T_da steps), a0/c0 its initial states (c0 None: zeros), W the
+    stacked weights. Returns (dx, da0, dc0, dW, db), dW/db stacked like W/b.
+    """
+    if cnp.PyArray_TYPE(da) == cnp.NPY_FLOAT:
+        return _backward[float](0, da, dc_last, G, A, C, a0, c0, X, W)
+    return _backward[double](0, da, dc_last, G, A, C, a0, c0, X, W)

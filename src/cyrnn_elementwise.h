@@ -1,0 +1,70 @@
+/* Fused elementwise passes of the RNN/LSTM kernels, for float and double.
+ *
+ * Every function here is one pass over (rows × m) blocks whose rows are `ld`
+ * elements apart and whose m columns are contiguous: the layout of one time
+ * step inside a (rows, T, m) time-major buffer. The Cython kernels call them
+ * between BLAS calls, without the GIL. This file instantiates
+ * cyrnn_elementwise_impl.h twice, with REAL = double (suffix _d) and float (_f).
+ */
+#ifndef CYRNN_ELEMENTWISE_H
+#define CYRNN_ELEMENTWISE_H
+
+#include <stddef.h>
+#include "cyrnn_math.h"
+
+#if defined(_MSC_VER)
+#define CYRNN_RESTRICT __restrict
+#else
+#define CYRNN_RESTRICT __restrict__
+#endif
+
+/* Compile the hot loops twice on x86-64 Linux/glibc: once for the baseline
+ * (SSE2) that wheels must run on, once for AVX2+FMA, picked at load time. */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && \
+    (defined(__GNUC__) || defined(__clang__)) && !defined(CYRNN_NO_CLONES)
+#define CYRNN_HOT __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define CYRNN_HOT
+#endif
+
+/* Flush denormals to zero inside the kernels: arithmetic on denormal numbers is
+ * up to 100x slower on x86, and gradients that vanish through time get there. */
+#if defined(__SSE2__) || defined(_M_X64)
+#include <xmmintrin.h>
+static inline unsigned int cyrnn_ftz_begin(void)
+{
+    unsigned int old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040);  /* FTZ | DAZ */
+    return old;
+}
+static inline void cyrnn_ftz_end(unsigned int old) { _mm_setcsr(old); }
+#else
+static inline unsigned int cyrnn_ftz_begin(void) { return 0; }
+static inline void cyrnn_ftz_end(unsigned int old) { (void)old; }
+#endif
+
+#define REAL double
+#define SFX(name) name##_d
+#define EXP cyrnn_exp_d
+#define TANH cyrnn_tanh_d
+#define SIGMOID cyrnn_sigmoid_d
+#include "cyrnn_elementwise_impl.h"
+#undef REAL
+#undef SFX
+#undef EXP
+#undef TANH
+#undef SIGMOID
+
+#define REAL float
+#define SFX(name) name##_f
+#define EXP cyrnn_exp_f
+#define TANH cyrnn_tanh_f
+#define SIGMOID cyrnn_sigmoid_f
+#include "cyrnn_elementwise_impl.h"
+#undef REAL
+#undef SFX
+#undef EXP
+#undef TANH
+#undef SIGMOID
+
+#endif
