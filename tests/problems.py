@@ -1,0 +1,53 @@
+"""Random problems and helpers shared by the tests."""
+import numpy as np
+
+GATES = "fico"
+
+
+def rnn_parameters(rng, n_x, n_a, n_y, dtype=np.float64, scale=1.0):
+    def draw(*shape):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+    return {"Wax": draw(n_a, n_x), "Waa": draw(n_a, n_a), "Wya": draw(n_y, n_a),
+            "ba": draw(n_a, 1), "by": draw(n_y, 1)}
+
+
+def lstm_parameters(rng, n_x, n_a, n_y, dtype=np.float64, scale=1.0):
+    def draw(*shape):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+    p = {}
+    for g in GATES:
+        p["W" + g] = draw(n_a, n_a + n_x)
+        p["b" + g] = draw(n_a, 1)
+    p["Wy"] = draw(n_y, n_a)
+    p["by"] = draw(n_y, 1)
+    return p
+
+
+def sequence(rng, n_x, n_a, m, T, dtype=np.float64, scale=1.0):
+    x = (scale * rng.standard_normal((n_x, m, T))).astype(dtype)
+    a0 = rng.standard_normal((n_a, m)).astype(dtype)
+    return x, a0
+
+
+def assert_close(actual, expected, rtol=1e-10, atol=1e-12, what=""):
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def assert_same_gradients(actual, expected, **tol):
+    assert list(actual) == list(expected)
+    for key in expected:
+        assert_close(actual[key], expected[key], what=key, **tol)
+
+
+def fingerprint(obj):
+    """Bytes, dtype, shape, strides and flags of every array in obj (nested)."""
+    if isinstance(obj, np.ndarray):
+        return (obj.tobytes(), obj.dtype.str, obj.shape, obj.strides, obj.flags.writeable)
+    if isinstance(obj, dict):
+        return tuple((k, fingerprint(v)) for k, v in obj.items())
+    if isinstance(obj, (tuple, list)):
+        return tuple(fingerprint(v) for v in obj)
+    return obj

@@ -1,0 +1,149 @@
+"""cyrnn against cyrnn.reference on many random shapes, forward and backward."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cyrnn
+import cyrnn.reference as ref
+from problems import (assert_close, assert_same_gradients, lstm_parameters, rnn_parameters,
+                      sequence)
+
+dims = st.fixed_dictionaries({
+    "n_x": st.integers(1, 6), "n_a": st.integers(1, 9), "n_y": st.integers(1, 5),
+    "m": st.integers(0, 7), "T": st.integers(1, 6), "seed": st.integers(0, 2**32 - 1),
+    "scale": st.sampled_from([0.1, 1.0, 3.0]),
+})
+# Tiny shapes, all combinations of 1 and 2, on top of the random ones.
+GRID = [dict(n_x=n_x, n_a=n_a, n_y=n_y, m=m, T=T, seed=7, scale=1.0)
+        for n_x in (1, 2) for n_a in (1, 2) for n_y in (1, 2) for m in (1, 2) for T in (1, 2)]
+
+
+def rnn_case(d, dtype=np.float64):
+    rng = np.random.default_rng(d["seed"])
+    x, a0 = sequence(rng, d["n_x"], d["n_a"], d["m"], d["T"], dtype, d["scale"])
+    return rng, x, a0, rnn_parameters(rng, d["n_x"], d["n_a"], d["n_y"], dtype, d["scale"])
+
+
+def lstm_case(d, dtype=np.float64):
+    rng = np.random.default_rng(d["seed"])
+    x, a0 = sequence(rng, d["n_x"], d["n_a"], d["m"], d["T"], dtype, d["scale"])
+    return rng, x, a0, lstm_parameters(rng, d["n_x"], d["n_a"], d["n_y"], dtype, d["scale"])
+
+
+def check_rnn(d):
+    rng, x, a0, p = rnn_case(d)
+    a, y, caches = cyrnn.rnn_forward(x, a0, p)
+    a_r, y_r, caches_r = ref.rnn_forward(x, a0, p)
+    assert_close(a, a_r, what="a")
+    assert_close(y, y_r, what="y_pred")
+    T_da = rng.integers(0, d["T"] + 1)
+    da = rng.standard_normal((d["n_a"], d["m"], T_da))
+    expected = ref.rnn_backward(da, caches_r) if T_da else None
+    for cache in (caches, caches_r):  # cyrnn's backward on both kinds of caches
+        grads = cyrnn.rnn_backward(da, cache)
+        if expected is not None:
+            assert_same_gradients(grads, expected)
+    if T_da:  # the reference's backward on cyrnn's caches
+        assert_same_gradients(ref.rnn_backward(da, caches), expected)
+
+
+def check_lstm(d, with_c0=False):
+    rng, x, a0, p = lstm_case(d)
+    c0 = rng.standard_normal(a0.shape) if with_c0 else None
+    a, y, c, caches = cyrnn.lstm_forward(x, a0, p, c0=c0)
+    if with_c0:  # the reference has no c0: run its cells from c0
+        a_r, y_r, c_r = [], [], []
+        a_prev, c_prev, steps = a0, c0, []
+        for t in range(d["T"]):
+            a_prev, c_prev, yt, cache = ref.lstm_cell_forward(x[:, :, t], a_prev, c_prev, p)
+            a_r.append(a_prev), c_r.append(c_prev), y_r.append(yt), steps.append(cache)
+        a_r, y_r, c_r = (np.stack(v, axis=2) for v in (a_r, y_r, c_r))
+        caches_r = (steps, x)
+    else:
+        a_r, y_r, c_r, caches_r = ref.lstm_forward(x, a0, p)
+    assert_close(a, a_r, what="a")
+    assert_close(y, y_r, what="y")
+    assert_close(c, c_r, what="c")
+    T_da = rng.integers(0, d["T"] + 1)
+    da = rng.standard_normal((d["n_a"], d["m"], T_da))
+    expected = ref.lstm_backward(da, caches_r) if T_da else None
+    for cache in (caches, caches_r):
+        grads = cyrnn.lstm_backward(da, cache)
+        if expected is not None:
+            assert_same_gradients(grads, expected)
+    if T_da:
+        assert_same_gradients(ref.lstm_backward(da, caches), expected)
+
+
+@given(dims)
+def test_rnn_sequence_matches_reference(d):
+    check_rnn(d)
+
+
+@given(dims, st.booleans())
+def test_lstm_sequence_matches_reference(d, with_c0):
+    check_lstm(d, with_c0)
+
+
+@pytest.mark.parametrize("d", GRID, ids=lambda d: "{n_x}{n_a}{n_y}{m}{T}".format(**d))
+def test_tiny_grid(d):
+    check_rnn(d)
+    check_lstm(d)
+    check_lstm(d, with_c0=True)
+
+
+@given(dims)
+def test_rnn_cells_match_reference(d):
+    rng, x, a0, p = rnn_case(d)
+    xt = x[:, :, 0]
+    out = cyrnn.rnn_cell_forward(xt, a0, p)
+    out_r = ref.rnn_cell_forward(xt, a0, p)
+    assert_close(out[0], out_r[0], what="a_next")
+    assert_close(out[1], out_r[1], what="yt_pred")
+    assert out[2][1] is a0 and out[2][2] is xt and out[2][3] is p
+    da_next = rng.standard_normal(a0.shape)
+    expected = ref.rnn_cell_backward(da_next, out_r[2])
+    assert_same_gradients(cyrnn.rnn_cell_backward(da_next, out[2]), expected)
+    assert_same_gradients(cyrnn.rnn_cell_backward(da_next, out_r[2]), expected)
+    assert_same_gradients(ref.rnn_cell_backward(da_next, out[2]), expected)
+
+
+@given(dims)
+def test_lstm_cells_match_reference(d):
+    rng, x, a0, p = lstm_case(d)
+    xt = x[:, :, 0]
+    c_prev = rng.standard_normal(a0.shape)
+    out = cyrnn.lstm_cell_forward(xt, a0, c_prev, p)
+    out_r = ref.lstm_cell_forward(xt, a0, c_prev, p)
+    for k, name in enumerate(("a_next", "c_next", "yt_pred")):
+        assert_close(out[k], out_r[k], what=name)
+    assert len(out[3]) == 10
+    for k in range(9):
+        assert_close(out[3][k], out_r[3][k], what=f"cache[{k}]")
+    da_next = rng.standard_normal(a0.shape)
+    dc_next = rng.standard_normal(a0.shape)
+    expected = ref.lstm_cell_backward(da_next, dc_next, out_r[3])
+    assert_same_gradients(cyrnn.lstm_cell_backward(da_next, dc_next, out[3]), expected)
+    assert_same_gradients(cyrnn.lstm_cell_backward(da_next, dc_next, out_r[3]), expected)
+    assert_same_gradients(ref.lstm_cell_backward(da_next, dc_next, out[3]), expected)
+
+
+@given(st.integers(1, 6), st.integers(0, 3), st.integers(0, 2**32 - 1),
+       st.sampled_from([1.0, 30.0, 800.0]))
+def test_softmax_and_sigmoid_match_reference(n, ndim_extra, seed, scale):
+    rng = np.random.default_rng(seed)
+    shape = (n,) + tuple(rng.integers(1, 5, ndim_extra))
+    x = scale * rng.standard_normal(shape)
+    assert_close(cyrnn.softmax(x), ref.softmax(x), what="softmax")
+    with np.errstate(over="ignore"):
+        expected = ref.sigmoid(x)
+    assert_close(cyrnn.sigmoid(x), expected, atol=1e-300, what="sigmoid")
+
+
+def test_larger_shapes_match_reference():
+    # Sizes where BLAS takes its blocked paths and the C loops their vector paths.
+    d = dict(n_x=40, n_a=70, n_y=9, m=37, T=12, seed=3, scale=0.3)
+    check_rnn(d)
+    check_lstm(d)
+    check_lstm(d, with_c0=True)

@@ -1,0 +1,84 @@
+"""The structure of the caches (SPEC §2) and their independence from the outputs."""
+import pickle
+
+import numpy as np
+import pytest
+
+import cyrnn
+import cyrnn.reference as ref
+from problems import assert_close, lstm_parameters, rnn_parameters, sequence
+
+N_X, N_A, N_Y, M, T = 3, 4, 2, 5, 6
+
+
+def test_rnn_caches_structure_and_values():
+    rng = np.random.default_rng(0)
+    x, a0 = sequence(rng, N_X, N_A, M, T)
+    p = rnn_parameters(rng, N_X, N_A, N_Y)
+    a, y, caches = cyrnn.rnn_forward(x, a0, p)
+    steps_r = ref.rnn_forward(x, a0, p)[2][0]
+    assert len(caches) == 2 and caches[1] is x
+    steps = caches[0]
+    assert len(steps) == T
+    for t in range(T):
+        assert isinstance(steps[t], tuple) and len(steps[t]) == 4
+        for k in range(3):
+            assert_close(steps[t][k], steps_r[t][k], what=f"step {t} entry {k}")
+        assert steps[t][3] is p
+    assert_close(steps[-1][0], steps[T - 1][0])
+    assert [s[0].tolist() for s in steps[1:3]] == [steps[1][0].tolist(), steps[2][0].tolist()]
+    assert [len(s) for s in steps] == [4] * T  # iteration
+    with pytest.raises(IndexError):
+        steps[T]
+
+
+def test_lstm_caches_structure_and_first_step_c_prev():
+    rng = np.random.default_rng(1)
+    x, a0 = sequence(rng, N_X, N_A, M, T)
+    p = lstm_parameters(rng, N_X, N_A, N_Y)
+    a, y, c, caches = cyrnn.lstm_forward(x, a0, p)
+    steps_r = ref.lstm_forward(x, a0, p)[3][0]
+    assert len(caches) == 2 and caches[1] is x and len(caches[0]) == T
+    for t in range(T):
+        step = caches[0][t]
+        assert len(step) == 10 and step[9] is p
+        for k in range(9):
+            assert_close(step[k], steps_r[t][k], what=f"step {t} entry {k}")
+    assert np.all(caches[0][0][3] == 0)  # c_prev of the first step stays zeros
+    a[...] = 7.0  # the outputs are not aliased with the caches
+    c[...] = 7.0
+    assert np.all(caches[0][0][3] == 0)
+    assert_close(caches[0][2][0], steps_r[2][0])
+    assert_close(caches[0][2][1], steps_r[2][1])
+
+
+def test_cache_buffers_are_read_only():
+    rng = np.random.default_rng(2)
+    x, a0 = sequence(rng, N_X, N_A, M, T)
+    _, _, _, caches = cyrnn.lstm_forward(x, a0, lstm_parameters(rng, N_X, N_A, N_Y))
+    with pytest.raises(ValueError, match="read-only"):
+        caches[0][1][4][...] = 0
+
+
+def test_caches_pickle_round_trip():
+    rng = np.random.default_rng(3)
+    x, a0 = sequence(rng, N_X, N_A, M, T)
+    p = lstm_parameters(rng, N_X, N_A, N_Y)
+    _, _, _, caches = cyrnn.lstm_forward(x, a0, p)
+    da = rng.standard_normal((N_A, M, T))
+    again = pickle.loads(pickle.dumps(caches))
+    g1, g2 = cyrnn.lstm_backward(da, caches), cyrnn.lstm_backward(da, again)
+    for key in g1:
+        assert_close(g1[key], g2[key])
+
+
+def test_reference_caches_as_plain_lists_work_both_ways():
+    rng = np.random.default_rng(4)
+    x, a0 = sequence(rng, N_X, N_A, M, T)
+    p = rnn_parameters(rng, N_X, N_A, N_Y)
+    _, _, caches = cyrnn.rnn_forward(x, a0, p)
+    listed = (list(caches[0]), caches[1])  # a user's own list of cyrnn step tuples
+    da = rng.standard_normal((N_A, M, 3))
+    g, g_list = cyrnn.rnn_backward(da, caches), cyrnn.rnn_backward(da, listed)
+    for key in g:
+        assert_close(g[key], g_list[key])
