@@ -19,10 +19,14 @@
 #endif
 
 /* Compile the hot loops twice on x86-64 Linux/glibc: once for the baseline
- * (SSE2) that wheels must run on, once for AVX2+FMA, picked at load time. */
+ * (SSE2) that wheels must run on, once for x86-64-v3 (AVX2 + FMA), picked at
+ * load time by CPU features ("arch=haswell" would match only that CPU model). */
 #if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && \
+    !defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 12 && !defined(CYRNN_NO_CLONES)
+#define CYRNN_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#elif defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && \
     (defined(__GNUC__) || defined(__clang__)) && !defined(CYRNN_NO_CLONES)
-#define CYRNN_HOT __attribute__((target_clones("arch=haswell", "default")))
+#define CYRNN_HOT __attribute__((target_clones("avx2", "default")))
 #else
 #define CYRNN_HOT
 #endif
