@@ -88,20 +88,18 @@ def _check_rnn_parameters(p, n_x, n_a):
     return n_y
 
 
-def _rnn_forward_checked(x_name, x, a_prev_name, a_prev, parameters, fresh_states):
-    """Validate and run the RNN over x (n_x, m, T); shared by cell and sequence."""
+def _rnn_forward_inputs(a_prev_name, x, a_prev, parameters):
+    """Check an RNN forward call on x (n_x, m, T) or xt (n_x, m); return the
+    compute dtype and the kernel-ready parameters (Wax, Waa, Wya, ba, by)."""
     p = _rnn_parameters(parameters)
-    n_x, m, T = x.shape
+    n_x, m = x.shape[:2]
     check_ndim(a_prev_name, a_prev, ("n_a", "m"))
     n_a = a_prev.shape[0]
     check_shape(a_prev_name, a_prev, ("n_a", "m"), (n_a, m))
     n_y = _check_rnn_parameters(p, n_x, n_a)
-    check_blas_sizes(T * m, n_x, n_a, n_y)
+    check_blas_sizes(m * (x.shape[2] if x.ndim == 3 else 1), n_x, n_a, n_y)
     dtype = compute_dtype((x, a_prev, *p.values()))
-    return _rnn.rnn_forward(
-        strided(x, dtype), contiguous(a_prev, dtype),
-        *(contiguous(p[k], dtype) for k in ("Wax", "Waa", "Wya", "ba", "by")),
-        fresh_states=fresh_states)
+    return dtype, tuple(contiguous(p[k], dtype) for k in ("Wax", "Waa", "Wya", "ba", "by"))
 
 
 def rnn_cell_forward(xt, a_prev, parameters):
@@ -126,13 +124,14 @@ def rnn_cell_forward(xt, a_prev, parameters):
     cache : tuple
         ``(a_next, a_prev, xt, parameters)``, for `rnn_cell_backward`.
     """
-    xt = as_array("xt", xt)
-    a_prev = as_array("a_prev", a_prev)
-    check_ndim("xt", xt, ("n_x", "m"))
-    a, y, _, _ = _rnn_forward_checked("xt", xt[:, :, None], "a_prev", a_prev,
-                                      parameters, fresh_states=False)
-    a_next = a[:, :, 0]
-    return a_next, y[:, :, 0], (a_next, a_prev, xt, parameters)
+    out = _rnn.fast_cell_forward(xt, a_prev, parameters)
+    if out is None:
+        xt_in, a_prev_in = as_array("xt", xt), as_array("a_prev", a_prev)
+        check_ndim("xt", xt_in, ("n_x", "m"))
+        dtype, weights = _rnn_forward_inputs("a_prev", xt_in, a_prev_in, parameters)
+        out = _rnn.cell_forward(contiguous(xt_in, dtype), contiguous(a_prev_in, dtype), *weights)
+    a_next, yt_pred = out
+    return a_next, yt_pred, (a_next, a_prev, xt, parameters)
 
 
 def rnn_forward(x, a0, parameters):
@@ -158,20 +157,20 @@ def rnn_forward(x, a0, parameters):
         ``(steps, x)``; ``steps[t]`` is step t's ``(a_next, a_prev, xt,
         parameters)``, made on access (see `RNNStepCaches`).
     """
-    x = as_array("x", x)
-    a0 = as_array("a0", a0)
-    check_ndim("x", x, ("n_x", "m", "T_x"))
-    a, y, A, X = _rnn_forward_checked("x", x, "a0", a0, parameters, fresh_states=True)
-    dtype = A.dtype
-    p = _rnn_parameters(parameters)
-    steps = RNNStepCaches(A, contiguous(a0, dtype), X, x, parameters,
-                          contiguous(p["Wax"], dtype), contiguous(p["Waa"], dtype))
-    return a, y, (steps, x)
+    out = _rnn.fast_forward(x, a0, parameters)
+    if out is None:
+        x, a0 = as_array("x", x), as_array("a0", a0)
+        check_ndim("x", x, ("n_x", "m", "T_x"))
+        dtype, weights = _rnn_forward_inputs("a0", x, a0, parameters)
+        a0 = contiguous(a0, dtype)
+        out = _rnn.forward(strided(x, dtype), a0, *weights) + weights[:2]
+    a, y, A, X, Wax, Waa = out
+    return a, y, (RNNStepCaches(A, a0, X, x, parameters, Wax, Waa), x)
 
 
 def _rnn_backward_checked(da, A, a0, X, Wax, Waa):
     dtype = compute_dtype((da, A, a0, X, Wax, Waa))
-    return _rnn.rnn_backward(strided(da, dtype), contiguous(A, dtype), contiguous(a0, dtype),
+    return _rnn.backward(strided(da, dtype), contiguous(A, dtype), contiguous(a0, dtype),
                              contiguous(X, dtype), contiguous(Wax, dtype),
                              contiguous(Waa, dtype))
 
@@ -226,6 +225,9 @@ def rnn_cell_backward(da_next, cache):
         ``dxt`` (n_x, m), ``da_prev`` (n_a, m), ``dWax`` (n_a, n_x),
         ``dWaa`` (n_a, n_a), ``dba`` (n_a, 1).
     """
+    grads = _rnn.fast_cell_backward(da_next, cache)
+    if grads is not None:
+        return grads
     da_next = as_array("da_next", da_next)
     a_next, a_prev, xt, parameters = _rnn_step_arrays(cache, "cache")
     n_a, m = a_next.shape
@@ -233,9 +235,9 @@ def rnn_cell_backward(da_next, cache):
     check_shape("da_next", da_next, ("n_a", "m"), (n_a, m))
     Wax, Waa = _rnn_gradient_weights(parameters, n_x, n_a)
     check_blas_sizes(m, n_x, n_a)
-    dx, da0, dWax, dWaa, dba = _rnn_backward_checked(
-        da_next[:, :, None], a_next[:, None, :], a_prev, xt[:, None, :], Wax, Waa)
-    return {"dxt": dx[:, :, 0], "da_prev": da0, "dWax": dWax, "dWaa": dWaa, "dba": dba}
+    dtype = compute_dtype((da_next, a_next, a_prev, xt, Wax, Waa))
+    return _rnn.cell_backward(*(contiguous(v, dtype) for v in
+                                (da_next, a_next, a_prev, xt, Wax, Waa)))
 
 
 def _split_caches(caches, kind):
@@ -279,6 +281,14 @@ def rnn_backward(da, caches):
         ``dx`` (n_x, m, T), ``da0`` (n_a, m), ``dWax`` (n_a, n_x),
         ``dWaa`` (n_a, n_a), ``dba`` (n_a, 1).
     """
+    out = _rnn.fast_backward(da, caches)
+    if out is None:
+        out = _rnn_backward_general(da, caches)
+    dx, da0, dWax, dWaa, dba = out
+    return {"dx": dx, "da0": da0, "dWax": dWax, "dWaa": dWaa, "dba": dba}
+
+
+def _rnn_backward_general(da, caches):
     da = as_array("da", da)
     steps, x = _split_caches(caches, "rnn")
     if type(steps) is RNNStepCaches:
@@ -298,8 +308,7 @@ def rnn_backward(da, caches):
         A = np.stack([s[0] for s in step_arrays], axis=1) if T_da else np.zeros((n_a, 0, m))
         X = np.stack([s[2] for s in step_arrays], axis=1) if T_da else np.zeros((n_x, 0, m))
     check_blas_sizes(T_da * m, n_a, X.shape[0])
-    dx, da0, dWax, dWaa, dba = _rnn_backward_checked(da, A, a0, X, Wax, Waa)
-    return {"dx": dx, "da0": da0, "dWax": dWax, "dWaa": dWaa, "dba": dba}
+    return _rnn_backward_checked(da, A, a0, X, Wax, Waa)
 
 
 # ---------------------------------------------------------------- LSTM
@@ -315,15 +324,11 @@ def _check_lstm_gate_parameters(p, n_x, n_a):
         check_shape(f"parameters['b{g}']", p["b" + g], ("n_a", "1"), (n_a, 1))
 
 
-def _stacked_weights(p, dtype):
-    return _lstm.stack_parameters([contiguous(p["W" + g], dtype) for g in _GATES],
-                                  [contiguous(p["b" + g], dtype) for g in _GATES])
-
-
-def _lstm_forward_checked(x, a_prev_name, a_prev, c_prev_name, c_prev, parameters,
-                          fresh_states):
+def _lstm_forward_inputs(a_prev_name, x, a_prev, c_prev_name, c_prev, parameters):
+    """Check an LSTM forward call on x (n_x, m, T) or xt (n_x, m); return the
+    compute dtype, kernel-ready (weights, biases, Wy, by), a_prev and c_prev."""
     p = _lstm_parameters(parameters)
-    n_x, m, T = x.shape
+    n_x, m = x.shape[:2]
     check_ndim(a_prev_name, a_prev, ("n_a", "m"))
     n_a = a_prev.shape[0]
     check_shape(a_prev_name, a_prev, ("n_a", "m"), (n_a, m))
@@ -334,15 +339,13 @@ def _lstm_forward_checked(x, a_prev_name, a_prev, c_prev_name, c_prev, parameter
     n_y = p["Wy"].shape[0]
     check_shape("parameters['Wy']", p["Wy"], ("n_y", "n_a"), (n_y, n_a))
     check_shape("parameters['by']", p["by"], ("n_y", "1"), (n_y, 1))
-    check_blas_sizes(T * m, n_x, 4 * n_a + n_x, n_y)
-    inputs = (x, a_prev, *p.values()) if c_prev is None else (x, a_prev, c_prev, *p.values())
+    check_blas_sizes(m * (x.shape[2] if x.ndim == 3 else 1), n_x, 4 * n_a + n_x, n_y)
+    inputs = (x, a_prev, *p.values()) + (() if c_prev is None else (c_prev,))
     dtype = compute_dtype(inputs)
-    W, b = _stacked_weights(p, dtype)
-    a0 = contiguous(a_prev, dtype)
-    c0 = None if c_prev is None else contiguous(c_prev, dtype)
-    outputs = _lstm.lstm_forward(strided(x, dtype), a0, c0, W, b, contiguous(p["Wy"], dtype),
-                                 contiguous(p["by"], dtype), fresh_states=fresh_states)
-    return outputs, a0, c0, W
+    weights = tuple(contiguous(p["W" + g], dtype) for g in _GATES)
+    biases = tuple(contiguous(p["b" + g], dtype) for g in _GATES)
+    return (dtype, (weights, biases, contiguous(p["Wy"], dtype), contiguous(p["by"], dtype)),
+            contiguous(a_prev, dtype), None if c_prev is None else contiguous(c_prev, dtype))
 
 
 def lstm_cell_forward(xt, a_prev, c_prev, parameters):
@@ -365,18 +368,18 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
     cache : tuple
         ``(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
     """
-    xt = as_array("xt", xt)
-    a_prev = as_array("a_prev", a_prev)
-    c_prev = as_array("c_prev", c_prev)
-    check_ndim("xt", xt, ("n_x", "m"))
-    check_ndim("c_prev", c_prev, ("n_a", "m"))
-    (a, y, c, A, C, G, X), _, _, _ = _lstm_forward_checked(
-        xt[:, :, None], "a_prev", a_prev, "c_prev", c_prev, parameters, fresh_states=False)
-    n_a = a.shape[0]
-    a_next, c_next = a[:, :, 0], c[:, :, 0]
-    ft, it, cct, ot = (G[k * n_a:(k + 1) * n_a, 0, :] for k in range(4))
-    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
-    return a_next, c_next, y[:, :, 0], cache
+    out = _lstm.fast_cell_forward(xt, a_prev, c_prev, parameters)
+    if out is None:
+        xt_in, a_in, c_in = as_array("xt", xt), as_array("a_prev", a_prev), as_array("c_prev", c_prev)
+        check_ndim("xt", xt_in, ("n_x", "m"))
+        check_ndim("c_prev", c_in, ("n_a", "m"))
+        dtype, kernel_parameters, a_in, c_in = _lstm_forward_inputs(
+            "a_prev", xt_in, a_in, "c_prev", c_in, parameters)
+        out = _lstm.cell_forward(contiguous(xt_in, dtype), a_in, c_in, *kernel_parameters)
+    a_next, c_next, yt_pred, G = out
+    ft, it, cct, ot = G
+    return a_next, c_next, yt_pred, (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
+                                     parameters)
 
 
 def lstm_forward(x, a0, parameters, *, c0=None):
@@ -405,16 +408,19 @@ def lstm_forward(x, a0, parameters, *, c0=None):
         ``(steps, x)``; ``steps[t]`` is step t's 10-tuple as from
         `lstm_cell_forward`, made on access (see `LSTMStepCaches`).
     """
-    x = as_array("x", x)
-    a0 = as_array("a0", a0)
-    check_ndim("x", x, ("n_x", "m", "T_x"))
-    if c0 is not None:
-        c0 = as_array("c0", c0)
-        check_ndim("c0", c0, ("n_a", "m"))
-    (a, y, c, A, C, G, X), a0c, c0c, W = _lstm_forward_checked(
-        x, "a0", a0, "c0", c0, parameters, fresh_states=True)
-    steps = LSTMStepCaches(A, C, G, a0c, c0c, X, x, parameters, W)
-    return a, y, c, (steps, x)
+    out = _lstm.fast_forward(x, a0, parameters, c0)
+    if out is None:
+        x, a0 = as_array("x", x), as_array("a0", a0)
+        check_ndim("x", x, ("n_x", "m", "T_x"))
+        if c0 is not None:
+            c0 = as_array("c0", c0)
+            check_ndim("c0", c0, ("n_a", "m"))
+        dtype, (weights, biases, Wy, by), a0, c0 = _lstm_forward_inputs(
+            "a0", x, a0, "c0", c0, parameters)
+        W, b = _lstm.stack_parameters(weights, biases)
+        out = _lstm.forward(strided(x, dtype), a0, c0, W, b, Wy, by) + (W,)
+    a, y, c, A, C, G, X, W = out
+    return a, y, c, (LSTMStepCaches(A, C, G, a0, c0, X, x, parameters, W), x)
 
 
 _LSTM_CACHE_NAMES = ("a_next", "c_next", "a_prev", "c_prev", "ft", "it", "cct", "ot",
@@ -453,16 +459,6 @@ def _lstm_gradients(dW, db, n_a):
     return grads
 
 
-def _lstm_backward_checked(da, dc_last, G, A, C, a0, c0, X, W):
-    arrays = [a for a in (da, dc_last, G, A, C, a0, c0, X, W) if a is not None]
-    dtype = compute_dtype(arrays)
-    return _lstm.lstm_backward(
-        strided(da, dtype), None if dc_last is None else contiguous(dc_last, dtype),
-        contiguous(G, dtype), contiguous(A, dtype), contiguous(C, dtype),
-        contiguous(a0, dtype), None if c0 is None else contiguous(c0, dtype),
-        contiguous(X, dtype), contiguous(W, dtype))
-
-
 def _stack_weight_list(weights, dtype):
     return np.concatenate([contiguous(w, dtype) for w in weights], axis=0)
 
@@ -483,25 +479,29 @@ def lstm_cell_backward(da_next, dc_next, cache):
         ``dxt`` (n_x, m), ``da_prev``, ``dc_prev`` (n_a, m), ``dWf, dWi, dWc,
         dWo`` (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
     """
-    da_next = as_array("da_next", da_next)
-    dc_next = as_array("dc_next", dc_next)
-    (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
-     parameters) = _lstm_step_arrays(cache, "cache")
-    n_a, m = a_next.shape
-    n_x = xt.shape[0]
-    check_shape("da_next", da_next, ("n_a", "m"), (n_a, m))
-    check_shape("dc_next", dc_next, ("n_a", "m"), (n_a, m))
-    weights = _lstm_gradient_weights(parameters, n_x, n_a)
-    check_blas_sizes(m, n_x, 4 * n_a + n_x)
-    dtype = compute_dtype((da_next, dc_next, a_next, c_next, a_prev, c_prev, ft, it, cct, ot,
-                           xt, *weights))
-    G = np.concatenate([contiguous(g, dtype) for g in (ft, it, cct, ot)], axis=0)
-    dx, da0, dc0, dW, db = _lstm_backward_checked(
-        da_next[:, :, None], dc_next, G[:, None, :], a_next[:, None, :],
-        c_next[:, None, :], a_prev, c_prev, xt[:, None, :],
-        _stack_weight_list(weights, dtype))
-    grads = {"dxt": dx[:, :, 0], "da_prev": da0, "dc_prev": dc0}
-    grads.update(_lstm_gradients(dW, db, n_a))
+    out = _lstm.fast_cell_backward(da_next, dc_next, cache)
+    if out is None:
+        da_next, dc_next = as_array("da_next", da_next), as_array("dc_next", dc_next)
+        (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
+         parameters) = _lstm_step_arrays(cache, "cache")
+        n_a, m = a_next.shape
+        n_x = xt.shape[0]
+        check_shape("da_next", da_next, ("n_a", "m"), (n_a, m))
+        check_shape("dc_next", dc_next, ("n_a", "m"), (n_a, m))
+        weights = _lstm_gradient_weights(parameters, n_x, n_a)
+        check_blas_sizes(m, n_x, 4 * n_a + n_x)
+        dtype = compute_dtype((da_next, dc_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
+                               *weights))
+        out = _lstm.cell_backward(*(contiguous(v, dtype) for v in (da_next, dc_next, c_next,
+                                                                  a_prev, c_prev)),
+                                  [contiguous(g, dtype) for g in (ft, it, cct, ot)],
+                                  contiguous(xt, dtype), [contiguous(w, dtype) for w in weights])
+    d_concat, dc_prev, dW, db = out
+    n_a = dc_prev.shape[0]
+    grads = {"dxt": d_concat[n_a:], "da_prev": d_concat[:n_a], "dc_prev": dc_prev}
+    for k, g in enumerate(_GATES):
+        grads["dW" + g] = dW[k]
+        grads["db" + g] = db[k]
     return grads
 
 
@@ -522,6 +522,16 @@ def lstm_backward(da, caches):
         ``dx`` (n_x, m, T), ``da0`` (n_a, m), ``dWf, dWi, dWc, dWo``
         (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
     """
+    out = _lstm.fast_backward(da, caches)
+    if out is None:
+        out = _lstm_backward_general(da, caches)
+    dx, da0, dc0, dW, db = out
+    grads = {"dx": dx, "da0": da0}
+    grads.update(_lstm_gradients(dW, db, dc0.shape[0]))
+    return grads
+
+
+def _lstm_backward_general(da, caches):
     da = as_array("da", da)
     steps, x = _split_caches(caches, "lstm")
     if type(steps) is LSTMStepCaches:
@@ -552,7 +562,7 @@ def lstm_backward(da, caches):
         dtype = compute_dtype([da, A, C, G, X, a0, c0, *weights])
         W = _stack_weight_list(weights, dtype)
     check_blas_sizes(T_da * m, 4 * n_a + X.shape[0])
-    dx, da0, dc0, dW, db = _lstm_backward_checked(da, None, G, A, C, a0, c0, X, W)
-    grads = {"dx": dx, "da0": da0}
-    grads.update(_lstm_gradients(dW, db, n_a))
-    return grads
+    dtype = compute_dtype([a for a in (da, G, A, C, a0, c0, X, W) if a is not None])
+    return _lstm.backward(strided(da, dtype), None, *(contiguous(v, dtype) for v in (G, A, C, a0)),
+                          None if c0 is None else contiguous(c0, dtype),
+                          contiguous(X, dtype), contiguous(W, dtype))

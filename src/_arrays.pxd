@@ -44,3 +44,34 @@ cdef inline bint is_time_major_view(cnp.ndarray x) noexcept:
     if T > 1 and elem_stride(x, 2) != m:
         return False
     return True
+
+
+cdef inline bint ready(object obj, int typenum, int ndim, Py_ssize_t d0, Py_ssize_t d1=-1,
+                       Py_ssize_t d2=-1) noexcept:
+    """True when obj is an exact ndarray of `typenum` with `ndim` dims, shape
+    (d0, d1, d2) (a negative size matches any), C-contiguous and aligned: the
+    layout kernels take without any conversion. Used by the fast paths, which
+    hand everything else to the validating Python layer."""
+    if type(obj) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray a = <cnp.ndarray>obj
+    if cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_NDIM(a) != ndim:
+        return False
+    if not cnp.PyArray_ISCARRAY_RO(a):
+        return False
+    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(a)
+    if d0 >= 0 and dims[0] != d0:
+        return False
+    if ndim > 1 and d1 >= 0 and dims[1] != d1:
+        return False
+    if ndim > 2 and d2 >= 0 and dims[2] != d2:
+        return False
+    return True
+
+
+cdef inline int float_typenum(object obj) noexcept:
+    """NPY_DOUBLE or NPY_FLOAT when obj is an exact ndarray of that dtype, else -1."""
+    if type(obj) is not cnp.ndarray:
+        return -1
+    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>obj)
+    return tn if (tn == cnp.NPY_DOUBLE or tn == cnp.NPY_FLOAT) else -1

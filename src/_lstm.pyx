@@ -11,7 +11,9 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from _blas cimport gemm
-from _arrays cimport new_array, new_zeros, typenum_of, elem_stride, is_time_major_view
+from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
+                     ready, float_typenum)
+from libc.stdlib cimport free, malloc
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, lstm_forward_step,
                            lstm_backward_step, softmax_columns, row_sums,
                            gather_time_major, scatter_batch_major)
@@ -104,7 +106,7 @@ cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, object c0_obj
     return a, y, c, A, C, G, X
 
 
-def lstm_forward(x, a0, c0, W, b, Wy, by, bint fresh_states=True):
+def forward(x, a0, c0, W, b, Wy, by, bint fresh_states=True):
     """Run the LSTM over all steps of x (n_x, m, T).
 
     W, b are the stacked gate parameters (see stack_parameters); c0 is None for
@@ -192,7 +194,7 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, object dc_obj, cnp.ndarray 
     return dx, da0, dc, dW, db
 
 
-def lstm_backward(da, dc_last, G, A, C, a0, c0, X, W):
+def backward(da, dc_last, G, A, C, a0, c0, X, W):
     """Backpropagate da (n_a, m, T_da) through the first T_da steps.
 
     dc_last (n_a, m) or None is the gradient arriving at the last used cell
@@ -203,3 +205,239 @@ def lstm_backward(da, dc_last, G, A, C, a0, c0, X, W):
     if cnp.PyArray_TYPE(da) == cnp.NPY_FLOAT:
         return _backward[float](0, da, dc_last, G, A, C, a0, c0, X, W)
     return _backward[double](0, da, dc_last, G, A, C, a0, c0, X, W)
+
+
+cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp.ndarray c_prev,
+                         tuple weights, tuple biases, cnp.ndarray Wy, cnp.ndarray by):
+    """One step; returns (a_next, c_next, yt, G) with G (4, n_a, m) the activated gates."""
+    cdef int tn = typenum_of(dummy)
+    cdef Py_ssize_t n_x = xt.shape[0], m = xt.shape[1], n_a = a_prev.shape[0]
+    cdef Py_ssize_t n_y = Wy.shape[0], width = n_a + n_x, k
+    cdef cnp.ndarray a = new_array(tn, n_a, m)
+    cdef cnp.ndarray c = new_array(tn, n_a, m)
+    cdef cnp.ndarray y = new_array(tn, n_y, m)
+    cdef cnp.ndarray G = new_array(tn, 4, n_a, m)
+    cdef size_t wbytes = n_a * width * sizeof(floating), bbytes = n_a * sizeof(floating)
+    # stacked W (4·n_a, n_a+n_x) and b (4·n_a): scratch, freed below
+    cdef floating* pW = <floating*>malloc(4 * (wbytes + bbytes) + 1)
+    if pW == NULL:
+        raise MemoryError()
+    cdef floating* pb = pW + 4 * n_a * width
+    for k in range(4):
+        memcpy(<char*>pW + k * wbytes, cnp.PyArray_DATA(weights[k]), wbytes)
+        memcpy(<char*>pb + k * bbytes, cnp.PyArray_DATA(biases[k]), bbytes)
+    cdef floating* pa = <floating*>cnp.PyArray_DATA(a)
+    cdef floating* pc = <floating*>cnp.PyArray_DATA(c)
+    cdef floating* py = <floating*>cnp.PyArray_DATA(y)
+    cdef floating* pG = <floating*>cnp.PyArray_DATA(G)
+    cdef floating* px = <floating*>cnp.PyArray_DATA(xt)
+    cdef floating* pap = <floating*>cnp.PyArray_DATA(a_prev)
+    cdef floating* pcp = <floating*>cnp.PyArray_DATA(c_prev)
+    cdef floating* pWy = <floating*>cnp.PyArray_DATA(Wy)
+    cdef floating* pby = <floating*>cnp.PyArray_DATA(by)
+    cdef unsigned int csr
+    with nogil:
+        csr = cyrnn_ftz_begin()
+        # G = W[:, n_a:] @ xt + W[:, :n_a] @ a_prev   (the four gates at once)
+        gemm(False, False, 4 * n_a, m, n_x, <floating>1, pW + n_a, width, px, m, <floating>0, pG, m)
+        gemm(False, False, 4 * n_a, m, n_a, <floating>1, pW, width, pap, m, <floating>1, pG, m)
+        lstm_forward_step(n_a, m, pG, m, n_a * m, pb, pcp, m, pc, m, pa, m)
+        # y = softmax(Wy @ a + by)
+        gemm(False, False, n_y, m, n_a, <floating>1, pWy, n_a, pa, m, <floating>0, py, m)
+        softmax_columns(n_y, m, py, m, pby)
+        cyrnn_ftz_end(csr)
+        free(pW)
+    return a, c, y, G
+
+
+def cell_forward(xt, a_prev, c_prev, weights, biases, Wy, by):
+    """One step: (a_next, c_next, yt, G). All C-contiguous, one dtype; weights and
+    biases are the (Wf, Wi, Wc, Wo) and (bf, bi, bc, bo) tuples."""
+    if cnp.PyArray_TYPE(xt) == cnp.NPY_FLOAT:
+        return _cell_forward[float](0, xt, a_prev, c_prev, tuple(weights), tuple(biases), Wy, by)
+    return _cell_forward[double](0, xt, a_prev, c_prev, tuple(weights), tuple(biases), Wy, by)
+
+
+_GATE_KEYS = (("Wf", "bf"), ("Wi", "bi"), ("Wc", "bc"), ("Wo", "bo"))
+
+
+cdef tuple _ready_gates(dict p, int tn, Py_ssize_t n_x, Py_ssize_t n_a):
+    """((Wf, Wi, Wc, Wo), (bf, bi, bc, bo)) when kernel-ready for (n_x, n_a), else None."""
+    cdef list weights = [], biases = []
+    for wkey, bkey in _GATE_KEYS:
+        W, b = p.get(wkey), p.get(bkey)
+        if not (ready(W, tn, 2, n_a, n_a + n_x) and ready(b, tn, 2, n_a, 1)):
+            return None
+        weights.append(W)
+        biases.append(b)
+    return tuple(weights), tuple(biases)
+
+
+cdef tuple _ready_parameters(object parameters, int tn, Py_ssize_t n_x, Py_ssize_t n_a):
+    """(weights, biases, Wy, by) when all are kernel-ready, else None."""
+    if type(parameters) is not dict:
+        return None
+    cdef dict p = <dict>parameters
+    gates = _ready_gates(p, tn, n_x, n_a)
+    if gates is None:
+        return None
+    Wy, by = p.get("Wy"), p.get("by")
+    if not ready(Wy, tn, 2, -1, n_a) or not ready(by, tn, 2, (<cnp.ndarray>Wy).shape[0], 1):
+        return None
+    return gates[0], gates[1], Wy, by
+
+
+def fast_cell_forward(xt, a_prev, c_prev, parameters):
+    """cell_forward when every input is already kernel-ready, else None."""
+    cdef int tn = float_typenum(xt)
+    if tn < 0 or not ready(xt, tn, 2, -1):
+        return None
+    cdef Py_ssize_t m = (<cnp.ndarray>xt).shape[1]
+    if not ready(a_prev, tn, 2, -1, m):
+        return None
+    cdef Py_ssize_t n_a = (<cnp.ndarray>a_prev).shape[0]
+    if not ready(c_prev, tn, 2, n_a, m):
+        return None
+    w = _ready_parameters(parameters, tn, (<cnp.ndarray>xt).shape[0], n_a)
+    if w is None:
+        return None
+    weights, biases, Wy, by = w
+    if tn == cnp.NPY_FLOAT:
+        return _cell_forward[float](0, xt, a_prev, c_prev, weights, biases, Wy, by)
+    return _cell_forward[double](0, xt, a_prev, c_prev, weights, biases, Wy, by)
+
+
+def fast_forward(x, a0, parameters, c0):
+    """(a, y, c, A, C, G, X, W) of forward when every input is kernel-ready, else None."""
+    cdef int tn = float_typenum(x)
+    if tn < 0 or not ready(x, tn, 3, -1):
+        return None
+    cdef Py_ssize_t m = (<cnp.ndarray>x).shape[1]
+    if not ready(a0, tn, 2, -1, m):
+        return None
+    cdef Py_ssize_t n_a = (<cnp.ndarray>a0).shape[0]
+    if c0 is not None and not ready(c0, tn, 2, n_a, m):
+        return None
+    if m * (<cnp.ndarray>x).shape[2] > 2**31 - 1:
+        return None  # the validating path raises the error
+    w = _ready_parameters(parameters, tn, (<cnp.ndarray>x).shape[0], n_a)
+    if w is None:
+        return None
+    weights, biases, Wy, by = w
+    if tn == cnp.NPY_FLOAT:
+        W, b = _stack_parameters[float](0, weights, biases)
+        out = _forward[float](0, x, a0, c0, W, b, Wy, by, True)
+    else:
+        W, b = _stack_parameters[double](0, weights, biases)
+        out = _forward[double](0, x, a0, c0, W, b, Wy, by, True)
+    return out + (W,)
+
+
+cdef tuple _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_next,
+                          cnp.ndarray c_next, cnp.ndarray a_prev, cnp.ndarray c_prev,
+                          tuple gates, cnp.ndarray xt, tuple weights):
+    """One step backward: (d_concat, dc_prev, dW, db); d_concat (n_a+n_x, m) is
+    [da_prev; dxt], dW (4, n_a, n_a+n_x) and db (4, n_a, 1) per gate."""
+    cdef int tn = typenum_of(dummy)
+    cdef Py_ssize_t n_a = c_next.shape[0], m = c_next.shape[1], n_x = xt.shape[0]
+    cdef Py_ssize_t width = n_a + n_x, k
+    cdef cnp.ndarray dcat = new_array(tn, width, m)
+    cdef cnp.ndarray dc = new_array(tn, n_a, m)
+    cdef cnp.ndarray dW = new_array(tn, 4, n_a, width)
+    cdef cnp.ndarray db = new_array(tn, 4, n_a, 1)
+    cdef size_t wbytes = n_a * width * sizeof(floating), gbytes = n_a * m * sizeof(floating)
+    # scratch: stacked W (4·n_a, width), gates G and their gradients dG (4·n_a, m),
+    # and concat = [a_prev; xt] (width, m)
+    cdef floating* pW = <floating*>malloc(4 * wbytes + 8 * gbytes + width * m * sizeof(floating) + 1)
+    if pW == NULL:
+        raise MemoryError()
+    cdef floating* pG = pW + 4 * n_a * width
+    cdef floating* pdG = pG + 4 * n_a * m
+    cdef floating* pcat = pdG + 4 * n_a * m
+    for k in range(4):
+        memcpy(<char*>pW + k * wbytes, cnp.PyArray_DATA(weights[k]), wbytes)
+        memcpy(<char*>pG + k * gbytes, cnp.PyArray_DATA(gates[k]), gbytes)
+    memcpy(pcat, cnp.PyArray_DATA(a_prev), gbytes)
+    memcpy(pcat + n_a * m, cnp.PyArray_DATA(xt), n_x * m * sizeof(floating))
+    memcpy(cnp.PyArray_DATA(dc), cnp.PyArray_DATA(dc_next), gbytes)
+    cdef floating* pdcat = <floating*>cnp.PyArray_DATA(dcat)
+    cdef floating* pdc = <floating*>cnp.PyArray_DATA(dc)
+    cdef floating* pdW = <floating*>cnp.PyArray_DATA(dW)
+    cdef floating* pdb = <floating*>cnp.PyArray_DATA(db)
+    cdef floating* pc = <floating*>cnp.PyArray_DATA(c_next)
+    cdef floating* pcp = <floating*>cnp.PyArray_DATA(c_prev)
+    cdef floating* pda = <floating*>cnp.PyArray_DATA(da_next)
+    cdef unsigned int csr
+    with nogil:
+        csr = cyrnn_ftz_begin()
+        # dG = gate gradients; dc: dc_next -> dc_prev   (see lstm_backward_step)
+        lstm_backward_step(n_a, m, pG, m, n_a * m, pc, m, pcp, m, pda, m, <floating*>NULL, m,
+                           pdc, m, pdG, m, n_a * m)
+        # [da_prev; dxt] = W.T @ dG ; dW = dG @ concat.T ; db = dG.sum(1)
+        gemm(True, False, width, m, 4 * n_a, <floating>1, pW, width, pdG, m, <floating>0, pdcat, m)
+        gemm(False, True, 4 * n_a, width, m, <floating>1, pdG, m, pcat, m, <floating>0, pdW, width)
+        row_sums(4 * n_a, m, pdG, m, pdb)
+        cyrnn_ftz_end(csr)
+        free(pW)
+    return dcat, dc, dW, db
+
+
+def cell_backward(da_next, dc_next, c_next, a_prev, c_prev, gates, xt, weights):
+    """(d_concat, dc_prev, dW, db) of one step. All C-contiguous, one dtype."""
+    if cnp.PyArray_TYPE(da_next) == cnp.NPY_FLOAT:
+        return _cell_backward[float](0, da_next, dc_next, c_next, a_prev, c_prev,
+                                     tuple(gates), xt, tuple(weights))
+    return _cell_backward[double](0, da_next, dc_next, c_next, a_prev, c_prev,
+                                  tuple(gates), xt, tuple(weights))
+
+
+def fast_cell_backward(da_next, dc_next, cache):
+    """cell_backward's result when da_next, dc_next and the cache are kernel-ready, else None."""
+    cdef int tn = float_typenum(da_next)
+    if tn < 0 or type(cache) is not tuple or len(<tuple>cache) != 10:
+        return None
+    if not ready(da_next, tn, 2, -1):
+        return None
+    cdef Py_ssize_t n_a = (<cnp.ndarray>da_next).shape[0], m = (<cnp.ndarray>da_next).shape[1]
+    cdef tuple entries = <tuple>cache
+    cdef int k
+    if not ready(dc_next, tn, 2, n_a, m):
+        return None
+    for k in range(8):
+        if not ready(entries[k], tn, 2, n_a, m):
+            return None
+    xt, parameters = entries[8], entries[9]
+    if not ready(xt, tn, 2, -1, m) or type(parameters) is not dict:
+        return None
+    gates = _ready_gates(<dict>parameters, tn, (<cnp.ndarray>xt).shape[0], n_a)
+    if gates is None:
+        return None
+    if tn == cnp.NPY_FLOAT:
+        return _cell_backward[float](0, da_next, dc_next, entries[1], entries[2], entries[3],
+                                     entries[4:8], xt, gates[0])
+    return _cell_backward[double](0, da_next, dc_next, entries[1], entries[2], entries[3],
+                                  entries[4:8], xt, gates[0])
+
+
+from cyrnn._caches import LSTMStepCaches
+
+
+def fast_backward(da, caches):
+    """backward on cyrnn's own caches when da is kernel-ready, else None."""
+    cdef int tn = float_typenum(da)
+    if tn < 0 or type(caches) is not tuple or len(<tuple>caches) != 2:
+        return None
+    steps = (<tuple>caches)[0]
+    if type(steps) is not LSTMStepCaches:
+        return None
+    A = steps.A
+    if cnp.PyArray_TYPE(<cnp.ndarray>A) != tn:
+        return None
+    cdef Py_ssize_t n_a = A.shape[0], T = A.shape[1], m = A.shape[2]
+    if not ready(da, tn, 3, n_a, m) or (<cnp.ndarray>da).shape[2] > T:
+        return None
+    if tn == cnp.NPY_FLOAT:
+        return _backward[float](0, da, None, steps.G, A, steps.C, steps.a0, steps.c0,
+                                steps.X, steps.W)
+    return _backward[double](0, da, None, steps.G, A, steps.C, steps.a0, steps.c0,
+                             steps.X, steps.W)

@@ -9,7 +9,10 @@ cimport numpy as cnp
 from cython cimport floating
 
 from _blas cimport gemm
-from _arrays cimport new_array, new_zeros, typenum_of, elem_stride, is_time_major_view
+from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
+                     ready, float_typenum)
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, rnn_forward_step,
                            rnn_backward_step, softmax_columns, row_sums,
                            gather_time_major, scatter_batch_major)
@@ -70,7 +73,7 @@ cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, cnp.ndarray W
     return a, y, A, X
 
 
-def rnn_forward(x, a0, Wax, Waa, Wya, ba, by, bint fresh_states=True):
+def forward(x, a0, Wax, Waa, Wya, ba, by, bint fresh_states=True):
     """Run the RNN over all steps of x (n_x, m, T).
 
     All arrays share one dtype (float32 or float64); parameters and a0 are
@@ -138,7 +141,7 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, cnp.ndarray A, cnp.ndarray 
     return dx, da0, dWax, dWaa, dba
 
 
-def rnn_backward(da, A, a0, X, Wax, Waa):
+def backward(da, A, a0, X, Wax, Waa):
     """Backpropagate da (n_a, m, T_da) through the first T_da steps.
 
     A (n_a, T, m) and X (n_x, T, m) are the time-major states and inputs of the
@@ -148,3 +151,176 @@ def rnn_backward(da, A, a0, X, Wax, Waa):
     if cnp.PyArray_TYPE(da) == cnp.NPY_FLOAT:
         return _backward[float](0, da, A, a0, X, Wax, Waa)
     return _backward[double](0, da, A, a0, X, Wax, Waa)
+
+
+cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp.ndarray Wax,
+                         cnp.ndarray Waa, cnp.ndarray Wya, cnp.ndarray ba, cnp.ndarray by):
+    cdef int tn = typenum_of(dummy)
+    cdef Py_ssize_t n_x = xt.shape[0], m = xt.shape[1], n_a = a_prev.shape[0]
+    cdef Py_ssize_t n_y = Wya.shape[0]
+    cdef cnp.ndarray a = new_array(tn, n_a, m)
+    cdef cnp.ndarray y = new_array(tn, n_y, m)
+    cdef floating* pa = <floating*>cnp.PyArray_DATA(a)
+    cdef floating* py = <floating*>cnp.PyArray_DATA(y)
+    cdef floating* px = <floating*>cnp.PyArray_DATA(xt)
+    cdef floating* pap = <floating*>cnp.PyArray_DATA(a_prev)
+    cdef floating* pWax = <floating*>cnp.PyArray_DATA(Wax)
+    cdef floating* pWaa = <floating*>cnp.PyArray_DATA(Waa)
+    cdef floating* pWya = <floating*>cnp.PyArray_DATA(Wya)
+    cdef floating* pba = <floating*>cnp.PyArray_DATA(ba)
+    cdef floating* pby = <floating*>cnp.PyArray_DATA(by)
+    cdef unsigned int csr
+    with nogil:
+        csr = cyrnn_ftz_begin()
+        # a = tanh(Wax @ xt + Waa @ a_prev + ba)
+        gemm(False, False, n_a, m, n_x, <floating>1, pWax, n_x, px, m, <floating>0, pa, m)
+        gemm(False, False, n_a, m, n_a, <floating>1, pWaa, n_a, pap, m, <floating>1, pa, m)
+        rnn_forward_step(n_a, m, pa, m, pba)
+        # y = softmax(Wya @ a + by)
+        gemm(False, False, n_y, m, n_a, <floating>1, pWya, n_a, pa, m, <floating>0, py, m)
+        softmax_columns(n_y, m, py, m, pby)
+        cyrnn_ftz_end(csr)
+    return a, y
+
+
+def cell_forward(xt, a_prev, Wax, Waa, Wya, ba, by):
+    """One step: (a_next, yt_pred). All arrays C-contiguous, one dtype."""
+    if cnp.PyArray_TYPE(xt) == cnp.NPY_FLOAT:
+        return _cell_forward[float](0, xt, a_prev, Wax, Waa, Wya, ba, by)
+    return _cell_forward[double](0, xt, a_prev, Wax, Waa, Wya, ba, by)
+
+
+cdef tuple _ready_parameters(object parameters, int tn, Py_ssize_t n_x, Py_ssize_t n_a):
+    """(Wax, Waa, Wya, ba, by) when all are in kernel-ready form for (n_x, n_a), else None."""
+    if type(parameters) is not dict:
+        return None
+    cdef dict p = <dict>parameters
+    Wax, Waa, Wya = p.get("Wax"), p.get("Waa"), p.get("Wya")
+    ba, by = p.get("ba"), p.get("by")
+    if not (ready(Wax, tn, 2, n_a, n_x) and ready(Waa, tn, 2, n_a, n_a)
+            and ready(Wya, tn, 2, -1, n_a) and ready(ba, tn, 2, n_a, 1)):
+        return None
+    if not ready(by, tn, 2, (<cnp.ndarray>Wya).shape[0], 1):
+        return None
+    return Wax, Waa, Wya, ba, by
+
+
+def fast_cell_forward(xt, a_prev, parameters):
+    """cell_forward when every input is already kernel-ready, else None."""
+    cdef int tn = float_typenum(xt)
+    if tn < 0 or not ready(xt, tn, 2, -1) or not ready(a_prev, tn, 2, -1, (<cnp.ndarray>xt).shape[1]):
+        return None
+    w = _ready_parameters(parameters, tn, (<cnp.ndarray>xt).shape[0], (<cnp.ndarray>a_prev).shape[0])
+    if w is None:
+        return None
+    Wax, Waa, Wya, ba, by = w
+    if tn == cnp.NPY_FLOAT:
+        return _cell_forward[float](0, xt, a_prev, Wax, Waa, Wya, ba, by)
+    return _cell_forward[double](0, xt, a_prev, Wax, Waa, Wya, ba, by)
+
+
+def fast_forward(x, a0, parameters):
+    """(a, y, A, X, Wax, Waa) of forward when every input is kernel-ready, else None."""
+    cdef int tn = float_typenum(x)
+    if tn < 0 or not ready(x, tn, 3, -1) or not ready(a0, tn, 2, -1, (<cnp.ndarray>x).shape[1]):
+        return None
+    w = _ready_parameters(parameters, tn, (<cnp.ndarray>x).shape[0], (<cnp.ndarray>a0).shape[0])
+    if w is None:
+        return None
+    if (<cnp.ndarray>x).shape[1] * (<cnp.ndarray>x).shape[2] > 2**31 - 1:
+        return None  # the validating path raises the error
+    Wax, Waa, Wya, ba, by = w
+    if tn == cnp.NPY_FLOAT:
+        out = _forward[float](0, x, a0, Wax, Waa, Wya, ba, by, True)
+    else:
+        out = _forward[double](0, x, a0, Wax, Waa, Wya, ba, by, True)
+    return out + (Wax, Waa)
+
+
+cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray a_next,
+                         cnp.ndarray a_prev, cnp.ndarray xt, cnp.ndarray Wax, cnp.ndarray Waa):
+    cdef int tn = typenum_of(dummy)
+    cdef Py_ssize_t n_a = a_next.shape[0], m = a_next.shape[1], n_x = xt.shape[0]
+    cdef cnp.ndarray dxt = new_array(tn, n_x, m)
+    cdef cnp.ndarray da_prev = new_array(tn, n_a, m)
+    cdef cnp.ndarray dWax = new_array(tn, n_a, n_x)
+    cdef cnp.ndarray dWaa = new_array(tn, n_a, n_a)
+    cdef cnp.ndarray dba = new_array(tn, n_a, 1)
+    cdef floating* pan = <floating*>cnp.PyArray_DATA(a_next)
+    cdef floating* pap = <floating*>cnp.PyArray_DATA(a_prev)
+    cdef floating* px = <floating*>cnp.PyArray_DATA(xt)
+    cdef floating* pWax = <floating*>cnp.PyArray_DATA(Wax)
+    cdef floating* pWaa = <floating*>cnp.PyArray_DATA(Waa)
+    cdef floating* pdxt = <floating*>cnp.PyArray_DATA(dxt)
+    cdef floating* pdap = <floating*>cnp.PyArray_DATA(da_prev)
+    cdef floating* pdWax = <floating*>cnp.PyArray_DATA(dWax)
+    cdef floating* pdWaa = <floating*>cnp.PyArray_DATA(dWaa)
+    cdef floating* pdba = <floating*>cnp.PyArray_DATA(dba)
+    cdef size_t nbytes = n_a * m * sizeof(floating)
+    cdef floating* pdz = <floating*>malloc(nbytes + 1)
+    if pdz == NULL:
+        raise MemoryError()
+    with nogil:
+        # dz = da_next * (1 - a_next²)
+        memcpy(pdz, cnp.PyArray_DATA(da_next), nbytes)
+        rnn_backward_step(n_a, m, pdz, m, <floating*>NULL, m, pan, m)
+        # dxt = Wax.T @ dz ; da_prev = Waa.T @ dz ; dWax = dz @ xt.T ; dWaa = dz @ a_prev.T
+        gemm(True, False, n_x, m, n_a, <floating>1, pWax, n_x, pdz, m, <floating>0, pdxt, m)
+        gemm(True, False, n_a, m, n_a, <floating>1, pWaa, n_a, pdz, m, <floating>0, pdap, m)
+        gemm(False, True, n_a, n_x, m, <floating>1, pdz, m, px, m, <floating>0, pdWax, n_x)
+        gemm(False, True, n_a, n_a, m, <floating>1, pdz, m, pap, m, <floating>0, pdWaa, n_a)
+        row_sums(n_a, m, pdz, m, pdba)
+        free(pdz)
+    return {"dxt": dxt, "da_prev": da_prev, "dWax": dWax, "dWaa": dWaa, "dba": dba}
+
+
+def cell_backward(da_next, a_next, a_prev, xt, Wax, Waa):
+    """One step's gradient dict. All arrays C-contiguous, one dtype."""
+    if cnp.PyArray_TYPE(da_next) == cnp.NPY_FLOAT:
+        return _cell_backward[float](0, da_next, a_next, a_prev, xt, Wax, Waa)
+    return _cell_backward[double](0, da_next, a_next, a_prev, xt, Wax, Waa)
+
+
+def fast_cell_backward(da_next, cache):
+    """cell_backward when the cache and da_next are kernel-ready, else None."""
+    cdef int tn = float_typenum(da_next)
+    if tn < 0 or type(cache) is not tuple or len(<tuple>cache) != 4:
+        return None
+    a_next, a_prev, xt, parameters = <tuple>cache
+    if not ready(da_next, tn, 2, -1):
+        return None
+    cdef Py_ssize_t n_a = (<cnp.ndarray>da_next).shape[0], m = (<cnp.ndarray>da_next).shape[1]
+    if not (ready(a_next, tn, 2, n_a, m) and ready(a_prev, tn, 2, n_a, m)
+            and ready(xt, tn, 2, -1, m)):
+        return None
+    cdef Py_ssize_t n_x = (<cnp.ndarray>xt).shape[0]
+    if type(parameters) is not dict:
+        return None
+    Wax, Waa = (<dict>parameters).get("Wax"), (<dict>parameters).get("Waa")
+    if not (ready(Wax, tn, 2, n_a, n_x) and ready(Waa, tn, 2, n_a, n_a)):
+        return None
+    if tn == cnp.NPY_FLOAT:
+        return _cell_backward[float](0, da_next, a_next, a_prev, xt, Wax, Waa)
+    return _cell_backward[double](0, da_next, a_next, a_prev, xt, Wax, Waa)
+
+
+from cyrnn._caches import RNNStepCaches
+
+
+def fast_backward(da, caches):
+    """backward on cyrnn's own caches when da is kernel-ready, else None."""
+    cdef int tn = float_typenum(da)
+    if tn < 0 or type(caches) is not tuple or len(<tuple>caches) != 2:
+        return None
+    steps = (<tuple>caches)[0]
+    if type(steps) is not RNNStepCaches:
+        return None
+    A = steps.A
+    if cnp.PyArray_TYPE(<cnp.ndarray>A) != tn:
+        return None
+    cdef Py_ssize_t n_a = A.shape[0], T = A.shape[1], m = A.shape[2]
+    if not ready(da, tn, 3, n_a, m) or (<cnp.ndarray>da).shape[2] > T:
+        return None
+    if tn == cnp.NPY_FLOAT:
+        return _backward[float](0, da, A, steps.a0, steps.X, steps.Wax, steps.Waa)
+    return _backward[double](0, da, A, steps.a0, steps.X, steps.Wax, steps.Waa)

@@ -23,7 +23,7 @@
  * load time by CPU features ("arch=haswell" would match only that CPU model). */
 #if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && \
     !defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 12 && !defined(CYRNN_NO_CLONES)
-#define CYRNN_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define CYRNN_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #elif defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && \
     (defined(__GNUC__) || defined(__clang__)) && !defined(CYRNN_NO_CLONES)
 #define CYRNN_HOT __attribute__((target_clones("avx2", "default")))
@@ -52,23 +52,31 @@ static inline void cyrnn_ftz_end(unsigned int old) { (void)old; }
 #define EXP cyrnn_exp_d
 #define TANH cyrnn_tanh_d
 #define SIGMOID cyrnn_sigmoid_d
+#define SIGMOID_ND cyrnn_sigmoid_nd_d
+#define TANH_ND cyrnn_tanh_nd_d
 #include "cyrnn_elementwise_impl.h"
 #undef REAL
 #undef SFX
 #undef EXP
 #undef TANH
 #undef SIGMOID
+#undef SIGMOID_ND
+#undef TANH_ND
 
 #define REAL float
 #define SFX(name) name##_f
 #define EXP cyrnn_exp_f
 #define TANH cyrnn_tanh_f
 #define SIGMOID cyrnn_sigmoid_f
+#define SIGMOID_ND cyrnn_sigmoid_nd_f
+#define TANH_ND cyrnn_tanh_nd_f
 #include "cyrnn_elementwise_impl.h"
 #undef REAL
 #undef SFX
 #undef EXP
 #undef TANH
 #undef SIGMOID
+#undef SIGMOID_ND
+#undef TANH_ND
 
 #endif

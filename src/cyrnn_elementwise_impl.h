@@ -14,6 +14,27 @@ CYRNN_HOT static void SFX(rnn_forward_step)(
     }
 }
 
+/* The four gate activations of one element with one shared division:
+ * r = 1/(d_f·d_i·d_c·d_o), then each 1/d_k is r times the other three. The
+ * denominators lie in [1, 2], so the product cannot overflow; the extra
+ * roundings cost a few ulp. */
+CYRNN_INLINE void SFX(lstm_gates)(REAL zf, REAL zi, REAL zc, REAL zo,
+                                  REAL *f, REAL *u, REAL *cc, REAL *o)
+{
+    REAL nf, df, ni, di, nc, dc, no, dn;
+    SIGMOID_ND(zf, &nf, &df);
+    SIGMOID_ND(zi, &ni, &di);
+    TANH_ND(zc, &nc, &dc);
+    SIGMOID_ND(zo, &no, &dn);
+    REAL p1 = df * di, p2 = dc * dn;
+    REAL r = 1 / (p1 * p2);
+    REAL r1 = r * p2, r2 = r * p1;      /* 1/(df·di), 1/(dc·dn) */
+    *f = nf * (r1 * di);
+    *u = ni * (r1 * df);
+    *cc = nc * (r2 * dn);
+    *o = no * (r2 * dc);
+}
+
 /* One LSTM step after the gate GEMM. g holds the four gate pre-activations
  * (f, i, c~, o), gate_stride elements apart; they are replaced by the
  * activated gates. c = f*c_prev + i*c~, a = o*tanh(c). c_prev NULL means 0. */
@@ -34,21 +55,23 @@ CYRNN_HOT static void SFX(lstm_forward_step)(
         if (c_prev) {
             const REAL *CYRNN_RESTRICT cpi = c_prev + i * ld_cp;
             for (ptrdiff_t j = 0; j < m; j++) {
-                REAL f = SIGMOID(gf[j] + bf), u = SIGMOID(gi[j] + bi);
-                REAL cc = TANH(gc[j] + bc), o = SIGMOID(go[j] + bo);
+                REAL f, u, cc, o, nt, dt;
+                SFX(lstm_gates)(gf[j] + bf, gi[j] + bi, gc[j] + bc, go[j] + bo, &f, &u, &cc, &o);
                 REAL cn = f * cpi[j] + u * cc;
                 gf[j] = f; gi[j] = u; gc[j] = cc; go[j] = o;
                 ci[j] = cn;
-                ai[j] = o * TANH(cn);
+                TANH_ND(cn, &nt, &dt);
+                ai[j] = o * nt / dt;
             }
         } else {
             for (ptrdiff_t j = 0; j < m; j++) {
-                REAL f = SIGMOID(gf[j] + bf), u = SIGMOID(gi[j] + bi);
-                REAL cc = TANH(gc[j] + bc), o = SIGMOID(go[j] + bo);
+                REAL f, u, cc, o, nt, dt;
+                SFX(lstm_gates)(gf[j] + bf, gi[j] + bi, gc[j] + bc, go[j] + bo, &f, &u, &cc, &o);
                 REAL cn = u * cc;
                 gf[j] = f; gi[j] = u; gc[j] = cc; go[j] = o;
                 ci[j] = cn;
-                ai[j] = o * TANH(cn);
+                TANH_ND(cn, &nt, &dt);
+                ai[j] = o * nt / dt;
             }
         }
     }

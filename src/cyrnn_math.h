@@ -8,7 +8,8 @@
  * Accuracy (tests/test_math.py checks it against NumPy over wide ranges):
  * double within a few ulp (relative error < 1e-15), float < 5e-7 relative.
  * NaN propagates and +-inf saturate. Results below ~1e-307 (double) or ~2e-38
- * (float) flush to zero, as the kernels also run with flush-to-zero.
+ * (float) flush to zero, as the kernels also run with flush-to-zero. tanh goes
+ * through expm1, which stays accurate near 0 where 1 - 2/(e^2x + 1) cancels.
  */
 #ifndef CYRNN_MATH_H
 #define CYRNN_MATH_H
@@ -89,49 +90,90 @@ CYRNN_INLINE float cyrnn_exp_f(float x)
     return y;
 }
 
-/* Logistic function through exp(-|x|), so it never overflows. */
-CYRNN_INLINE double cyrnn_sigmoid_d(double x)
+/* expm1(y) for y <= 0 (NaN passes through), double. Same reduction as exp;
+ * the polynomial is for e^r - 1 (no cancellation near 0), and
+ * expm1(y) = 2^n·p + (2^n - 1) with 2^n - 1 exact for the n in [-58, 0] used
+ * here, so the result is accurate to a few ulp relative even for tiny |y|. */
+CYRNN_INLINE double cyrnn_expm1_neg_d(double y)
+{
+    const double shifter = 6755399441055744.0;
+    const double ln2_hi = 6.93147180369123816490e-01;
+    const double ln2_lo = 1.90821492927058770002e-10;
+    double yc = y < -40.0 ? -40.0 : y;          /* expm1(-40) == -1 in double */
+    double kd = yc * 1.4426950408889634 + shifter;
+    double n = kd - shifter;
+    double r = (yc - n * ln2_hi) - n * ln2_lo;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = (p * r) * r + r;                        /* e^r - 1 */
+    double s = cyrnn_from_bits_d((cyrnn_bits_d(kd) + 1023u) << 52);   /* 2^n */
+    return s * p + (s - 1.0);
+}
+
+CYRNN_INLINE float cyrnn_expm1_neg_f(float y)
+{
+    const float shifter = 12582912.0f;
+    float yc = y < -20.0f ? -20.0f : y;         /* expm1(-20) == -1 in float */
+    float kd = yc * 1.44269504f + shifter;
+    float n = kd - shifter;
+    float r = (yc - n * 0.693145752f) - n * 1.42860677e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = (p * r) * r + r;
+    float s = cyrnn_from_bits_f((cyrnn_bits_f(kd) + 127u) << 23);
+    return s * p + (s - 1.0f);
+}
+
+/* The nonlinearities as numerator/denominator pairs, so a caller that needs
+ * several can share one division among them (divisions dominate the cost of
+ * these functions on SIMD units). Denominators lie in [1, 2].
+ *   sigmoid(x) = num/den: e = exp(-|x|), den = 1 + e, num = x >= 0 ? 1 : e
+ *   tanh(x)    = num/den: t = expm1(-2|x|), den = 2 + t, num = -t·sign(x)  */
+CYRNN_INLINE void cyrnn_sigmoid_nd_d(double x, double *num, double *den)
 {
     double e = cyrnn_exp_d(-fabs(x));
-    double inv = 1.0 / (1.0 + e);
-    return x >= 0 ? inv : e * inv;
+    *den = 1.0 + e;
+    *num = x >= 0 ? 1.0 : e;
 }
 
-CYRNN_INLINE float cyrnn_sigmoid_f(float x)
+CYRNN_INLINE void cyrnn_tanh_nd_d(double x, double *num, double *den)
+{
+    double t = cyrnn_expm1_neg_d(-2.0 * fabs(x));
+    *den = 2.0 + t;
+    *num = x < 0 ? t : -t;
+}
+
+CYRNN_INLINE void cyrnn_sigmoid_nd_f(float x, float *num, float *den)
 {
     float e = cyrnn_exp_f(-fabsf(x));
-    float inv = 1.0f / (1.0f + e);
-    return x >= 0 ? inv : e * inv;
+    *den = 1.0f + e;
+    *num = x >= 0 ? 1.0f : e;
 }
 
-/* tanh: for |x| < 0.625 an odd rational (Cephes tanh, ~1e-16), since
- * 1 - 2/(e^2x + 1) cancels there; elsewhere that form through exp(-2|x|). */
-CYRNN_INLINE double cyrnn_tanh_d(double x)
+CYRNN_INLINE void cyrnn_tanh_nd_f(float x, float *num, float *den)
 {
-    double ax = fabs(x);
-    double z = x * x;
-    double P = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z
-               - 1.61468768441708447952e3;
-    double Q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z
-               + 4.84406305325125486048e3;
-    double small = x + x * z * (P / Q);
-    double e = cyrnn_exp_d(-2.0 * ax);
-    double large = (1.0 - e) / (1.0 + e);
-    large = x < 0 ? -large : large;
-    return ax < 0.625 ? small : large;
+    float t = cyrnn_expm1_neg_f(-2.0f * fabsf(x));
+    *den = 2.0f + t;
+    *num = x < 0 ? t : -t;
 }
 
-CYRNN_INLINE float cyrnn_tanh_f(float x)
-{
-    float ax = fabsf(x);
-    float z = x * x;
-    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
-                     - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
-                   - 3.33332819422e-1f) * z * x + x;
-    float e = cyrnn_exp_f(-2.0f * ax);
-    float large = (1.0f - e) / (1.0f + e);
-    large = x < 0 ? -large : large;
-    return ax < 0.625f ? small : large;
-}
+CYRNN_INLINE double cyrnn_sigmoid_d(double x) { double n, d; cyrnn_sigmoid_nd_d(x, &n, &d); return n / d; }
+CYRNN_INLINE double cyrnn_tanh_d(double x) { double n, d; cyrnn_tanh_nd_d(x, &n, &d); return n / d; }
+CYRNN_INLINE float cyrnn_sigmoid_f(float x) { float n, d; cyrnn_sigmoid_nd_f(x, &n, &d); return n / d; }
+CYRNN_INLINE float cyrnn_tanh_f(float x) { float n, d; cyrnn_tanh_nd_f(x, &n, &d); return n / d; }
 
 #endif

@@ -1,0 +1,378 @@
+"""Benchmark cyrnn against its NumPy reference and PyTorch, in one process.
+
+    python -m cyrnn.bench                      # short run, under a minute
+    python -m cyrnn.bench --shapes all --json results.json --plot results.png
+
+For each shape it times the eight functions of cyrnn and of cyrnn.reference
+(and PyTorch's nn.RNN/nn.LSTM + Linear + softmax when torch is installed),
+interleaving the implementations round by round and reporting medians, so
+machine noise hits them alike. It also times the BLAS-only floor (the GEMMs
+of cyrnn's algorithm alone, see cyrnn._floor) and a 2048^3 GEMM as the peak,
+and reports achieved GFLOP/s as a fraction of it. BLAS (and PyTorch) threads
+are pinned with threadpoolctl (--threads, default 1).
+"""
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+SHAPES = {  # (n_x, n_a, n_y, m, T)
+    "tiny": (3, 5, 2, 10, 7),
+    "small": (32, 64, 10, 16, 50),
+    "medium": (128, 256, 64, 64, 100),
+    "bigbatch": (64, 128, 32, 1024, 50),
+    "wide": (512, 1024, 128, 32, 20),
+}
+DEFAULT_SHAPES = ("tiny", "small", "medium")
+FUNCTIONS = ("rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward",
+             "lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward")
+
+
+def gemm_flops(function, n_x, n_a, n_y, m, T):
+    """Floating-point operations of the GEMMs the function needs (2·M·N·K each)."""
+    gates = 4 if function.startswith("lstm") else 1
+    steps = 1 if "_cell_" in function else T
+    rows = gates * n_a
+    if function.endswith("forward"):
+        return 2 * m * steps * (rows * (n_a + n_x) + n_y * n_a)
+    # backward: recurrent da, dx, and the weight gradients
+    return 2 * m * steps * rows * (n_a + n_x) * 2
+
+
+def make_problem(shape, dtype, seed=0):
+    n_x, n_a, n_y, m, T = shape
+    rng = np.random.default_rng(seed)
+
+    def draw(*s, scale=1.0):
+        return (scale * rng.standard_normal(s)).astype(dtype)
+
+    p = {"Wax": draw(n_a, n_x, scale=0.3), "Waa": draw(n_a, n_a, scale=0.3),
+         "Wya": draw(n_y, n_a, scale=0.3), "ba": draw(n_a, 1), "by": draw(n_y, 1)}
+    for g in "fico":
+        p["W" + g] = draw(n_a, n_a + n_x, scale=0.3)
+        p["b" + g] = draw(n_a, 1)
+    p["Wy"], x, a0 = p["Wya"], draw(n_x, m, T), draw(n_a, m)
+    return {"x": x, "a0": a0, "c0": draw(n_a, m), "p": p, "da": draw(n_a, m, T)}
+
+
+def calls_for(module, prob):
+    """The eight functions of `module` bound to one problem, caches made up front."""
+    x, a0, c0, p, da = prob["x"], prob["a0"], prob["c0"], prob["p"], prob["da"]
+    xt, da_t = np.ascontiguousarray(x[:, :, 0]), np.ascontiguousarray(da[:, :, 0])
+    rnn_caches = module.rnn_forward(x, a0, p)[2]
+    lstm_caches = module.lstm_forward(x, a0, p)[3]
+    rnn_cell_cache = module.rnn_cell_forward(xt, a0, p)[2]
+    lstm_cell_cache = module.lstm_cell_forward(xt, a0, c0, p)[3]
+    return {
+        "rnn_cell_forward": lambda: module.rnn_cell_forward(xt, a0, p),
+        "rnn_forward": lambda: module.rnn_forward(x, a0, p),
+        "rnn_cell_backward": lambda: module.rnn_cell_backward(da_t, rnn_cell_cache),
+        "rnn_backward": lambda: module.rnn_backward(da, rnn_caches),
+        "lstm_cell_forward": lambda: module.lstm_cell_forward(xt, a0, c0, p),
+        "lstm_forward": lambda: module.lstm_forward(x, a0, p),
+        "lstm_cell_backward": lambda: module.lstm_cell_backward(da_t, da_t, lstm_cell_cache),
+        "lstm_backward": lambda: module.lstm_backward(da, lstm_caches),
+    }
+
+
+def torch_calls(prob, dtype):
+    """PyTorch doing the same work: nn.RNN/nn.LSTM with the same weights plus the
+    per-step Linear + softmax; 'backward' is forward + backward from da."""
+    import torch
+
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    x, a0, p, da = prob["x"], prob["a0"], prob["p"], prob["da"]
+    n_x, m, T = x.shape
+    n_a, n_y = a0.shape[0], p["Wya"].shape[0]
+
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a)).to(tdtype)
+
+    xs = t(x.transpose(2, 1, 0))  # (T, m, n_x)
+    h0 = t(a0.T)[None]
+    upstream = t(da.transpose(2, 1, 0))
+    rnn = torch.nn.RNN(n_x, n_a, nonlinearity="tanh").to(tdtype)
+    lstm = torch.nn.LSTM(n_x, n_a).to(tdtype)
+    head = torch.nn.Linear(n_a, n_y).to(tdtype)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(t(p["Wax"]))
+        rnn.weight_hh_l0.copy_(t(p["Waa"]))
+        rnn.bias_ih_l0.copy_(t(p["ba"][:, 0]))
+        rnn.bias_hh_l0.zero_()
+        order = "ifco"  # PyTorch's gate order (i, f, g, o)
+        W = np.concatenate([p["W" + g] for g in order])
+        lstm.weight_hh_l0.copy_(t(W[:, :n_a]))
+        lstm.weight_ih_l0.copy_(t(W[:, n_a:]))
+        lstm.bias_ih_l0.copy_(t(np.concatenate([p["b" + g][:, 0] for g in order])))
+        lstm.bias_hh_l0.zero_()
+        head.weight.copy_(t(p["Wya"]))
+        head.bias.copy_(t(p["by"][:, 0]))
+    c0 = torch.zeros_like(h0)
+
+    def forward(net, state, grad):
+        with torch.set_grad_enabled(grad):
+            out, _ = net(xs, state)
+            y = torch.softmax(head(out), dim=-1)
+        return out, y
+
+    def forward_backward(net, state):
+        out, y = forward(net, state, True)
+        out.backward(upstream)
+        return y
+
+    return {
+        "rnn_forward": lambda: forward(rnn, h0, False),
+        "rnn_backward": lambda: forward_backward(rnn, h0),
+        "lstm_forward": lambda: forward(lstm, (h0, c0), False),
+        "lstm_backward": lambda: forward_backward(lstm, (h0, c0)),
+    }
+
+
+def measure(candidates, budget, min_rounds=5, max_rounds=200):
+    """Median seconds per call of each candidate, timed in interleaved rounds.
+
+    Each round times every candidate once (looping fast ones so a sample lasts
+    >= 1 ms); rounds continue until `budget` seconds or max_rounds pass.
+    """
+    loops = {}
+    for name, fn in candidates.items():
+        fn()  # warm up (first-touch allocation, lazy imports)
+        start = time.perf_counter()
+        fn()
+        once = time.perf_counter() - start
+        loops[name] = max(1, int(1e-3 / max(once, 1e-9)))
+    samples = {name: [] for name in candidates}
+    deadline = time.perf_counter() + budget
+    rounds = 0
+    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() < deadline):
+        for name, fn in candidates.items():
+            n = loops[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - start) / n)
+        rounds += 1
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def dgemm_peak(dtype, n=2048):
+    """GFLOP/s of one n^3 GEMM through SciPy's BLAS (the same library cyrnn calls)."""
+    from scipy.linalg import blas
+
+    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+    a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, n)), dtype=dtype)
+    gemm(1.0, a, a)
+    best = min(_timed(lambda: gemm(1.0, a, a)) for _ in range(3))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(shapes, dtype, threads, budget, functions=FUNCTIONS, use_torch=True, progress=True):
+    import cyrnn
+    import cyrnn.reference
+    from cyrnn._floor import GemmFloor
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    torch = None
+    if use_torch:
+        try:
+            import torch
+            torch.set_num_threads(threads)
+        except ImportError:
+            torch = None
+    blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})"
+            for i in threadpool_info()]
+    rows = []
+    tasks = [(s, f) for s in shapes for f in functions]
+    bar = _progress(len(tasks) + 1, progress)
+    with threadpool_limits(threads):
+        peak = dgemm_peak(dtype)
+        bar.update(1)
+        for shape_name in shapes:
+            shape = SHAPES[shape_name]
+            prob = make_problem(shape, dtype)
+            ours, ref = calls_for(cyrnn, prob), calls_for(cyrnn.reference, prob)
+            theirs = torch_calls(prob, dtype) if torch is not None else {}
+            floors = {cell: GemmFloor(cell, *shape, dtype=dtype) for cell in ("rnn", "lstm")}
+            for function in functions:
+                candidates = {"cyrnn": ours[function], "reference": ref[function]}
+                cell = function.split("_")[0]
+                sequence = "_cell_" not in function
+                if sequence:
+                    floor = floors[cell]
+                    candidates["floor"] = (floor.forward if function.endswith("forward")
+                                           else floor.backward)
+                if function in theirs:
+                    candidates["torch"] = theirs[function]
+                # A shape's slowest calls get more of the budget.
+                t = measure(candidates, budget)
+                flops = gemm_flops(function, *shape)
+                row = {"shape": shape_name, "dims": shape, "function": function,
+                       "cyrnn_s": t["cyrnn"], "reference_s": t["reference"],
+                       "speedup_vs_reference": t["reference"] / t["cyrnn"],
+                       "gflops": flops / t["cyrnn"] / 1e9}
+                row["fraction_of_peak"] = row["gflops"] / peak
+                if "floor" in t:
+                    row["floor_s"] = t["floor"]
+                    row["vs_floor"] = t["cyrnn"] / t["floor"]
+                if "torch" in t:
+                    # PyTorch's "backward" row is forward + backward: compare like with like.
+                    mine = t["cyrnn"]
+                    if function.endswith("backward"):
+                        fwd = function.replace("backward", "forward")
+                        mine += measure({"f": ours[fwd]}, budget / 4)["f"]
+                        row["cyrnn_fwd_bwd_s"] = mine
+                    row["torch_s"] = t["torch"]
+                    row["speedup_vs_torch"] = t["torch"] / mine
+                rows.append(row)
+                bar.update(1)
+    bar.close()
+    return {
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                    "processor": platform.processor() or platform.machine(),
+                    "numpy": np.__version__, "blas": blas,
+                    "torch": getattr(torch, "__version__", None)},
+        "settings": {"dtype": np.dtype(dtype).name, "threads": threads, "budget_s": budget},
+        "gemm_peak_gflops": peak,
+        "rows": rows,
+    }
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total, enabled):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc="benchmarking", unit="case", leave=False)
+
+
+def _ms(seconds):
+    return "" if seconds is None else (f"{seconds * 1e3:.3f}" if seconds < 0.01
+                                       else f"{seconds * 1e3:.1f}")
+
+
+def format_table(result):
+    head = (f"{'shape':9} {'function':19} {'cyrnn ms':>9} {'ref ms':>9} {'x ref':>7} "
+            f"{'torch ms':>9} {'x torch':>7} {'floor ms':>9} {'/floor':>6} {'GFLOP/s':>8} "
+            f"{'%peak':>6}")
+    lines = [f"dtype {result['settings']['dtype']}, {result['settings']['threads']} thread(s); "
+             f"GEMM peak {result['gemm_peak_gflops']:.1f} GFLOP/s; medians. "
+             f"'x torch' compares forward+backward for the backward rows.", head,
+             "-" * len(head)]
+    for r in result["rows"]:
+        lines.append(
+            f"{r['shape']:9} {r['function']:19} {_ms(r['cyrnn_s']):>9} "
+            f"{_ms(r['reference_s']):>9} {r['speedup_vs_reference']:7.1f} "
+            f"{_ms(r.get('torch_s')):>9} "
+            f"{(format(r['speedup_vs_torch'], '7.2f') if 'speedup_vs_torch' in r else ''):>7} "
+            f"{_ms(r.get('floor_s')):>9} "
+            f"{(format(r['vs_floor'], '6.2f') if 'vs_floor' in r else ''):>6} "
+            f"{r['gflops']:8.2f} {100 * r['fraction_of_peak']:5.1f}%")
+    return "\n".join(lines)
+
+
+def plot(result, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    labels = [f"{r['shape']}\n{r['function']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.45), 5))
+    xs = np.arange(len(rows))
+    ax.bar(xs - 0.2, [r["speedup_vs_reference"] for r in rows], 0.4, label="vs NumPy reference")
+    ax.bar(xs + 0.2, [r.get("speedup_vs_torch", 0) for r in rows], 0.4, label="vs PyTorch")
+    ax.set_yscale("log")
+    ax.axhline(1, color="black", linewidth=0.8)
+    ax.set_xticks(xs, labels, rotation=90, fontsize=7)
+    ax.set_ylabel("speed-up of cyrnn (higher is better)")
+    ax.set_title(f"cyrnn speed-up, {result['settings']['dtype']}, "
+                 f"{result['settings']['threads']} thread(s)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def check_agreement(dtype):
+    """Quick guard that the timed functions compute what the reference does."""
+    import cyrnn
+    import cyrnn.reference
+
+    prob = make_problem(SHAPES["tiny"], dtype)
+    x, a0, p, da = prob["x"], prob["a0"], prob["p"], prob["da"]
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    for forward, backward, n_out in (("rnn_forward", "rnn_backward", 3),
+                                     ("lstm_forward", "lstm_backward", 4)):
+        ours = getattr(cyrnn, forward)(x, a0, p)
+        theirs = getattr(cyrnn.reference, forward)(x, a0, p)
+        for u, v in zip(ours[:n_out - 1], theirs[:n_out - 1]):
+            np.testing.assert_allclose(u, v, rtol=tol, atol=tol)
+        g1 = getattr(cyrnn, backward)(da, ours[-1])
+        g2 = getattr(cyrnn.reference, backward)(da, theirs[-1])
+        for key in g2:
+            np.testing.assert_allclose(g1[key], g2[key], rtol=tol, atol=tol)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m cyrnn.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default=",".join(DEFAULT_SHAPES),
+                        help=f"comma-separated from {', '.join(SHAPES)}, or 'all' "
+                             f"(default: %(default)s)")
+    parser.add_argument("--functions", default="all",
+                        help="comma-separated function names, or 'all'")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/PyTorch threads")
+    parser.add_argument("--budget", type=float, default=0.25,
+                        help="seconds of timing per function and shape (default %(default)s)")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    parser.add_argument("--json", metavar="PATH", help="write all results as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="write a PNG plot (needs matplotlib)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    shapes = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
+    functions = FUNCTIONS if args.functions == "all" else tuple(args.functions.split(","))
+    for s in shapes:
+        if s not in SHAPES:
+            parser.error(f"unknown shape {s!r}; choose from {', '.join(SHAPES)}")
+    for f in functions:
+        if f not in FUNCTIONS:
+            parser.error(f"unknown function {f!r}; choose from {', '.join(FUNCTIONS)}")
+    dtype = np.float32 if args.dtype == "float32" else np.float64
+    check_agreement(dtype)
+    print(f"cyrnn agrees with the NumPy reference ({args.dtype}); timing {', '.join(shapes)} ...")
+    result = run(shapes, dtype, args.threads, args.budget, functions,
+                 use_torch=not args.no_torch, progress=not args.quiet)
+    print(format_table(result))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
