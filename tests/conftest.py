@@ -11,3 +11,8 @@ settings.register_profile("long", max_examples=2000, deadline=None,
 settings.register_profile("debug", max_examples=15, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_report_header(config):
+    import cyrnn
+    return f"cyrnn {cyrnn.__version__} from {os.path.dirname(cyrnn.__file__)}"
