@@ -10,6 +10,8 @@ import numpy as np
 
 from . import _activations, _lstm, _rnn
 from ._caches import LSTMStepCaches, RNNStepCaches
+from ._parallel import (check_cache_flag, chunking, concurrent_use, resolve_threads,
+                        run_chunks)
 from ._validation import (as_array, check_blas_sizes, check_mapping, check_ndim,
                           check_shape, compute_dtype, contiguous, get_parameter,
                           strided)
@@ -134,7 +136,7 @@ def rnn_cell_forward(xt, a_prev, parameters):
     return a_next, yt_pred, (a_next, a_prev, xt, parameters)
 
 
-def rnn_forward(x, a0, parameters):
+def rnn_forward(x, a0, parameters, *, cache=True, n_threads=1):
     """The basic RNN over all time steps.
 
     Parameters
@@ -146,6 +148,14 @@ def rnn_forward(x, a0, parameters):
         Initial hidden state.
     parameters : dict
         As for `rnn_cell_forward`.
+    cache : bool, keyword-only
+        False for inference: no caches are kept (``None`` is returned in their
+        place) and nothing is allocated beyond the outputs and a workspace of
+        O((n_x + n_a + n_y)·chunk) per thread (see "Memory" in the README).
+    n_threads : int or None, keyword-only
+        Split the batch over this many native threads (None: all cores), each
+        running the whole sequence on its part with single-threaded BLAS.
+        Results do not depend on it (see cyrnn/_parallel.py).
 
     Returns
     -------
@@ -153,10 +163,13 @@ def rnn_forward(x, a0, parameters):
         Hidden states of every step.
     y_pred : ndarray, shape (n_y, m, T_x)
         Predictions of every step.
-    caches : tuple
+    caches : tuple or None
         ``(steps, x)``; ``steps[t]`` is step t's ``(a_next, a_prev, xt,
-        parameters)``, made on access (see `RNNStepCaches`).
+        parameters)``, made on access (see `RNNStepCaches`). None when
+        ``cache=False``.
     """
+    if cache is not True or n_threads != 1:
+        return _rnn_forward_chunked(x, a0, parameters, cache, n_threads)
     out = _rnn.fast_forward(x, a0, parameters)
     if out is None:
         x, a0 = as_array("x", x), as_array("a0", a0)
@@ -166,6 +179,31 @@ def rnn_forward(x, a0, parameters):
         out = _rnn.forward(strided(x, dtype), a0, *weights) + weights[:2]
     a, y, A, X, Wax, Waa = out
     return a, y, (RNNStepCaches(A, a0, X, x, parameters, Wax, Waa), x)
+
+
+def _rnn_forward_chunked(x, a0, parameters, cache, n_threads):
+    """rnn_forward for cache=False or n_threads > 1: batch chunks, see _parallel."""
+    check_cache_flag(cache)
+    n_threads = resolve_threads(n_threads)
+    x, a0 = as_array("x", x), as_array("a0", a0)
+    check_ndim("x", x, ("n_x", "m", "T_x"))
+    dtype, weights = _rnn_forward_inputs("a0", x, a0, parameters)
+    a0 = contiguous(a0, dtype)
+    xs = strided(x, dtype)
+    n_x, m, T = x.shape
+    n_a, n_y = a0.shape[0], weights[2].shape[0]
+    a = np.empty((n_a, m, T), dtype)
+    y = np.empty((n_y, m, T), dtype)
+    A = np.empty((n_a, T, m), dtype) if cache else None
+    chunk, n_chunks = chunking(m)
+    with concurrent_use(n_a * m * T if n_threads == 1 else 0):
+        run_chunks(lambda first, last: _rnn.forward_chunks(xs, a0, *weights, a, y, A, chunk,
+                                                           first, last),
+                   n_chunks, n_threads)
+    if not cache:
+        return a, y, None
+    X = np.ascontiguousarray(xs.transpose(0, 2, 1))
+    return a, y, (RNNStepCaches(A, a0, X, x, parameters, weights[0], weights[1]), x)
 
 
 def _rnn_backward_checked(da, A, a0, X, Wax, Waa):
@@ -382,7 +420,7 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
                                      parameters)
 
 
-def lstm_forward(x, a0, parameters, *, c0=None):
+def lstm_forward(x, a0, parameters, *, c0=None, cache=True, n_threads=1):
     """The LSTM over all time steps.
 
     Parameters
@@ -395,6 +433,13 @@ def lstm_forward(x, a0, parameters, *, c0=None):
         As for `lstm_cell_forward`.
     c0 : array, shape (n_a, m), optional, keyword-only
         Initial cell state; zeros (the notebook's choice) when omitted.
+    cache : bool, keyword-only
+        False for inference: no caches (``None`` in their place), nothing
+        allocated beyond the outputs and an O((n_x + 9·n_a + n_y)·chunk)
+        workspace per thread.
+    n_threads : int or None, keyword-only
+        Split the batch over this many native threads (None: all cores); results
+        do not depend on it (see `rnn_forward`).
 
     Returns
     -------
@@ -404,10 +449,13 @@ def lstm_forward(x, a0, parameters, *, c0=None):
         Predictions of every step.
     c : ndarray, shape (n_a, m, T_x)
         Cell states of every step.
-    caches : tuple
+    caches : tuple or None
         ``(steps, x)``; ``steps[t]`` is step t's 10-tuple as from
-        `lstm_cell_forward`, made on access (see `LSTMStepCaches`).
+        `lstm_cell_forward`, made on access (see `LSTMStepCaches`). None when
+        ``cache=False``.
     """
+    if cache is not True or n_threads != 1:
+        return _lstm_forward_chunked(x, a0, parameters, c0, cache, n_threads)
     out = _lstm.fast_forward(x, a0, parameters, c0)
     if out is None:
         x, a0 = as_array("x", x), as_array("a0", a0)
@@ -420,6 +468,36 @@ def lstm_forward(x, a0, parameters, *, c0=None):
         W, b = _lstm.stack_parameters(weights, biases)
         out = _lstm.forward(strided(x, dtype), a0, c0, W, b, Wy, by) + (W,)
     a, y, c, A, C, G, X, W = out
+    return a, y, c, (LSTMStepCaches(A, C, G, a0, c0, X, x, parameters, W), x)
+
+
+def _lstm_forward_chunked(x, a0, parameters, c0, cache, n_threads):
+    """lstm_forward for cache=False or n_threads > 1: batch chunks, see _parallel."""
+    check_cache_flag(cache)
+    n_threads = resolve_threads(n_threads)
+    x, a0 = as_array("x", x), as_array("a0", a0)
+    check_ndim("x", x, ("n_x", "m", "T_x"))
+    if c0 is not None:
+        c0 = as_array("c0", c0)
+        check_ndim("c0", c0, ("n_a", "m"))
+    dtype, (weights, biases, Wy, by), a0, c0 = _lstm_forward_inputs(
+        "a0", x, a0, "c0", c0, parameters)
+    W, b = _lstm.stack_parameters(weights, biases)
+    xs = strided(x, dtype)
+    n_x, m, T = x.shape
+    n_a, n_y = a0.shape[0], Wy.shape[0]
+    a, c = np.empty((n_a, m, T), dtype), np.empty((n_a, m, T), dtype)
+    y = np.empty((n_y, m, T), dtype)
+    G, A, C = ((np.empty((4 * n_a, T, m), dtype), np.empty((n_a, T, m), dtype),
+                np.empty((n_a, T, m), dtype)) if cache else (None, None, None))
+    chunk, n_chunks = chunking(m)
+    with concurrent_use(n_a * m * T if n_threads == 1 else 0):
+        run_chunks(lambda first, last: _lstm.forward_chunks(xs, a0, c0, W, b, Wy, by, a, c, y,
+                                                            G, A, C, chunk, first, last),
+                   n_chunks, n_threads)
+    if not cache:
+        return a, y, c, None
+    X = np.ascontiguousarray(xs.transpose(0, 2, 1))
     return a, y, c, (LSTMStepCaches(A, C, G, a0, c0, X, x, parameters, W), x)
 
 

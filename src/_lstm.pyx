@@ -441,3 +441,112 @@ def fast_backward(da, caches):
                                 steps.X, steps.W)
     return _backward[double](0, da, None, steps.G, A, steps.C, steps.a0, steps.c0,
                              steps.X, steps.W)
+
+
+# ------------------------------------------------------------------ batch chunks
+# Inference and multi-threaded forward: the batch is cut into fixed column
+# chunks (see cyrnn/_parallel.py); each chunk runs the whole sequence with an
+# O((n_x + 9·n_a + n_y)·chunk) workspace and per-step GEMMs, writing the
+# outputs (and, when given, the time-major cache buffers) for its columns only.
+# The chunks do not depend on the number of threads, so results do not either.
+
+cdef int _chunk_forward(floating* x, Py_ssize_t sx0, Py_ssize_t sx1, Py_ssize_t sx2,
+                        const floating* a0, const floating* c0, const floating* W,
+                        const floating* b, const floating* Wy, const floating* by,
+                        floating* a_out, floating* c_out, floating* y_out,
+                        floating* G_tm, floating* A_tm, floating* C_tm,
+                        Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y, Py_ssize_t m,
+                        Py_ssize_t T, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    cdef Py_ssize_t ms = j1 - j0, width = n_a + n_x, Tm = T * m, t, i, j, k
+    cdef floating* ws = <floating*>malloc((n_x + 8 * n_a + n_y) * ms * sizeof(floating) + 1)
+    if ws == NULL:
+        return -1
+    cdef floating* xt = ws
+    cdef floating* g = xt + n_x * ms
+    cdef floating* a_prev = g + 4 * n_a * ms
+    cdef floating* a_next = a_prev + n_a * ms
+    cdef floating* c_prev = a_next + n_a * ms
+    cdef floating* c_next = c_prev + n_a * ms
+    cdef floating* y = c_next + n_a * ms
+    cdef floating* swap
+    for i in range(n_a):
+        memcpy(a_prev + i * ms, a0 + i * m + j0, ms * sizeof(floating))
+        if c0 != NULL:
+            memcpy(c_prev + i * ms, c0 + i * m + j0, ms * sizeof(floating))
+    for t in range(T):
+        # xt = x[:, j0:j1, t]
+        for i in range(n_x):
+            for j in range(ms):
+                xt[i * ms + j] = x[i * sx0 + (j0 + j) * sx1 + t * sx2]
+        # g = W[:, n_a:] @ xt + W[:, :n_a] @ a_prev
+        gemm(False, False, 4 * n_a, ms, n_x, <floating>1, W + n_a, width, xt, ms, <floating>0, g, ms)
+        gemm(False, False, 4 * n_a, ms, n_a, <floating>1, W, width, a_prev, ms, <floating>1, g, ms)
+        lstm_forward_step(n_a, ms, g, ms, n_a * ms, b,
+                          c_prev if (t > 0 or c0 != NULL) else <floating*>NULL, ms,
+                          c_next, ms, a_next, ms)
+        # y = softmax(Wy @ a_next + by)
+        gemm(False, False, n_y, ms, n_a, <floating>1, Wy, n_a, a_next, ms, <floating>0, y, ms)
+        softmax_columns(n_y, ms, y, ms, by)
+        for i in range(n_a):
+            for j in range(ms):
+                a_out[(i * m + j0 + j) * T + t] = a_next[i * ms + j]
+                c_out[(i * m + j0 + j) * T + t] = c_next[i * ms + j]
+        for i in range(n_y):
+            for j in range(ms):
+                y_out[(i * m + j0 + j) * T + t] = y[i * ms + j]
+        if G_tm != NULL:
+            for i in range(4 * n_a):
+                memcpy(G_tm + i * Tm + t * m + j0, g + i * ms, ms * sizeof(floating))
+            for i in range(n_a):
+                memcpy(A_tm + i * Tm + t * m + j0, a_next + i * ms, ms * sizeof(floating))
+                memcpy(C_tm + i * Tm + t * m + j0, c_next + i * ms, ms * sizeof(floating))
+        swap = a_prev
+        a_prev = a_next
+        a_next = swap
+        swap = c_prev
+        c_prev = c_next
+        c_next = swap
+    free(ws)
+    return 0
+
+
+cdef int _chunks(floating dummy, cnp.ndarray x, cnp.ndarray a0, object c0, cnp.ndarray W,
+                 cnp.ndarray b, cnp.ndarray Wy, cnp.ndarray by, cnp.ndarray a, cnp.ndarray c,
+                 cnp.ndarray y, object G, object A, object C, Py_ssize_t chunk,
+                 Py_ssize_t first, Py_ssize_t last) except -1:
+    cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2], n_a = a0.shape[0]
+    cdef Py_ssize_t n_y = Wy.shape[0], k, status = 0
+    cdef floating* pc0 = NULL if c0 is None else <floating*>cnp.PyArray_DATA(c0)
+    cdef floating* pG = NULL if G is None else <floating*>cnp.PyArray_DATA(G)
+    cdef floating* pA = NULL if A is None else <floating*>cnp.PyArray_DATA(A)
+    cdef floating* pC = NULL if C is None else <floating*>cnp.PyArray_DATA(C)
+    cdef floating* px = <floating*>cnp.PyArray_DATA(x)
+    cdef Py_ssize_t sx0 = elem_stride(x, 0), sx1 = elem_stride(x, 1), sx2 = elem_stride(x, 2)
+    cdef unsigned int csr
+    with nogil:
+        csr = cyrnn_ftz_begin()
+        for k in range(first, last):
+            if _chunk_forward(px, sx0, sx1, sx2, <floating*>cnp.PyArray_DATA(a0), pc0,
+                              <floating*>cnp.PyArray_DATA(W), <floating*>cnp.PyArray_DATA(b),
+                              <floating*>cnp.PyArray_DATA(Wy), <floating*>cnp.PyArray_DATA(by),
+                              <floating*>cnp.PyArray_DATA(a), <floating*>cnp.PyArray_DATA(c),
+                              <floating*>cnp.PyArray_DATA(y), pG, pA, pC,
+                              n_x, n_a, n_y, m, T, k * chunk, min(m, (k + 1) * chunk)) != 0:
+                status = -1
+                break
+        cyrnn_ftz_end(csr)
+    if status != 0:
+        raise MemoryError("could not allocate the per-thread workspace")
+    return 0
+
+
+def forward_chunks(x, a0, c0, W, b, Wy, by, a, c, y, G, A, C, Py_ssize_t chunk,
+                   Py_ssize_t first, Py_ssize_t last):
+    """Run batch chunks first..last-1 (columns [k·chunk, (k+1)·chunk)) of the LSTM
+    over all steps, writing a, c, y (n, m, T) and, unless None, the time-major
+    cache buffers G, A, C. Releases the GIL throughout; safe to run disjoint
+    chunk ranges from several threads at once."""
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
+        _chunks[float](0, x, a0, c0, W, b, Wy, by, a, c, y, G, A, C, chunk, first, last)
+    else:
+        _chunks[double](0, x, a0, c0, W, b, Wy, by, a, c, y, G, A, C, chunk, first, last)

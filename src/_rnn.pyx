@@ -324,3 +324,89 @@ def fast_backward(da, caches):
     if tn == cnp.NPY_FLOAT:
         return _backward[float](0, da, A, steps.a0, steps.X, steps.Wax, steps.Waa)
     return _backward[double](0, da, A, steps.a0, steps.X, steps.Wax, steps.Waa)
+
+
+# ------------------------------------------------------------------ batch chunks
+# As in _lstm.pyx: fixed batch chunks, each running the whole sequence with an
+# O((n_x + 2·n_a + n_y)·chunk) workspace, for inference and multi-threading.
+
+cdef int _chunk_forward(floating* x, Py_ssize_t sx0, Py_ssize_t sx1, Py_ssize_t sx2,
+                        const floating* a0, const floating* Wax, const floating* Waa,
+                        const floating* Wya, const floating* ba, const floating* by,
+                        floating* a_out, floating* y_out, floating* A_tm,
+                        Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y, Py_ssize_t m,
+                        Py_ssize_t T, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    cdef Py_ssize_t ms = j1 - j0, Tm = T * m, t, i, j
+    cdef floating* ws = <floating*>malloc((n_x + 2 * n_a + n_y) * ms * sizeof(floating) + 1)
+    if ws == NULL:
+        return -1
+    cdef floating* xt = ws
+    cdef floating* a_prev = xt + n_x * ms
+    cdef floating* a_next = a_prev + n_a * ms
+    cdef floating* y = a_next + n_a * ms
+    cdef floating* swap
+    for i in range(n_a):
+        memcpy(a_prev + i * ms, a0 + i * m + j0, ms * sizeof(floating))
+    for t in range(T):
+        for i in range(n_x):
+            for j in range(ms):
+                xt[i * ms + j] = x[i * sx0 + (j0 + j) * sx1 + t * sx2]
+        # a_next = tanh(Wax @ xt + Waa @ a_prev + ba)
+        gemm(False, False, n_a, ms, n_x, <floating>1, Wax, n_x, xt, ms, <floating>0, a_next, ms)
+        gemm(False, False, n_a, ms, n_a, <floating>1, Waa, n_a, a_prev, ms, <floating>1, a_next, ms)
+        rnn_forward_step(n_a, ms, a_next, ms, ba)
+        # y = softmax(Wya @ a_next + by)
+        gemm(False, False, n_y, ms, n_a, <floating>1, Wya, n_a, a_next, ms, <floating>0, y, ms)
+        softmax_columns(n_y, ms, y, ms, by)
+        for i in range(n_a):
+            for j in range(ms):
+                a_out[(i * m + j0 + j) * T + t] = a_next[i * ms + j]
+        for i in range(n_y):
+            for j in range(ms):
+                y_out[(i * m + j0 + j) * T + t] = y[i * ms + j]
+        if A_tm != NULL:
+            for i in range(n_a):
+                memcpy(A_tm + i * Tm + t * m + j0, a_next + i * ms, ms * sizeof(floating))
+        swap = a_prev
+        a_prev = a_next
+        a_next = swap
+    free(ws)
+    return 0
+
+
+cdef int _chunks(floating dummy, cnp.ndarray x, cnp.ndarray a0, cnp.ndarray Wax,
+                 cnp.ndarray Waa, cnp.ndarray Wya, cnp.ndarray ba, cnp.ndarray by,
+                 cnp.ndarray a, cnp.ndarray y, object A, Py_ssize_t chunk,
+                 Py_ssize_t first, Py_ssize_t last) except -1:
+    cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2], n_a = a0.shape[0]
+    cdef Py_ssize_t n_y = Wya.shape[0], k, status = 0
+    cdef floating* pA = NULL if A is None else <floating*>cnp.PyArray_DATA(A)
+    cdef floating* px = <floating*>cnp.PyArray_DATA(x)
+    cdef Py_ssize_t sx0 = elem_stride(x, 0), sx1 = elem_stride(x, 1), sx2 = elem_stride(x, 2)
+    cdef unsigned int csr
+    with nogil:
+        csr = cyrnn_ftz_begin()
+        for k in range(first, last):
+            if _chunk_forward(px, sx0, sx1, sx2, <floating*>cnp.PyArray_DATA(a0),
+                              <floating*>cnp.PyArray_DATA(Wax), <floating*>cnp.PyArray_DATA(Waa),
+                              <floating*>cnp.PyArray_DATA(Wya), <floating*>cnp.PyArray_DATA(ba),
+                              <floating*>cnp.PyArray_DATA(by), <floating*>cnp.PyArray_DATA(a),
+                              <floating*>cnp.PyArray_DATA(y), pA,
+                              n_x, n_a, n_y, m, T, k * chunk, min(m, (k + 1) * chunk)) != 0:
+                status = -1
+                break
+        cyrnn_ftz_end(csr)
+    if status != 0:
+        raise MemoryError("could not allocate the per-thread workspace")
+    return 0
+
+
+def forward_chunks(x, a0, Wax, Waa, Wya, ba, by, a, y, A, Py_ssize_t chunk,
+                   Py_ssize_t first, Py_ssize_t last):
+    """Run batch chunks first..last-1 of the RNN over all steps, writing a, y
+    (n, m, T) and, unless None, the time-major hidden states A. Releases the GIL
+    throughout; safe to run disjoint chunk ranges from several threads at once."""
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
+        _chunks[float](0, x, a0, Wax, Waa, Wya, ba, by, a, y, A, chunk, first, last)
+    else:
+        _chunks[double](0, x, a0, Wax, Waa, Wya, ba, by, a, y, A, chunk, first, last)

@@ -1,0 +1,171 @@
+"""Threads: batch chunks for `n_threads`, and the BLAS thread policy.
+
+Chunks. With ``cache=False`` or ``n_threads > 1`` the forward functions cut the
+batch into fixed column chunks that depend on m only (at least 64 columns, at
+most 16 chunks) and run each chunk over the whole sequence; threads take
+contiguous ranges of chunks. The arithmetic of every column is therefore the
+same whatever the number of threads, and results are bit-identical for any
+``n_threads``.
+
+BLAS threads. Inside cyrnn's own parallel region each thread must call BLAS
+single-threaded, or OpenBLAS's pool and ours fight over the cores; so while a
+``n_threads > 1`` call runs, SciPy's OpenBLAS is limited to one thread (through
+one cached threadpoolctl controller) and restored afterwards. When *users* call
+cyrnn from several threads of their own while OpenBLAS runs several threads,
+cyrnn does not change that global setting behind their back: it warns once,
+with the fix (``threadpoolctl.threadpool_limits(1, "blas")`` or
+``OPENBLAS_NUM_THREADS=1``).
+"""
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+MIN_CHUNK = 64
+MAX_CHUNKS = 16
+# Calls smaller than this (n_a·m·T elements) never use multi-threaded BLAS
+# anyway, so the oversubscription check is skipped for them.
+CONCURRENCY_CHECK_SIZE = 100_000
+
+_lock = threading.Lock()
+_executor = None
+_executor_workers = 0
+_controller = None
+_blas_limit = None      # the active threadpoolctl limit while regions run
+_regions = 0            # cyrnn parallel regions running now
+_active_calls = 0       # large single-threaded calls running now
+_warned = False
+
+
+def chunking(m):
+    """(chunk, n_chunks): the column chunks of a batch of m, a function of m only."""
+    if m <= 0:
+        return 1, 0
+    chunk = max(MIN_CHUNK, -(-m // MAX_CHUNKS))
+    return chunk, -(-m // chunk)
+
+
+def resolve_threads(n_threads):
+    """n_threads as a positive int (None: all cores), else TypeError/ValueError."""
+    if n_threads is None:
+        return os.cpu_count() or 1
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int):
+        raise TypeError(f"n_threads must be a positive int or None; got {n_threads!r}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1 (or None for all cores); got {n_threads}")
+    return n_threads
+
+
+def check_cache_flag(cache):
+    if not isinstance(cache, bool):
+        raise TypeError(f"cache must be True or False; got {cache!r}")
+
+
+def blas_controller():
+    """The one threadpoolctl controller of cyrnn, made on first use."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+        _controller = ThreadpoolController()
+    return _controller
+
+
+def _pool(workers):
+    global _executor, _executor_workers
+    with _lock:
+        if _executor is None or _executor_workers < workers:
+            old = _executor
+            _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cyrnn")
+            _executor_workers = workers
+            if old is not None:
+                old.shutdown(wait=False)
+        return _executor
+
+
+def _enter_region():
+    global _regions, _blas_limit
+    with _lock:
+        _regions += 1
+        if _regions == 1:
+            _blas_limit = blas_controller().limit(limits=1, user_api="blas")
+
+
+def _leave_region():
+    global _regions, _blas_limit
+    with _lock:
+        _regions -= 1
+        if _regions == 0 and _blas_limit is not None:
+            _blas_limit.restore_original_limits()
+            _blas_limit = None
+
+
+def run_chunks(work, n_chunks, n_threads):
+    """Call work(first, last) on contiguous ranges of the n_chunks chunks, from
+    min(n_threads, n_chunks) threads (the caller being one of them); return when
+    all are done, raising the first error any of them raised."""
+    k = min(n_threads, n_chunks)
+    if k <= 1:
+        work(0, n_chunks)
+        return
+    bounds = [n_chunks * i // k for i in range(k + 1)]
+    _enter_region()
+    try:
+        pool = _pool(k - 1)
+        futures = [pool.submit(work, bounds[i], bounds[i + 1]) for i in range(1, k)]
+        error = None
+        try:
+            work(bounds[0], bounds[1])
+        except BaseException as exc:  # still wait: the others write into our arrays
+            error = exc
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+    finally:
+        _leave_region()
+
+
+class concurrent_use:
+    """Context for a large single-threaded call: warns once when such calls
+    overlap in several user threads while OpenBLAS itself runs several threads."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size):
+        self.size = size
+
+    def __enter__(self):
+        global _active_calls
+        if self.size < CONCURRENCY_CHECK_SIZE:
+            return self
+        with _lock:
+            _active_calls += 1
+            overlap = _active_calls > 1 and not _warned and _regions == 0
+        if overlap:
+            _warn_if_blas_threaded()
+        return self
+
+    def __exit__(self, *exc):
+        global _active_calls
+        if self.size >= CONCURRENCY_CHECK_SIZE:
+            with _lock:
+                _active_calls -= 1
+        return False
+
+
+def _warn_if_blas_threaded():
+    global _warned
+    threads = max((info.get("num_threads", 1) for info in blas_controller().info()
+                   if info.get("user_api") == "blas"), default=1)
+    if threads > 1 and not _warned:
+        _warned = True
+        warnings.warn(
+            f"cyrnn is being called from several threads at once while SciPy's BLAS "
+            f"runs {threads} threads of its own; the two oversubscribe the cores and "
+            f"slow each other down. Limit BLAS to one thread: "
+            f"`threadpoolctl.threadpool_limits(1, 'blas')` (or set OPENBLAS_NUM_THREADS=1 "
+            f"before starting Python), or let cyrnn split the batch itself with "
+            f"`n_threads=k`.", RuntimeWarning, stacklevel=4)
