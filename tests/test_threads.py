@@ -76,3 +76,123 @@ def test_concurrent_calls_match_serial_calls():
                             np.testing.assert_array_equal(u[key], v[key])
                     else:
                         np.testing.assert_array_equal(u, v)
+
+
+# ------------------------------------------------------------ n_threads and cache=False
+
+THREAD_SHAPES = [(3, 5, 2, 10, 7), (4, 6, 3, 130, 4), (2, 3, 2, 1, 3), (5, 4, 3, 2, 2),
+                 (3, 4, 2, 0, 3), (3, 4, 2, 257, 2)]
+
+
+def reference_outputs(kind, x, a0, p):
+    import cyrnn.reference as ref
+    return ref.rnn_forward(x, a0, p)[:2] if kind == "rnn" else ref.lstm_forward(x, a0, p)[:3]
+
+
+@pytest.mark.parametrize("shape", THREAD_SHAPES, ids=str)
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_n_threads_results_are_identical(kind, shape, dtype):
+    n_x, n_a, n_y, m, T = shape
+    rng = np.random.default_rng(m)
+    x, a0 = sequence(rng, n_x, n_a, m, T, dtype)
+    make = rnn_parameters if kind == "rnn" else lstm_parameters
+    p = make(rng, n_x, n_a, n_y, dtype)
+    forward = cyrnn.rnn_forward if kind == "rnn" else cyrnn.lstm_forward
+    n_out = 2 if kind == "rnn" else 3
+    expected = reference_outputs(kind, x.astype(np.float64), a0.astype(np.float64),
+                                 {k: v.astype(np.float64) for k, v in p.items()})
+    for cache in (False, True):
+        runs = [forward(x, a0, p, cache=cache, n_threads=k) for k in (1, 2, 3, None)]
+        for run in runs:
+            assert (run[-1] is None) == (not cache)
+            for got, want, base in zip(run[:n_out], expected, runs[0][:n_out]):
+                assert got.dtype == dtype
+                np.testing.assert_array_equal(got, base)  # bit-identical across n_threads
+                tol = 1e-12 if dtype == np.float64 else 2e-5
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        if cache and m and T:
+            da = rng.standard_normal((n_a, m, T)).astype(dtype)
+            backward = cyrnn.rnn_backward if kind == "rnn" else cyrnn.lstm_backward
+            g1, g2 = backward(da, runs[1][-1]), backward(da, forward(x, a0, p)[-1])
+            for key in g1:
+                tol = 1e-10 if dtype == np.float64 else 1e-3
+                np.testing.assert_allclose(g1[key], g2[key], rtol=tol, atol=tol)
+
+
+def test_inference_mode_returns_no_caches_and_checks_arguments():
+    rng = np.random.default_rng(0)
+    x, a0 = sequence(rng, 3, 4, 5, 6)
+    p = lstm_parameters(rng, 3, 4, 2)
+    a, y, c, caches = cyrnn.lstm_forward(x, a0, p, cache=False, c0=a0)
+    assert caches is None and a.shape == c.shape == (4, 5, 6)
+    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+        cyrnn.lstm_forward(x, a0, p, n_threads=0)
+    with pytest.raises(TypeError, match="n_threads must be a positive int or None"):
+        cyrnn.rnn_forward(x, a0, rnn_parameters(rng, 3, 4, 2), n_threads=2.0)
+    with pytest.raises(TypeError, match="cache must be True or False"):
+        cyrnn.rnn_forward(x, a0, rnn_parameters(rng, 3, 4, 2), cache="no")
+
+
+def test_failing_call_in_threads_does_not_deadlock():
+    rng = np.random.default_rng(2)
+    x, a0 = sequence(rng, 3, 4, 300, 5)
+    p = lstm_parameters(rng, 3, 4, 2)
+    bad = dict(p, Wf=p["Wf"][:, :3])
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(cyrnn.lstm_forward, x, a0, bad if k % 2 else p,
+                               cache=bool(k % 3), n_threads=3) for k in range(24)]
+        for k, f in enumerate(futures):
+            if k % 2:
+                with pytest.raises(ValueError, match="parameters\\['Wf'\\]"):
+                    f.result(timeout=60)
+            else:
+                assert f.result(timeout=60)[0].shape == (4, 300, 5)
+    # a kernel-level failure inside the worker threads reaches the caller
+    from cyrnn import _parallel
+
+    def work(first, last):
+        if first > 0:
+            raise MemoryError("worker failed")
+
+    with pytest.raises(MemoryError, match="worker failed"):
+        _parallel.run_chunks(work, 8, 4)
+    assert _parallel._regions == 0
+
+
+def test_all_public_functions_concurrently_on_shared_inputs():
+    rng = np.random.default_rng(3)
+    x, a0 = sequence(rng, 4, 6, 9, 8)
+    p_r, p_l = rnn_parameters(rng, 4, 6, 3), lstm_parameters(rng, 4, 6, 3)
+    da = rng.standard_normal((6, 9, 8))
+    xt, dn = np.ascontiguousarray(x[:, :, 0]), np.ascontiguousarray(da[:, :, 0])
+    rc, lc = cyrnn.rnn_forward(x, a0, p_r)[2], cyrnn.lstm_forward(x, a0, p_l)[3]
+    rcc = cyrnn.rnn_cell_forward(xt, a0, p_r)[2]
+    lcc = cyrnn.lstm_cell_forward(xt, a0, a0, p_l)[3]
+    calls = [
+        lambda: cyrnn.rnn_forward(x, a0, p_r)[:2],
+        lambda: cyrnn.lstm_forward(x, a0, p_l)[:3],
+        lambda: cyrnn.lstm_forward(x, a0, p_l, cache=False, n_threads=2)[:3],
+        lambda: cyrnn.rnn_backward(da, rc),
+        lambda: cyrnn.lstm_backward(da, lc),
+        lambda: cyrnn.rnn_cell_forward(xt, a0, p_r)[:2],
+        lambda: cyrnn.lstm_cell_forward(xt, a0, a0, p_l)[:3],
+        lambda: cyrnn.rnn_cell_backward(dn, rcc),
+        lambda: cyrnn.lstm_cell_backward(dn, dn, lcc),
+        lambda: cyrnn.softmax(x),
+        lambda: cyrnn.sigmoid(x),
+    ]
+    serial = [call() for call in calls]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda k: (k % len(calls), calls[k % len(calls)]()),
+                                range(20 * len(calls))))
+    for k, got in results:
+        want = serial[k]
+        if isinstance(want, dict):
+            for key in want:
+                np.testing.assert_array_equal(got[key], want[key])
+        elif isinstance(want, tuple):
+            for u, v in zip(got, want):
+                np.testing.assert_array_equal(u, v)
+        else:
+            np.testing.assert_array_equal(got, want)
