@@ -35,16 +35,16 @@
  * up to 100x slower on x86, and gradients that vanish through time get there. */
 #if defined(__SSE2__) || defined(_M_X64)
 #include <xmmintrin.h>
-static inline unsigned int cyrnn_ftz_begin(void)
+CYRNN_INLINE unsigned int cyrnn_ftz_begin(void)
 {
     unsigned int old = _mm_getcsr();
     _mm_setcsr(old | 0x8040);  /* FTZ | DAZ */
     return old;
 }
-static inline void cyrnn_ftz_end(unsigned int old) { _mm_setcsr(old); }
+CYRNN_INLINE void cyrnn_ftz_end(unsigned int old) { _mm_setcsr(old); }
 #else
-static inline unsigned int cyrnn_ftz_begin(void) { return 0; }
-static inline void cyrnn_ftz_end(unsigned int old) { (void)old; }
+CYRNN_INLINE unsigned int cyrnn_ftz_begin(void) { return 0; }
+CYRNN_INLINE void cyrnn_ftz_end(unsigned int old) { (void)old; }
 #endif
 
 #define REAL double
