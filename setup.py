@@ -58,7 +58,7 @@ def extension(name):
 
 setup(
     ext_modules=cythonize(
-        [extension(name) for name in ("_rnn", "_lstm", "_activations", "_floor")],
+        [extension(name) for name in ("_pool", "_rnn", "_lstm", "_activations", "_floor")],
         compiler_directives=directives,
         include_path=["src"],
     ),

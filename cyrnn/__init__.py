@@ -9,11 +9,12 @@ from ._api import (lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_fo
                    rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward,
                    sigmoid, softmax)
 from ._caches import LSTMStepCaches, RNNStepCaches
+from ._pool import release_memory
 
 __version__ = "0.1.0"
 
 __all__ = [
     "rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward",
     "lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward",
-    "softmax", "sigmoid", "RNNStepCaches", "LSTMStepCaches",
+    "softmax", "sigmoid", "RNNStepCaches", "LSTMStepCaches", "release_memory",
 ]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _activations, _lstm, _rnn
+from . import _activations, _lstm, _pool, _rnn
 from ._caches import LSTMStepCaches, RNNStepCaches
 from ._parallel import (check_cache_flag, chunking, concurrent_use, resolve_threads,
                         run_chunks)
@@ -192,9 +192,9 @@ def _rnn_forward_chunked(x, a0, parameters, cache, n_threads):
     xs = strided(x, dtype)
     n_x, m, T = x.shape
     n_a, n_y = a0.shape[0], weights[2].shape[0]
-    a = np.empty((n_a, m, T), dtype)
-    y = np.empty((n_y, m, T), dtype)
-    A = np.empty((n_a, T, m), dtype) if cache else None
+    a = _pool.empty((n_a, m, T), dtype)
+    y = _pool.empty((n_y, m, T), dtype)
+    A = _pool.empty((n_a, T, m), dtype) if cache else None
     chunk, n_chunks = chunking(m)
     with concurrent_use(n_a * m * T if n_threads == 1 else 0):
         run_chunks(lambda first, last: _rnn.forward_chunks(xs, a0, *weights, a, y, A, chunk,
@@ -486,10 +486,10 @@ def _lstm_forward_chunked(x, a0, parameters, c0, cache, n_threads):
     xs = strided(x, dtype)
     n_x, m, T = x.shape
     n_a, n_y = a0.shape[0], Wy.shape[0]
-    a, c = np.empty((n_a, m, T), dtype), np.empty((n_a, m, T), dtype)
-    y = np.empty((n_y, m, T), dtype)
-    G, A, C = ((np.empty((4 * n_a, T, m), dtype), np.empty((n_a, T, m), dtype),
-                np.empty((n_a, T, m), dtype)) if cache else (None, None, None))
+    a, c = _pool.empty((n_a, m, T), dtype), _pool.empty((n_a, m, T), dtype)
+    y = _pool.empty((n_y, m, T), dtype)
+    G, A, C = ((_pool.empty((4 * n_a, T, m), dtype), _pool.empty((n_a, T, m), dtype),
+                _pool.empty((n_a, T, m), dtype)) if cache else (None, None, None))
     chunk, n_chunks = chunking(m)
     with concurrent_use(n_a * m * T if n_threads == 1 else 0):
         run_chunks(lambda first, last: _lstm.forward_chunks(xs, a0, c0, W, b, Wy, by, a, c, y,

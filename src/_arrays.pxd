@@ -3,6 +3,31 @@
 cimport numpy as cnp
 from cython cimport floating
 
+from cpython.ref cimport PyObject
+
+cdef extern from *:
+    """
+    /* The recycling pool's NumPy handler, set by each module at import (see
+       use_pool); until then large arrays use NumPy's own allocator. */
+    static PyObject *cyrnn_pool_capsule = NULL;
+    static double cyrnn_pool_min_bytes = 1e300;
+    static void cyrnn_set_pool(PyObject *capsule, double min_bytes)
+    {
+        Py_XINCREF(capsule);
+        cyrnn_pool_capsule = capsule;
+        cyrnn_pool_min_bytes = min_bytes;
+    }
+    """
+    PyObject* cyrnn_pool_capsule
+    double cyrnn_pool_min_bytes
+    void cyrnn_set_pool(object capsule, double min_bytes)
+
+
+cdef inline void use_pool():
+    """Allocate this module's large arrays from cyrnn._pool (call once at import)."""
+    from cyrnn._pool import HANDLER, MIN_BYTES
+    cyrnn_set_pool(HANDLER, MIN_BYTES)
+
 
 cdef inline int typenum_of(floating dummy) noexcept:
     if floating is float:
@@ -11,13 +36,26 @@ cdef inline int typenum_of(floating dummy) noexcept:
         return cnp.NPY_DOUBLE
 
 
+cdef extern from "numpy/arrayobject.h":
+    object PyDataMem_SetHandler(object handler)
+
+
 cdef inline cnp.ndarray new_array(int typenum, Py_ssize_t d0, Py_ssize_t d1, Py_ssize_t d2=-1):
-    """Uninitialised C-contiguous array of 2 dims, or 3 when d2 >= 0."""
+    """Uninitialised C-contiguous array of 2 dims, or 3 when d2 >= 0. Large ones
+    come from cyrnn's recycling pool (see cyrnn_pool.h)."""
     cdef cnp.npy_intp dims[3]
     dims[0] = d0
     dims[1] = d1
     dims[2] = d2
-    return cnp.PyArray_EMPTY(3 if d2 >= 0 else 2, dims, typenum, 0)
+    cdef int nd = 3 if d2 >= 0 else 2
+    cdef double nbytes = <double>d0 * d1 * (d2 if d2 >= 0 else 1) * 8
+    if nbytes < cyrnn_pool_min_bytes:
+        return cnp.PyArray_EMPTY(nd, dims, typenum, 0)
+    old = PyDataMem_SetHandler(<object>cyrnn_pool_capsule)
+    try:
+        return cnp.PyArray_EMPTY(nd, dims, typenum, 0)
+    finally:
+        PyDataMem_SetHandler(old)
 
 
 cdef inline cnp.ndarray new_zeros(int typenum, Py_ssize_t d0, Py_ssize_t d1, Py_ssize_t d2=-1):

@@ -12,13 +12,14 @@ from libc.string cimport memcpy, memset
 
 from _blas cimport gemm
 from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
-                     ready, float_typenum)
+                     ready, float_typenum, use_pool)
 from libc.stdlib cimport free, malloc
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, lstm_forward_step,
                            lstm_backward_step, softmax_columns, row_sums,
                            gather_time_major, scatter_batch_major)
 
 cnp.import_array()
+use_pool()
 
 
 cdef tuple _stack_parameters(floating dummy, tuple weights, tuple biases):
@@ -207,6 +208,13 @@ def backward(da, dc_last, G, A, C, a0, c0, X, W):
     return _backward[double](0, da, dc_last, G, A, C, a0, c0, X, W)
 
 
+# Cell functions stack the four gate weights into one matrix (one GEMM instead
+# of four) only while that copy is cheap; above this many elements they run one
+# GEMM per gate on the caller's matrices instead.
+cdef enum:
+    STACK_LIMIT = 65536
+
+
 cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp.ndarray c_prev,
                          tuple weights, tuple biases, cnp.ndarray Wy, cnp.ndarray by):
     """One step; returns (a_next, c_next, yt, G) with G (4, n_a, m) the activated gates."""
@@ -217,36 +225,47 @@ cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp
     cdef cnp.ndarray c = new_array(tn, n_a, m)
     cdef cnp.ndarray y = new_array(tn, n_y, m)
     cdef cnp.ndarray G = new_array(tn, 4, n_a, m)
+    cdef bint stacked = 4 * n_a * width <= STACK_LIMIT
     cdef size_t wbytes = n_a * width * sizeof(floating), bbytes = n_a * sizeof(floating)
-    # stacked W (4·n_a, n_a+n_x) and b (4·n_a): scratch, freed below
-    cdef floating* pW = <floating*>malloc(4 * (wbytes + bbytes) + 1)
-    if pW == NULL:
+    # scratch: b (4·n_a), concat = [a_prev; xt] (width, m), stacked W when small
+    cdef floating* pb = <floating*>malloc(4 * bbytes + width * m * sizeof(floating)
+                                          + (4 * wbytes if stacked else 0) + 1)
+    if pb == NULL:
         raise MemoryError()
-    cdef floating* pb = pW + 4 * n_a * width
+    cdef floating* pcat = pb + 4 * n_a
+    cdef floating* pW = pcat + width * m
+    cdef const floating* Wk[4]
     for k in range(4):
-        memcpy(<char*>pW + k * wbytes, cnp.PyArray_DATA(weights[k]), wbytes)
         memcpy(<char*>pb + k * bbytes, cnp.PyArray_DATA(biases[k]), bbytes)
+        if stacked:
+            memcpy(<char*>pW + k * wbytes, cnp.PyArray_DATA(weights[k]), wbytes)
+        Wk[k] = pW + k * n_a * width if stacked else <floating*>cnp.PyArray_DATA(weights[k])
+    memcpy(pcat, cnp.PyArray_DATA(a_prev), n_a * m * sizeof(floating))
+    memcpy(pcat + n_a * m, cnp.PyArray_DATA(xt), n_x * m * sizeof(floating))
     cdef floating* pa = <floating*>cnp.PyArray_DATA(a)
     cdef floating* pc = <floating*>cnp.PyArray_DATA(c)
     cdef floating* py = <floating*>cnp.PyArray_DATA(y)
     cdef floating* pG = <floating*>cnp.PyArray_DATA(G)
-    cdef floating* px = <floating*>cnp.PyArray_DATA(xt)
-    cdef floating* pap = <floating*>cnp.PyArray_DATA(a_prev)
     cdef floating* pcp = <floating*>cnp.PyArray_DATA(c_prev)
     cdef floating* pWy = <floating*>cnp.PyArray_DATA(Wy)
     cdef floating* pby = <floating*>cnp.PyArray_DATA(by)
     cdef unsigned int csr
     with nogil:
         csr = cyrnn_ftz_begin()
-        # G = W[:, n_a:] @ xt + W[:, :n_a] @ a_prev   (the four gates at once)
-        gemm(False, False, 4 * n_a, m, n_x, <floating>1, pW + n_a, width, px, m, <floating>0, pG, m)
-        gemm(False, False, 4 * n_a, m, n_a, <floating>1, pW, width, pap, m, <floating>1, pG, m)
+        # G = W @ concat   (the four gates: one GEMM when stacked, else one per gate)
+        if stacked:
+            gemm(False, False, 4 * n_a, m, width, <floating>1, Wk[0], width, pcat, m,
+                 <floating>0, pG, m)
+        else:
+            for k in range(4):
+                gemm(False, False, n_a, m, width, <floating>1, Wk[k], width, pcat, m,
+                     <floating>0, pG + k * n_a * m, m)
         lstm_forward_step(n_a, m, pG, m, n_a * m, pb, pcp, m, pc, m, pa, m)
         # y = softmax(Wy @ a + by)
         gemm(False, False, n_y, m, n_a, <floating>1, pWy, n_a, pa, m, <floating>0, py, m)
         softmax_columns(n_y, m, py, m, pby)
         cyrnn_ftz_end(csr)
-        free(pW)
+        free(pb)
     return a, c, y, G
 
 
@@ -345,17 +364,22 @@ cdef tuple _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_ne
     cdef cnp.ndarray dc = new_array(tn, n_a, m)
     cdef cnp.ndarray dW = new_array(tn, 4, n_a, width)
     cdef cnp.ndarray db = new_array(tn, 4, n_a, 1)
+    cdef bint stacked = 4 * n_a * width <= STACK_LIMIT
     cdef size_t wbytes = n_a * width * sizeof(floating), gbytes = n_a * m * sizeof(floating)
-    # scratch: stacked W (4·n_a, width), gates G and their gradients dG (4·n_a, m),
-    # and concat = [a_prev; xt] (width, m)
-    cdef floating* pW = <floating*>malloc(4 * wbytes + 8 * gbytes + width * m * sizeof(floating) + 1)
-    if pW == NULL:
+    # scratch: gates G and their gradients dG (4·n_a, m), concat = [a_prev; xt]
+    # (width, m), and the stacked W (4·n_a, width) when small
+    cdef floating* pG = <floating*>malloc(8 * gbytes + width * m * sizeof(floating)
+                                          + (4 * wbytes if stacked else 0) + 1)
+    if pG == NULL:
         raise MemoryError()
-    cdef floating* pG = pW + 4 * n_a * width
     cdef floating* pdG = pG + 4 * n_a * m
     cdef floating* pcat = pdG + 4 * n_a * m
+    cdef floating* pW = pcat + width * m
+    cdef const floating* Wk[4]
     for k in range(4):
-        memcpy(<char*>pW + k * wbytes, cnp.PyArray_DATA(weights[k]), wbytes)
+        if stacked:
+            memcpy(<char*>pW + k * wbytes, cnp.PyArray_DATA(weights[k]), wbytes)
+        Wk[k] = pW + k * n_a * width if stacked else <floating*>cnp.PyArray_DATA(weights[k])
         memcpy(<char*>pG + k * gbytes, cnp.PyArray_DATA(gates[k]), gbytes)
     memcpy(pcat, cnp.PyArray_DATA(a_prev), gbytes)
     memcpy(pcat + n_a * m, cnp.PyArray_DATA(xt), n_x * m * sizeof(floating))
@@ -374,11 +398,20 @@ cdef tuple _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_ne
         lstm_backward_step(n_a, m, pG, m, n_a * m, pc, m, pcp, m, pda, m, <floating*>NULL, m,
                            pdc, m, pdG, m, n_a * m)
         # [da_prev; dxt] = W.T @ dG ; dW = dG @ concat.T ; db = dG.sum(1)
-        gemm(True, False, width, m, 4 * n_a, <floating>1, pW, width, pdG, m, <floating>0, pdcat, m)
-        gemm(False, True, 4 * n_a, width, m, <floating>1, pdG, m, pcat, m, <floating>0, pdW, width)
+        if stacked:
+            gemm(True, False, width, m, 4 * n_a, <floating>1, Wk[0], width, pdG, m,
+                 <floating>0, pdcat, m)
+            gemm(False, True, 4 * n_a, width, m, <floating>1, pdG, m, pcat, m,
+                 <floating>0, pdW, width)
+        else:
+            for k in range(4):
+                gemm(True, False, width, m, n_a, <floating>1, Wk[k], width, pdG + k * n_a * m, m,
+                     <floating>(1 if k else 0), pdcat, m)
+                gemm(False, True, n_a, width, m, <floating>1, pdG + k * n_a * m, m, pcat, m,
+                     <floating>0, pdW + k * n_a * width, width)
         row_sums(4 * n_a, m, pdG, m, pdb)
         cyrnn_ftz_end(csr)
-        free(pW)
+        free(pG)
     return dcat, dc, dW, db
 
 

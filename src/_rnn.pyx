@@ -10,7 +10,7 @@ from cython cimport floating
 
 from _blas cimport gemm
 from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
-                     ready, float_typenum)
+                     ready, float_typenum, use_pool)
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, rnn_forward_step,
@@ -18,6 +18,7 @@ from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, rnn_forward_step,
                            gather_time_major, scatter_batch_major)
 
 cnp.import_array()
+use_pool()
 
 
 cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, cnp.ndarray Wax,

@@ -147,3 +147,19 @@ def test_larger_shapes_match_reference():
     check_rnn(d)
     check_lstm(d)
     check_lstm(d, with_c0=True)
+
+
+def test_large_lstm_cells_match_reference():
+    # Above 65536 stacked weight elements the cells run one GEMM per gate.
+    rng = np.random.default_rng(11)
+    n_x, n_a, n_y, m = 10, 130, 3, 6
+    p = lstm_parameters(rng, n_x, n_a, n_y, scale=0.2)
+    xt, a_prev, c_prev = (rng.standard_normal((n_x, m)), rng.standard_normal((n_a, m)),
+                          rng.standard_normal((n_a, m)))
+    out, out_r = cyrnn.lstm_cell_forward(xt, a_prev, c_prev, p), ref.lstm_cell_forward(
+        xt, a_prev, c_prev, p)
+    for u, v in zip(out[:3], out_r[:3]):
+        assert_close(u, v)
+    da, dc = rng.standard_normal((n_a, m)), rng.standard_normal((n_a, m))
+    assert_same_gradients(cyrnn.lstm_cell_backward(da, dc, out[3]),
+                          ref.lstm_cell_backward(da, dc, out_r[3]))
