@@ -181,6 +181,13 @@ def rnn_forward(x, a0, parameters, *, cache=True, n_threads=1):
     return a, y, (RNNStepCaches(A, a0, X, x, parameters, Wax, Waa), x)
 
 
+def _read_only(*buffers):
+    """Freeze buffers made here that become caches (views of user arrays excepted)."""
+    for b in buffers:
+        if b.base is None:
+            b.flags.writeable = False
+
+
 def _rnn_forward_chunked(x, a0, parameters, cache, n_threads):
     """rnn_forward for cache=False or n_threads > 1: batch chunks, see _parallel."""
     check_cache_flag(cache)
@@ -203,6 +210,7 @@ def _rnn_forward_chunked(x, a0, parameters, cache, n_threads):
     if not cache:
         return a, y, None
     X = np.ascontiguousarray(xs.transpose(0, 2, 1))
+    _read_only(A, X)
     return a, y, (RNNStepCaches(A, a0, X, x, parameters, weights[0], weights[1]), x)
 
 
@@ -498,6 +506,7 @@ def _lstm_forward_chunked(x, a0, parameters, c0, cache, n_threads):
     if not cache:
         return a, y, c, None
     X = np.ascontiguousarray(xs.transpose(0, 2, 1))
+    _read_only(A, C, G, X)
     return a, y, c, (LSTMStepCaches(A, C, G, a0, c0, X, x, parameters, W), x)
 
 

@@ -9,20 +9,14 @@ directly; any other sequence of step tuples (e.g. from `cyrnn.reference`) is
 accepted too and stacked on the way in.
 
 Every step's tuple holds that step's own values: the buffers are never reused
-or written after the forward pass (they are made read-only), and the first
-LSTM step's c_prev is a zeros array of its own.
+or written after the forward pass (the forward functions make them read-only
+before building these objects), and the first LSTM step's c_prev is a zeros
+array of its own.
 """
 import operator
 from collections.abc import Sequence
 
 import numpy as np
-
-
-def _freeze_own_buffers(*arrays):
-    """Make the kernel-made buffers read-only; views of user arrays (base set) stay as they are."""
-    for a in arrays:
-        if a.base is None:
-            a.flags.writeable = False
 
 
 class _StepCaches(Sequence):
@@ -56,7 +50,6 @@ class RNNStepCaches(_StepCaches):
         self._T = A.shape[1]
         self.A, self.a0, self.X, self.x = A, a0, X, x
         self.parameters, self.Wax, self.Waa = parameters, Wax, Waa
-        _freeze_own_buffers(A, X)
 
     def _step(self, t):
         a_prev = self.a0 if t == 0 else self.A[:, t - 1, :]
@@ -74,7 +67,6 @@ class LSTMStepCaches(_StepCaches):
         self.A, self.C, self.G, self.a0, self.c0 = A, C, G, a0, c0
         self.X, self.x, self.parameters, self.W = X, x, parameters, W
         self._zeros = None
-        _freeze_own_buffers(A, C, G, X)
 
     def initial_cell_state(self):
         """c0, or (made once) a read-only zeros array when the forward started at 0."""

@@ -113,3 +113,8 @@ cdef inline int float_typenum(object obj) noexcept:
         return -1
     cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>obj)
     return tn if (tn == cnp.NPY_DOUBLE or tn == cnp.NPY_FLOAT) else -1
+
+
+cdef inline void freeze(cnp.ndarray a) noexcept:
+    """Make a kernel-made buffer read-only (cache buffers are never written again)."""
+    cnp.PyArray_CLEARFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)

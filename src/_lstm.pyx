@@ -12,7 +12,7 @@ from libc.string cimport memcpy, memset
 
 from _blas cimport gemm
 from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
-                     ready, float_typenum, use_pool)
+                     ready, float_typenum, use_pool, freeze)
 from libc.stdlib cimport free, malloc
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, lstm_forward_step,
                            lstm_backward_step, softmax_columns, row_sums,
@@ -104,6 +104,12 @@ cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, object c0_obj
         if py != pY:
             scatter_batch_major(n_y, m, T, pY, Tm, py)
         cyrnn_ftz_end(csr)
+    if fresh_states:  # the time-major buffers become the caches: read-only from here on
+        freeze(A)
+        freeze(C)
+        freeze(G)
+        if gather_x:
+            freeze(X)
     return a, y, c, A, C, G, X
 
 

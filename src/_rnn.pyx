@@ -10,7 +10,7 @@ from cython cimport floating
 
 from _blas cimport gemm
 from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
-                     ready, float_typenum, use_pool)
+                     ready, float_typenum, use_pool, freeze)
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, rnn_forward_step,
@@ -71,6 +71,10 @@ cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, cnp.ndarray W
         if py != pY:
             scatter_batch_major(n_y, m, T, pY, Tm, py)
         cyrnn_ftz_end(csr)
+    if fresh_states:  # A (and a gathered X) become the caches: read-only from here on
+        freeze(A)
+        if gather_x:
+            freeze(X)
     return a, y, A, X
 
 
