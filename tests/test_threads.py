@@ -196,3 +196,52 @@ def test_all_public_functions_concurrently_on_shared_inputs():
                 np.testing.assert_array_equal(u, v)
         else:
             np.testing.assert_array_equal(got, want)
+
+
+def test_overlapping_user_calls_warn_once_when_blas_is_threaded():
+    """The BLAS thread policy: warn (once, with the fix) rather than change a
+    global setting when user threads overlap large calls and BLAS is threaded."""
+    import warnings
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from cyrnn import _parallel
+
+    barrier = threading.Barrier(2)
+    caught = []
+
+    def overlapping_call():
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with _parallel.concurrent_use(10**7):
+                barrier.wait(timeout=30)  # both calls are now inside at once
+                barrier.wait(timeout=30)
+        caught.extend(seen)
+
+    _parallel._warned = False
+    try:
+        with threadpool_limits(2, user_api="blas"):
+            blas_threads = max(info["num_threads"] for info in threadpool_info()
+                               if info["user_api"] == "blas")
+            threads = [threading.Thread(target=overlapping_call) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+        messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        if blas_threads > 1:
+            assert len(messages) == 1, messages
+            assert "threadpool_limits(1, 'blas')" in messages[0]
+        # with BLAS on one thread there is nothing to warn about
+        _parallel._warned = False
+        caught.clear()
+        with threadpool_limits(1, user_api="blas"):
+            threads = [threading.Thread(target=overlapping_call) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+        assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+        assert _parallel._active_calls == 0
+    finally:
+        _parallel._warned = False

@@ -1,0 +1,64 @@
+"""Markdown tables from the JSON files of `python -m cyrnn.bench` and bench_threads.py.
+
+    python benchmarks/tables.py benchmarks/results/float64.json [...]
+"""
+import json
+import sys
+
+
+def ms(seconds):
+    if seconds is None:
+        return ""
+    return f"{seconds * 1e3:.4g}"
+
+
+def suite_table(result):
+    s = result["settings"]
+    lines = [f"**{s['dtype']}, {s['threads']} BLAS thread(s)**; GEMM peak "
+             f"{result['gemm_peak_gflops']:.1f} GFLOP/s (2048³, same run). Times are medians "
+             f"in ms; `x ref`/`x torch` are speed-ups of cyrnn (torch compared on forward+"
+             f"backward for the backward rows); `/floor` is cyrnn over the BLAS-only floor.",
+             "",
+             "| shape | function | cyrnn | reference | x ref | torch | x torch | floor | /floor "
+             "| GFLOP/s | % peak |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['shape']} | {r['function']} | {ms(r['cyrnn_s'])} | {ms(r['reference_s'])} "
+            f"| {r['speedup_vs_reference']:.1f} | {ms(r.get('torch_s'))} "
+            f"| {format(r['speedup_vs_torch'], '.2f') if 'speedup_vs_torch' in r else ''} "
+            f"| {ms(r.get('floor_s'))} | {format(r['vs_floor'], '.2f') if 'vs_floor' in r else ''} "
+            f"| {r['gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% |")
+    return "\n".join(lines)
+
+
+def threads_table(result):
+    lines = [f"**{result['cpus']} CPUs, {result['dtype']}** — bigbatch inference "
+             f"(64, 128, 32, 1024, 50), sequences/s (speed-up vs 1 thread)", "",
+             "| threads | user threads | n_threads | PyTorch (set_num_threads) |",
+             "|---:|---:|---:|---:|"]
+    for r in result["bigbatch"]:
+        lines.append(f"| {r['threads']} | {r['user_threads_seq_per_s']:.0f} "
+                     f"(x{r['user_threads_speedup']:.2f}) | {r['n_threads_seq_per_s']:.0f} "
+                     f"(x{r['n_threads_speedup']:.2f}) | {r.get('torch_seq_per_s', 0):.0f} |")
+    lines += ["", "Request serving (m = 1..8, T = 50, n_a = 128, n_x = 64), requests/s", "",
+              "| threads | cyrnn | PyTorch (1 intra-op thread per caller) |", "|---:|---:|---:|"]
+    for r in result["serving"]:
+        lines.append(f"| {r['threads']} | {r['cyrnn_requests_per_s']:.0f} "
+                     f"(x{r['cyrnn_speedup']:.2f}) | {r.get('torch_requests_per_s', 0):.0f} |")
+    gil = ", ".join(f"{100 * v:.0f}% during `{k}`"
+                    for k, v in result["gil_counter_fraction"].items())
+    lines += ["", f"GIL check: a pure-Python counter thread keeps {gil} of its solo rate."]
+    return "\n".join(lines)
+
+
+def main(paths):
+    for path in paths:
+        with open(path) as fh:
+            result = json.load(fh)
+        print(threads_table(result) if "bigbatch" in result else suite_table(result))
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
