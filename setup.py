@@ -14,6 +14,10 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("CYRNN_DEBUG", "0") == "1"
 SANITIZE = os.environ.get("CYRNN_SANITIZE", "0") == "1"
+# Each configuration generates and compiles in its own build folder: setuptools
+# and Cython only compare timestamps, so a shared folder would let a debug
+# build silently reuse optimised objects (or a release build sanitised ones).
+CONFIG = "sanitize" if SANITIZE else "debug" if DEBUG else "release"
 
 directives = {
     "language_level": 3,
@@ -62,5 +66,7 @@ setup(
         [extension(name) for name in ("_pool", "_rnn", "_lstm", "_activations", "_floor")],
         compiler_directives=directives,
         include_path=["src"],
+        build_dir=f"build/{CONFIG}/cython",
     ),
+    options={"build": {"build_base": f"build/{CONFIG}"}},
 )
