@@ -354,7 +354,8 @@ def _rnn_backward_general(da, caches):
         A = np.stack([s[0] for s in step_arrays], axis=1) if T_da else np.zeros((n_a, 0, m))
         X = np.stack([s[2] for s in step_arrays], axis=1) if T_da else np.zeros((n_x, 0, m))
     check_blas_sizes(T_da * m, n_a, X.shape[0])
-    return _rnn_backward_checked(da, A, a0, X, Wax, Waa)
+    dtype = compute_dtype((da, A, a0, X, Wax, Waa))
+    return _rnn.backward(strided(da, dtype), *(contiguous(v, dtype) for v in (A, a0, X, Wax, Waa)))
 
 
 # ---------------------------------------------------------------- LSTM
@@ -650,6 +651,6 @@ def _lstm_backward_general(da, caches):
         W = _stack_weight_list(weights, dtype)
     check_blas_sizes(T_da * m, 4 * n_a + X.shape[0])
     dtype = compute_dtype([a for a in (da, G, A, C, a0, c0, X, W) if a is not None])
-    return _lstm.backward(strided(da, dtype), None, *(contiguous(v, dtype) for v in (G, A, C, a0)),
+    return _lstm.backward(strided(da, dtype), *(contiguous(v, dtype) for v in (G, A, C, a0)),
                           None if c0 is None else contiguous(c0, dtype),
                           contiguous(X, dtype), contiguous(W, dtype))

@@ -128,7 +128,7 @@ def forward(x, a0, c0, W, b, Wy, by, bint fresh_states=True):
     return _forward[double](0, x, a0, c0, W, b, Wy, by, fresh_states)
 
 
-cdef tuple _backward(floating dummy, cnp.ndarray da, object dc_obj, cnp.ndarray G,
+cdef tuple _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
                      cnp.ndarray A, cnp.ndarray C, cnp.ndarray a0, object c0_obj,
                      cnp.ndarray X, cnp.ndarray W):
     cdef int tn = typenum_of(dummy)
@@ -142,7 +142,7 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, object dc_obj, cnp.ndarray 
     cdef cnp.ndarray dX = new_array(tn, n_x, T_da, m) if T_da > 1 else dx
     cdef cnp.ndarray da0 = new_zeros(tn, n_a, m)
     # dc carries the gradient at c⟨t⟩ down the steps; it ends as dc_prev of step 0.
-    cdef cnp.ndarray dc = new_zeros(tn, n_a, m) if dc_obj is None else new_array(tn, n_a, m)
+    cdef cnp.ndarray dc = new_zeros(tn, n_a, m)
     cdef cnp.ndarray dW = new_zeros(tn, 4 * n_a, width)
     cdef cnp.ndarray db = new_zeros(tn, 4 * n_a, 1)
     cdef floating* pda = <floating*>cnp.PyArray_DATA(da)
@@ -152,7 +152,6 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, object dc_obj, cnp.ndarray 
     cdef floating* pdX = <floating*>cnp.PyArray_DATA(dX)
     cdef floating* pda0 = <floating*>cnp.PyArray_DATA(da0)
     cdef floating* pdc = <floating*>cnp.PyArray_DATA(dc)
-    cdef floating* pdc_in = NULL if dc_obj is None else <floating*>cnp.PyArray_DATA(dc_obj)
     cdef floating* pG = <floating*>cnp.PyArray_DATA(G)
     cdef floating* pA = <floating*>cnp.PyArray_DATA(A)
     cdef floating* pC = <floating*>cnp.PyArray_DATA(C)
@@ -165,13 +164,9 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, object dc_obj, cnp.ndarray 
     cdef floating* c_prev
     cdef unsigned int csr
     if T_da == 0:
-        if pdc_in != NULL:
-            memcpy(pdc, pdc_in, n_a * m * sizeof(floating))
         return dx, da0, dc, dW, db
     with nogil:
         csr = cyrnn_ftz_begin()
-        if pdc_in != NULL:
-            memcpy(pdc, pdc_in, n_a * m * sizeof(floating))
         gather_time_major(n_a, m, T_da, pda, s0, s1, s2, pdA)
         for t in range(T_da - 1, -1, -1):
             c_prev = pc0 if t == 0 else pC + (t - 1) * m
@@ -201,17 +196,16 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, object dc_obj, cnp.ndarray 
     return dx, da0, dc, dW, db
 
 
-def backward(da, dc_last, G, A, C, a0, c0, X, W):
+def backward(da, G, A, C, a0, c0, X, W):
     """Backpropagate da (n_a, m, T_da) through the first T_da steps.
 
-    dc_last (n_a, m) or None is the gradient arriving at the last used cell
-    state (the cell functions' dc_next). G, A, C, X are the forward's time-major
+    G, A, C, X are the forward's time-major
     buffers (T >= T_da steps), a0/c0 its initial states (c0 None: zeros), W the
     stacked weights. Returns (dx, da0, dc0, dW, db), dW/db stacked like W/b.
     """
     if cnp.PyArray_TYPE(da) == cnp.NPY_FLOAT:
-        return _backward[float](0, da, dc_last, G, A, C, a0, c0, X, W)
-    return _backward[double](0, da, dc_last, G, A, C, a0, c0, X, W)
+        return _backward[float](0, da, G, A, C, a0, c0, X, W)
+    return _backward[double](0, da, G, A, C, a0, c0, X, W)
 
 
 # Cell functions stack the four gate weights into one matrix (one GEMM instead
@@ -476,10 +470,9 @@ def fast_backward(da, caches):
     if not ready(da, tn, 3, n_a, m) or (<cnp.ndarray>da).shape[2] > T:
         return None
     if tn == cnp.NPY_FLOAT:
-        return _backward[float](0, da, None, steps.G, A, steps.C, steps.a0, steps.c0,
-                                steps.X, steps.W)
-    return _backward[double](0, da, None, steps.G, A, steps.C, steps.a0, steps.c0,
-                             steps.X, steps.W)
+        return _backward[float](0, da, steps.G, A, steps.C, steps.a0, steps.c0, steps.X,
+                                steps.W)
+    return _backward[double](0, da, steps.G, A, steps.C, steps.a0, steps.c0, steps.X, steps.W)
 
 
 # ------------------------------------------------------------------ batch chunks
