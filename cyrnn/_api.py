@@ -467,23 +467,14 @@ def lstm_forward(x, a0, parameters, *, c0=None, cache=True, n_threads=1):
         return _lstm_forward_chunked(x, a0, parameters, c0, cache, n_threads)
     out = _lstm.fast_forward(x, a0, parameters, c0)
     if out is None:
-        x, a0 = as_array("x", x), as_array("a0", a0)
-        check_ndim("x", x, ("n_x", "m", "T_x"))
-        if c0 is not None:
-            c0 = as_array("c0", c0)
-            check_ndim("c0", c0, ("n_a", "m"))
-        dtype, (weights, biases, Wy, by), a0, c0 = _lstm_forward_inputs(
-            "a0", x, a0, "c0", c0, parameters)
-        W, b = _lstm.stack_parameters(weights, biases)
-        out = _lstm.forward(strided(x, dtype), a0, c0, W, b, Wy, by) + (W,)
+        x, xs, a0, c0, W, b, Wy, by = _lstm_sequence_inputs(x, a0, c0, parameters)
+        out = _lstm.forward(xs, a0, c0, W, b, Wy, by) + (W,)
     a, y, c, A, C, G, X, W = out
     return a, y, c, (LSTMStepCaches(A, C, G, a0, c0, X, x, parameters, W), x)
 
 
-def _lstm_forward_chunked(x, a0, parameters, c0, cache, n_threads):
-    """lstm_forward for cache=False or n_threads > 1: batch chunks, see _parallel."""
-    check_cache_flag(cache)
-    n_threads = resolve_threads(n_threads)
+def _lstm_sequence_inputs(x, a0, c0, parameters):
+    """Validated lstm_forward inputs: (x, x in the compute dtype, a0, c0, W, b, Wy, by)."""
     x, a0 = as_array("x", x), as_array("a0", a0)
     check_ndim("x", x, ("n_x", "m", "T_x"))
     if c0 is not None:
@@ -492,7 +483,15 @@ def _lstm_forward_chunked(x, a0, parameters, c0, cache, n_threads):
     dtype, (weights, biases, Wy, by), a0, c0 = _lstm_forward_inputs(
         "a0", x, a0, "c0", c0, parameters)
     W, b = _lstm.stack_parameters(weights, biases)
-    xs = strided(x, dtype)
+    return x, strided(x, dtype), a0, c0, W, b, Wy, by
+
+
+def _lstm_forward_chunked(x, a0, parameters, c0, cache, n_threads):
+    """lstm_forward for cache=False or n_threads > 1: batch chunks, see _parallel."""
+    check_cache_flag(cache)
+    n_threads = resolve_threads(n_threads)
+    x, xs, a0, c0, W, b, Wy, by = _lstm_sequence_inputs(x, a0, c0, parameters)
+    dtype = xs.dtype
     n_x, m, T = x.shape
     n_a, n_y = a0.shape[0], Wy.shape[0]
     a, c = _pool.empty((n_a, m, T), dtype), _pool.empty((n_a, m, T), dtype)
