@@ -5,6 +5,7 @@ checks, wraparound and initialised-memoryview checks on, assertions kept, and
 no optimisation, for a debug test run. CYRNN_SANITIZE=1 adds AddressSanitizer
 and UndefinedBehaviorSanitizer instrumentation (see tests/sanitize.sh).
 """
+import glob
 import os
 import sys
 
@@ -55,6 +56,7 @@ def extension(name):
         f"cyrnn.{name}",
         [f"src/{name}.pyx"],
         include_dirs=["src", np.get_include()],
+        depends=sorted(glob.glob("src/*.h")),  # recompile when a C header changes
         define_macros=macros,
         extra_compile_args=compile_args,
         extra_link_args=link_args,

@@ -52,31 +52,23 @@ CYRNN_INLINE void cyrnn_ftz_end(unsigned int old) { (void)old; }
 #define EXP cyrnn_exp_d
 #define TANH cyrnn_tanh_d
 #define SIGMOID cyrnn_sigmoid_d
-#define SIGMOID_ND cyrnn_sigmoid_nd_d
-#define TANH_ND cyrnn_tanh_nd_d
 #include "cyrnn_elementwise_impl.h"
 #undef REAL
 #undef SFX
 #undef EXP
 #undef TANH
 #undef SIGMOID
-#undef SIGMOID_ND
-#undef TANH_ND
 
 #define REAL float
 #define SFX(name) name##_f
 #define EXP cyrnn_exp_f
 #define TANH cyrnn_tanh_f
 #define SIGMOID cyrnn_sigmoid_f
-#define SIGMOID_ND cyrnn_sigmoid_nd_f
-#define TANH_ND cyrnn_tanh_nd_f
 #include "cyrnn_elementwise_impl.h"
 #undef REAL
 #undef SFX
 #undef EXP
 #undef TANH
 #undef SIGMOID
-#undef SIGMOID_ND
-#undef TANH_ND
 
 #endif

@@ -1,38 +1,86 @@
 /* Template body of cyrnn_elementwise.h: REAL, SFX, EXP, TANH, SIGMOID are set
  * by the includer. Sizes are ptrdiff_t so m·T never overflows. */
 
+/* Rows shorter than one 16-wide vector are processed several at a time
+ * through small contiguous buffers, padded with zeros to a multiple of 16: the
+ * vector loops then run without scalar tails (at m = 10, per-row tails in
+ * scalar code cost more than the vector part). Longer rows are processed in
+ * place, in chunks of at most PACK columns; copying them costs more than their
+ * tails. */
+enum { SFX(PACK) = 256 };
+
+CYRNN_INLINE ptrdiff_t SFX(rows_per_group)(ptrdiff_t m)
+{
+    return m > 0 && m < 16 ? (SFX(PACK) - 16) / m : 1;
+}
+
+/* k rounded up to a multiple of 16, with buf[k..] zeroed up to it. */
+CYRNN_INLINE ptrdiff_t SFX(pad16)(ptrdiff_t k, REAL *buf)
+{
+    ptrdiff_t padded = (k + 15) & ~(ptrdiff_t)15;
+    for (ptrdiff_t q = k; q < padded; q++)
+        buf[q] = 0;
+    return padded;
+}
+
 /* a = tanh(z + b), in place: z is the (n_a × m) pre-activation of one step. */
 CYRNN_HOT static void SFX(rnn_forward_step)(
     ptrdiff_t n_a, ptrdiff_t m, REAL *CYRNN_RESTRICT z, ptrdiff_t ld,
     const REAL *CYRNN_RESTRICT b)
 {
-    for (ptrdiff_t i = 0; i < n_a; i++) {
-        REAL *zi = z + i * ld;
-        const REAL bi = b[i];
-        for (ptrdiff_t j = 0; j < m; j++)
-            zi[j] = TANH(zi[j] + bi);
+    const ptrdiff_t rows = SFX(rows_per_group)(m);
+    if (rows == 1) {
+        for (ptrdiff_t i = 0; i < n_a; i++) {
+            REAL *CYRNN_RESTRICT zi = z + i * ld;
+            const REAL bi = b[i];
+            for (ptrdiff_t j = 0; j < m; j++)
+                zi[j] = TANH(zi[j] + bi);
+        }
+        return;
+    }
+    REAL buf[SFX(PACK)];
+    for (ptrdiff_t i0 = 0; i0 < n_a; i0 += rows) {
+        const ptrdiff_t i1 = i0 + rows < n_a ? i0 + rows : n_a;
+        ptrdiff_t k = 0;
+        for (ptrdiff_t i = i0; i < i1; i++)
+            for (ptrdiff_t j = 0; j < m; j++)
+                buf[k++] = z[i * ld + j] + b[i];
+        const ptrdiff_t padded = SFX(pad16)(k, buf);
+        for (ptrdiff_t q = 0; q < padded; q++)
+            buf[q] = TANH(buf[q]);
+        k = 0;
+        for (ptrdiff_t i = i0; i < i1; i++)
+            for (ptrdiff_t j = 0; j < m; j++)
+                z[i * ld + j] = buf[k++];
     }
 }
 
-/* The four gate activations of one element with one shared division:
- * r = 1/(d_f·d_i·d_c·d_o), then each 1/d_k is r times the other three. The
- * denominators lie in [1, 2], so the product cannot overflow; the extra
- * roundings cost a few ulp. */
-CYRNN_INLINE void SFX(lstm_gates)(REAL zf, REAL zi, REAL zc, REAL zo,
-                                  REAL *f, REAL *u, REAL *cc, REAL *o)
+/* The LSTM step on L contiguous elements: gates activated in place (bias
+ * added first unless bias is NULL), c = f*c_prev + i*c~ (c_prev NULL: 0),
+ * a = o*tanh(c). One simple loop per nonlinearity: a single fused loop holding
+ * five exp evaluations runs out of vector registers and is ~30% slower. */
+CYRNN_INLINE void SFX(lstm_forward_run)(
+    ptrdiff_t L, REAL *CYRNN_RESTRICT gf, REAL *CYRNN_RESTRICT gi,
+    REAL *CYRNN_RESTRICT gc, REAL *CYRNN_RESTRICT go, const REAL *bias,
+    const REAL *CYRNN_RESTRICT cp, REAL *CYRNN_RESTRICT c, REAL *CYRNN_RESTRICT a)
 {
-    REAL nf, df, ni, di, nc, dc, no, dn;
-    SIGMOID_ND(zf, &nf, &df);
-    SIGMOID_ND(zi, &ni, &di);
-    TANH_ND(zc, &nc, &dc);
-    SIGMOID_ND(zo, &no, &dn);
-    REAL p1 = df * di, p2 = dc * dn;
-    REAL r = 1 / (p1 * p2);
-    REAL r1 = r * p2, r2 = r * p1;      /* 1/(df·di), 1/(dc·dn) */
-    *f = nf * (r1 * di);
-    *u = ni * (r1 * df);
-    *cc = nc * (r2 * dn);
-    *o = no * (r2 * dc);
+    if (bias) {
+        const REAL bf = bias[0], bi = bias[1], bc = bias[2], bo = bias[3];
+        for (ptrdiff_t j = 0; j < L; j++) gf[j] = SIGMOID(gf[j] + bf);
+        for (ptrdiff_t j = 0; j < L; j++) gi[j] = SIGMOID(gi[j] + bi);
+        for (ptrdiff_t j = 0; j < L; j++) gc[j] = TANH(gc[j] + bc);
+        for (ptrdiff_t j = 0; j < L; j++) go[j] = SIGMOID(go[j] + bo);
+    } else {
+        for (ptrdiff_t j = 0; j < L; j++) gf[j] = SIGMOID(gf[j]);
+        for (ptrdiff_t j = 0; j < L; j++) gi[j] = SIGMOID(gi[j]);
+        for (ptrdiff_t j = 0; j < L; j++) gc[j] = TANH(gc[j]);
+        for (ptrdiff_t j = 0; j < L; j++) go[j] = SIGMOID(go[j]);
+    }
+    if (cp)
+        for (ptrdiff_t j = 0; j < L; j++) c[j] = gf[j] * cp[j] + gi[j] * gc[j];
+    else
+        for (ptrdiff_t j = 0; j < L; j++) c[j] = gi[j] * gc[j];
+    for (ptrdiff_t j = 0; j < L; j++) a[j] = go[j] * TANH(c[j]);
 }
 
 /* One LSTM step after the gate GEMM. g holds the four gate pre-activations
@@ -44,34 +92,55 @@ CYRNN_HOT static void SFX(lstm_forward_step)(
     const REAL *CYRNN_RESTRICT c_prev, ptrdiff_t ld_cp,
     REAL *CYRNN_RESTRICT c, ptrdiff_t ld_c, REAL *CYRNN_RESTRICT a, ptrdiff_t ld_a)
 {
-    for (ptrdiff_t i = 0; i < n_a; i++) {
-        REAL *CYRNN_RESTRICT gf = g + i * ld_g;
-        REAL *CYRNN_RESTRICT gi = gf + gate_stride;
-        REAL *CYRNN_RESTRICT gc = gi + gate_stride;
-        REAL *CYRNN_RESTRICT go = gc + gate_stride;
-        const REAL bf = b[i], bi = b[n_a + i], bc = b[2 * n_a + i], bo = b[3 * n_a + i];
-        REAL *CYRNN_RESTRICT ci = c + i * ld_c;
-        REAL *CYRNN_RESTRICT ai = a + i * ld_a;
-        if (c_prev) {
-            const REAL *CYRNN_RESTRICT cpi = c_prev + i * ld_cp;
-            for (ptrdiff_t j = 0; j < m; j++) {
-                REAL f, u, cc, o, nt, dt;
-                SFX(lstm_gates)(gf[j] + bf, gi[j] + bi, gc[j] + bc, go[j] + bo, &f, &u, &cc, &o);
-                REAL cn = f * cpi[j] + u * cc;
-                gf[j] = f; gi[j] = u; gc[j] = cc; go[j] = o;
-                ci[j] = cn;
-                TANH_ND(cn, &nt, &dt);
-                ai[j] = o * nt / dt;
+    const ptrdiff_t rows = SFX(rows_per_group)(m);
+    if (rows == 1) {
+        for (ptrdiff_t i = 0; i < n_a; i++) {
+            REAL *gf = g + i * ld_g;
+            const REAL bias[4] = {b[i], b[n_a + i], b[2 * n_a + i], b[3 * n_a + i]};
+            for (ptrdiff_t j0 = 0; j0 < m; j0 += SFX(PACK)) {
+                const ptrdiff_t w = m - j0 < SFX(PACK) ? m - j0 : SFX(PACK);
+                SFX(lstm_forward_run)(w, gf + j0, gf + gate_stride + j0,
+                                      gf + 2 * gate_stride + j0, gf + 3 * gate_stride + j0,
+                                      bias, c_prev ? c_prev + i * ld_cp + j0 : NULL,
+                                      c + i * ld_c + j0, a + i * ld_a + j0);
             }
-        } else {
-            for (ptrdiff_t j = 0; j < m; j++) {
-                REAL f, u, cc, o, nt, dt;
-                SFX(lstm_gates)(gf[j] + bf, gi[j] + bi, gc[j] + bc, go[j] + bo, &f, &u, &cc, &o);
-                REAL cn = u * cc;
-                gf[j] = f; gi[j] = u; gc[j] = cc; go[j] = o;
-                ci[j] = cn;
-                TANH_ND(cn, &nt, &dt);
-                ai[j] = o * nt / dt;
+        }
+        return;
+    }
+    REAL pf[SFX(PACK)], pi[SFX(PACK)], pc[SFX(PACK)], po[SFX(PACK)];
+    REAL pcp[SFX(PACK)], pcn[SFX(PACK)], pa[SFX(PACK)];
+    for (ptrdiff_t i0 = 0; i0 < n_a; i0 += rows) {
+        const ptrdiff_t i1 = i0 + rows < n_a ? i0 + rows : n_a;
+        ptrdiff_t k = 0;
+        for (ptrdiff_t i = i0; i < i1; i++) {
+            const REAL *gf = g + i * ld_g;
+            const REAL bf = b[i], bi = b[n_a + i], bc = b[2 * n_a + i], bo = b[3 * n_a + i];
+            for (ptrdiff_t j = 0; j < m; j++, k++) {
+                pf[k] = gf[j] + bf;
+                pi[k] = gf[gate_stride + j] + bi;
+                pc[k] = gf[2 * gate_stride + j] + bc;
+                po[k] = gf[3 * gate_stride + j] + bo;
+                if (c_prev)
+                    pcp[k] = c_prev[i * ld_cp + j];
+            }
+        }
+        ptrdiff_t padded = SFX(pad16)(k, pf);
+        SFX(pad16)(k, pi);
+        SFX(pad16)(k, pc);
+        SFX(pad16)(k, po);
+        if (c_prev)
+            SFX(pad16)(k, pcp);
+        SFX(lstm_forward_run)(padded, pf, pi, pc, po, NULL, c_prev ? pcp : NULL, pcn, pa);
+        k = 0;
+        for (ptrdiff_t i = i0; i < i1; i++) {
+            REAL *gf = g + i * ld_g;
+            for (ptrdiff_t j = 0; j < m; j++, k++) {
+                gf[j] = pf[k];
+                gf[gate_stride + j] = pi[k];
+                gf[2 * gate_stride + j] = pc[k];
+                gf[3 * gate_stride + j] = po[k];
+                c[i * ld_c + j] = pcn[k];
+                a[i * ld_a + j] = pa[k];
             }
         }
     }
@@ -102,7 +171,9 @@ CYRNN_HOT static void SFX(rnn_backward_step)(
  *   dc += da * o * (1 - tanh(c)^2)         (dc: gradient arriving at c⟨t⟩)
  *   do  = da * tanh(c) * o(1-o);   dc~ = dc * i * (1 - c~^2)
  *   di  = dc * c~ * i(1-i);        df  = dc * c_prev * f(1-f)
- *   dc_prev = dc * f, written back into dc.  c_prev NULL means 0. */
+ *   dc_prev = dc * f, written back into dc.  c_prev NULL means 0.
+ * tanh(c) is computed first for a group of rows (see rows_per_group) into a
+ * contiguous buffer, so its vector loop has no per-row tail. */
 CYRNN_HOT static void SFX(lstm_backward_step)(
     ptrdiff_t n_a, ptrdiff_t m,
     const REAL *CYRNN_RESTRICT g, ptrdiff_t ld_g, ptrdiff_t gate_stride,
@@ -113,31 +184,45 @@ CYRNN_HOT static void SFX(lstm_backward_step)(
     REAL *CYRNN_RESTRICT dc, ptrdiff_t ld_dc,
     REAL *CYRNN_RESTRICT dg, ptrdiff_t ld_dg, ptrdiff_t dgate_stride)
 {
-    for (ptrdiff_t i = 0; i < n_a; i++) {
-        const REAL *CYRNN_RESTRICT gf = g + i * ld_g;
-        const REAL *CYRNN_RESTRICT gi = gf + gate_stride;
-        const REAL *CYRNN_RESTRICT gc = gi + gate_stride;
-        const REAL *CYRNN_RESTRICT go = gc + gate_stride;
-        const REAL *CYRNN_RESTRICT ci = c + i * ld_c;
-        const REAL *CYRNN_RESTRICT dui = da_up + i * ld_du;
-        const REAL *CYRNN_RESTRICT dni = da_next ? da_next + i * ld_dn : NULL;
-        const REAL *CYRNN_RESTRICT cpi = c_prev ? c_prev + i * ld_cp : NULL;
-        REAL *CYRNN_RESTRICT dci = dc + i * ld_dc;
-        REAL *CYRNN_RESTRICT dgf = dg + i * ld_dg;
-        REAL *CYRNN_RESTRICT dgi = dgf + dgate_stride;
-        REAL *CYRNN_RESTRICT dgc = dgi + dgate_stride;
-        REAL *CYRNN_RESTRICT dgo = dgc + dgate_stride;
-        for (ptrdiff_t j = 0; j < m; j++) {
-            REAL da = dni ? dui[j] + dni[j] : dui[j];
-            REAL cp = cpi ? cpi[j] : 0;
-            REAL f = gf[j], u = gi[j], cc = gc[j], o = go[j];
-            REAL tc = TANH(ci[j]);
-            REAL dcn = dci[j] + da * o * (1 - tc * tc);
-            dgo[j] = da * tc * o * (1 - o);
-            dgc[j] = dcn * u * (1 - cc * cc);
-            dgi[j] = dcn * cc * u * (1 - u);
-            dgf[j] = dcn * cp * f * (1 - f);
-            dci[j] = dcn * f;
+    const ptrdiff_t rows = SFX(rows_per_group)(m);
+    REAL tanh_c[SFX(PACK)];
+    for (ptrdiff_t i0 = 0; i0 < n_a; i0 += rows) {
+        const ptrdiff_t i1 = i0 + rows < n_a ? i0 + rows : n_a;
+        for (ptrdiff_t j0 = 0; j0 < m; j0 += SFX(PACK)) {
+            const ptrdiff_t w = m - j0 < SFX(PACK) ? m - j0 : SFX(PACK);
+            ptrdiff_t k = 0;
+            for (ptrdiff_t i = i0; i < i1; i++)
+                for (ptrdiff_t j = j0; j < j0 + w; j++)
+                    tanh_c[k++] = c[i * ld_c + j];
+            const ptrdiff_t padded = SFX(pad16)(k, tanh_c);
+            for (ptrdiff_t q = 0; q < padded; q++)
+                tanh_c[q] = TANH(tanh_c[q]);
+            for (ptrdiff_t i = i0; i < i1; i++) {
+                const REAL *CYRNN_RESTRICT tc = tanh_c + (i - i0) * w - j0;
+                const REAL *CYRNN_RESTRICT gf = g + i * ld_g;
+                const REAL *CYRNN_RESTRICT gi = gf + gate_stride;
+                const REAL *CYRNN_RESTRICT gc = gi + gate_stride;
+                const REAL *CYRNN_RESTRICT go = gc + gate_stride;
+                const REAL *CYRNN_RESTRICT dui = da_up + i * ld_du;
+                const REAL *CYRNN_RESTRICT dni = da_next ? da_next + i * ld_dn : NULL;
+                const REAL *CYRNN_RESTRICT cpi = c_prev ? c_prev + i * ld_cp : NULL;
+                REAL *CYRNN_RESTRICT dci = dc + i * ld_dc;
+                REAL *CYRNN_RESTRICT dgf = dg + i * ld_dg;
+                REAL *CYRNN_RESTRICT dgi = dgf + dgate_stride;
+                REAL *CYRNN_RESTRICT dgc = dgi + dgate_stride;
+                REAL *CYRNN_RESTRICT dgo = dgc + dgate_stride;
+                for (ptrdiff_t j = j0; j < j0 + w; j++) {
+                    REAL da = dni ? dui[j] + dni[j] : dui[j];
+                    REAL cp = cpi ? cpi[j] : 0;
+                    REAL f = gf[j], u = gi[j], cc = gc[j], o = go[j], t = tc[j];
+                    REAL dcn = dci[j] + da * o * (1 - t * t);
+                    dgo[j] = da * t * o * (1 - o);
+                    dgc[j] = dcn * u * (1 - cc * cc);
+                    dgi[j] = dcn * cc * u * (1 - u);
+                    dgf[j] = dcn * cp * f * (1 - f);
+                    dci[j] = dcn * f;
+                }
+            }
         }
     }
 }

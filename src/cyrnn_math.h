@@ -138,42 +138,31 @@ CYRNN_INLINE float cyrnn_expm1_neg_f(float y)
     return s * p + (s - 1.0f);
 }
 
-/* The nonlinearities as numerator/denominator pairs, so a caller that needs
- * several can share one division among them (divisions dominate the cost of
- * these functions on SIMD units). Denominators lie in [1, 2].
- *   sigmoid(x) = num/den: e = exp(-|x|), den = 1 + e, num = x >= 0 ? 1 : e
- *   tanh(x)    = num/den: t = expm1(-2|x|), den = 2 + t, num = -t·sign(x)  */
-CYRNN_INLINE void cyrnn_sigmoid_nd_d(double x, double *num, double *den)
+/* sigmoid(x) = num/den with e = exp(-|x|): den = 1 + e, num = x >= 0 ? 1 : e.
+ * tanh(x)    = num/den with t = expm1(-2|x|): den = 2 + t, num = -t·sign(x).
+ * Both exponentials take non-positive arguments, so they cannot overflow. */
+CYRNN_INLINE double cyrnn_sigmoid_d(double x)
 {
     double e = cyrnn_exp_d(-fabs(x));
-    *den = 1.0 + e;
-    *num = x >= 0 ? 1.0 : e;
+    return (x >= 0 ? 1.0 : e) / (1.0 + e);
 }
 
-CYRNN_INLINE void cyrnn_tanh_nd_d(double x, double *num, double *den)
+CYRNN_INLINE double cyrnn_tanh_d(double x)
 {
     double t = cyrnn_expm1_neg_d(-2.0 * fabs(x));
-    *den = 2.0 + t;
-    *num = x < 0 ? t : -t;
+    return (x < 0 ? t : -t) / (2.0 + t);
 }
 
-CYRNN_INLINE void cyrnn_sigmoid_nd_f(float x, float *num, float *den)
+CYRNN_INLINE float cyrnn_sigmoid_f(float x)
 {
     float e = cyrnn_exp_f(-fabsf(x));
-    *den = 1.0f + e;
-    *num = x >= 0 ? 1.0f : e;
+    return (x >= 0 ? 1.0f : e) / (1.0f + e);
 }
 
-CYRNN_INLINE void cyrnn_tanh_nd_f(float x, float *num, float *den)
+CYRNN_INLINE float cyrnn_tanh_f(float x)
 {
     float t = cyrnn_expm1_neg_f(-2.0f * fabsf(x));
-    *den = 2.0f + t;
-    *num = x < 0 ? t : -t;
+    return (x < 0 ? t : -t) / (2.0f + t);
 }
-
-CYRNN_INLINE double cyrnn_sigmoid_d(double x) { double n, d; cyrnn_sigmoid_nd_d(x, &n, &d); return n / d; }
-CYRNN_INLINE double cyrnn_tanh_d(double x) { double n, d; cyrnn_tanh_nd_d(x, &n, &d); return n / d; }
-CYRNN_INLINE float cyrnn_sigmoid_f(float x) { float n, d; cyrnn_sigmoid_nd_f(x, &n, &d); return n / d; }
-CYRNN_INLINE float cyrnn_tanh_f(float x) { float n, d; cyrnn_tanh_nd_f(x, &n, &d); return n / d; }
 
 #endif

@@ -163,3 +163,23 @@ def test_large_lstm_cells_match_reference():
     da, dc = rng.standard_normal((n_a, m)), rng.standard_normal((n_a, m))
     assert_same_gradients(cyrnn.lstm_cell_backward(da, dc, out[3]),
                           ref.lstm_cell_backward(da, dc, out_r[3]))
+
+
+@pytest.mark.parametrize("m", [1, 7, 13, 15, 16, 17, 300])
+def test_row_grouping_and_chunking_match_reference(m):
+    # The elementwise passes copy rows shorter than 16 into buffers of 240
+    # elements, several rows per group (n_a = 41 rows make 3-41 groups, the last
+    # one partial), and process longer rows in place in chunks of 256 columns.
+    d = dict(n_x=3, n_a=41, n_y=4, m=m, T=3, seed=m, scale=1.0)
+    check_rnn(d)
+    check_lstm(d)
+    check_lstm(d, with_c0=True)
+    rng, x, a0, p = lstm_case(d)
+    c_prev = rng.standard_normal(a0.shape)
+    out = cyrnn.lstm_cell_forward(x[:, :, 0], a0, c_prev, p)
+    out_r = ref.lstm_cell_forward(x[:, :, 0], a0, c_prev, p)
+    for u, v in zip(out[:3], out_r[:3]):
+        assert_close(u, v)
+    da, dc = rng.standard_normal(a0.shape), rng.standard_normal(a0.shape)
+    assert_same_gradients(cyrnn.lstm_cell_backward(da, dc, out[3]),
+                          ref.lstm_cell_backward(da, dc, out_r[3]))
