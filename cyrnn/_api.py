@@ -171,14 +171,14 @@ def rnn_forward(x, a0, parameters, *, cache=True, n_threads=1):
     if cache is not True or n_threads != 1:
         return _rnn_forward_chunked(x, a0, parameters, cache, n_threads)
     out = _rnn.fast_forward(x, a0, parameters)
-    if out is None:
-        x, a0 = as_array("x", x), as_array("a0", a0)
-        check_ndim("x", x, ("n_x", "m", "T_x"))
-        dtype, weights = _rnn_forward_inputs("a0", x, a0, parameters)
-        a0 = contiguous(a0, dtype)
-        out = _rnn.forward(strided(x, dtype), a0, *weights) + weights[:2]
-    a, y, A, X, Wax, Waa = out
-    return a, y, (RNNStepCaches(A, a0, X, x, parameters, Wax, Waa), x)
+    if out is not None:
+        return out
+    x, a0 = as_array("x", x), as_array("a0", a0)
+    check_ndim("x", x, ("n_x", "m", "T_x"))
+    dtype, weights = _rnn_forward_inputs("a0", x, a0, parameters)
+    a0 = contiguous(a0, dtype)
+    a, y, A, X = _rnn.forward(strided(x, dtype), a0, *weights)
+    return a, y, (RNNStepCaches(A, a0, X, x, parameters, weights[0], weights[1]), x)
 
 
 def _read_only(*buffers):
@@ -466,10 +466,10 @@ def lstm_forward(x, a0, parameters, *, c0=None, cache=True, n_threads=1):
     if cache is not True or n_threads != 1:
         return _lstm_forward_chunked(x, a0, parameters, c0, cache, n_threads)
     out = _lstm.fast_forward(x, a0, parameters, c0)
-    if out is None:
-        x, xs, a0, c0, W, b, Wy, by = _lstm_sequence_inputs(x, a0, c0, parameters)
-        out = _lstm.forward(xs, a0, c0, W, b, Wy, by) + (W,)
-    a, y, c, A, C, G, X, W = out
+    if out is not None:
+        return out
+    x, xs, a0, c0, W, b, Wy, by = _lstm_sequence_inputs(x, a0, c0, parameters)
+    a, y, c, A, C, G, X = _lstm.forward(xs, a0, c0, W, b, Wy, by)
     return a, y, c, (LSTMStepCaches(A, C, G, a0, c0, X, x, parameters, W), x)
 
 

@@ -18,6 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cyrnn._lstm import LSTMCacheBuffers
+from cyrnn._rnn import RNNCacheBuffers
+
 
 class _StepCaches(Sequence):
     """Base: indexing, slicing and length over the time axis."""
@@ -41,32 +44,27 @@ class _StepCaches(Sequence):
         return f"<{type(self).__name__}: {self._T} steps>"
 
 
-class RNNStepCaches(_StepCaches):
-    """Step t is (a_next, a_prev, xt, parameters), as from rnn_cell_forward."""
+class RNNStepCaches(RNNCacheBuffers, _StepCaches):
+    """Step t is (a_next, a_prev, xt, parameters), as from rnn_cell_forward.
 
-    __slots__ = ("_T", "A", "a0", "X", "x", "parameters", "Wax", "Waa")
+    RNNStepCaches(A, a0, X, x, parameters, Wax, Waa); the buffers are read-only
+    attributes (see cyrnn._rnn.RNNCacheBuffers)."""
 
-    def __init__(self, A, a0, X, x, parameters, Wax, Waa):
-        self._T = A.shape[1]
-        self.A, self.a0, self.X, self.x = A, a0, X, x
-        self.parameters, self.Wax, self.Waa = parameters, Wax, Waa
+    __slots__ = ()
 
     def _step(self, t):
         a_prev = self.a0 if t == 0 else self.A[:, t - 1, :]
         return (self.A[:, t, :], a_prev, self.x[:, :, t], self.parameters)
 
 
-class LSTMStepCaches(_StepCaches):
+class LSTMStepCaches(LSTMCacheBuffers, _StepCaches):
     """Step t is (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
-    parameters), as from lstm_cell_forward."""
+    parameters), as from lstm_cell_forward.
 
-    __slots__ = ("_T", "A", "C", "G", "a0", "c0", "X", "x", "parameters", "W", "_zeros")
+    LSTMStepCaches(A, C, G, a0, c0, X, x, parameters, W); the buffers are
+    read-only attributes (see cyrnn._lstm.LSTMCacheBuffers)."""
 
-    def __init__(self, A, C, G, a0, c0, X, x, parameters, W):
-        self._T = A.shape[1]
-        self.A, self.C, self.G, self.a0, self.c0 = A, C, G, a0, c0
-        self.X, self.x, self.parameters, self.W = X, x, parameters, W
-        self._zeros = None
+    __slots__ = ()
 
     def initial_cell_state(self):
         """c0, or (made once) a read-only zeros array when the forward started at 0."""
