@@ -538,14 +538,6 @@ def _lstm_gradient_weights(parameters, n_x, n_a):
     return [p["W" + g] for g in _GATES]
 
 
-def _lstm_gradients(dW, db, n_a):
-    grads = {}
-    for k, g in enumerate(_GATES):
-        grads["dW" + g] = dW[k * n_a:(k + 1) * n_a]
-        grads["db" + g] = db[k * n_a:(k + 1) * n_a]
-    return grads
-
-
 def _stack_weight_list(weights, dtype):
     return np.concatenate([contiguous(w, dtype) for w in weights], axis=0)
 
@@ -566,30 +558,24 @@ def lstm_cell_backward(da_next, dc_next, cache):
         ``dxt`` (n_x, m), ``da_prev``, ``dc_prev`` (n_a, m), ``dWf, dWi, dWc,
         dWo`` (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
     """
-    out = _lstm.fast_cell_backward(da_next, dc_next, cache)
-    if out is None:
-        da_next, dc_next = as_array("da_next", da_next), as_array("dc_next", dc_next)
-        (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
-         parameters) = _lstm_step_arrays(cache, "cache")
-        n_a, m = a_next.shape
-        n_x = xt.shape[0]
-        check_shape("da_next", da_next, ("n_a", "m"), (n_a, m))
-        check_shape("dc_next", dc_next, ("n_a", "m"), (n_a, m))
-        weights = _lstm_gradient_weights(parameters, n_x, n_a)
-        check_blas_sizes(m, n_x, 4 * n_a + n_x)
-        dtype = compute_dtype((da_next, dc_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
-                               *weights))
-        out = _lstm.cell_backward(*(contiguous(v, dtype) for v in (da_next, dc_next, c_next,
-                                                                  a_prev, c_prev)),
-                                  [contiguous(g, dtype) for g in (ft, it, cct, ot)],
-                                  contiguous(xt, dtype), [contiguous(w, dtype) for w in weights])
-    d_concat, dc_prev, dW, db = out
-    n_a = dc_prev.shape[0]
-    grads = {"dxt": d_concat[n_a:], "da_prev": d_concat[:n_a], "dc_prev": dc_prev}
-    for k, g in enumerate(_GATES):
-        grads["dW" + g] = dW[k]
-        grads["db" + g] = db[k]
-    return grads
+    grads = _lstm.fast_cell_backward(da_next, dc_next, cache)
+    if grads is not None:
+        return grads
+    da_next, dc_next = as_array("da_next", da_next), as_array("dc_next", dc_next)
+    (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
+     parameters) = _lstm_step_arrays(cache, "cache")
+    n_a, m = a_next.shape
+    n_x = xt.shape[0]
+    check_shape("da_next", da_next, ("n_a", "m"), (n_a, m))
+    check_shape("dc_next", dc_next, ("n_a", "m"), (n_a, m))
+    weights = _lstm_gradient_weights(parameters, n_x, n_a)
+    check_blas_sizes(m, n_x, 4 * n_a + n_x)
+    dtype = compute_dtype((da_next, dc_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
+                           *weights))
+    return _lstm.cell_backward(*(contiguous(v, dtype) for v in (da_next, dc_next, c_next,
+                                                               a_prev, c_prev)),
+                               [contiguous(g, dtype) for g in (ft, it, cct, ot)],
+                               contiguous(xt, dtype), [contiguous(w, dtype) for w in weights])
 
 
 def lstm_backward(da, caches):
@@ -609,12 +595,9 @@ def lstm_backward(da, caches):
         ``dx`` (n_x, m, T), ``da0`` (n_a, m), ``dWf, dWi, dWc, dWo``
         (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
     """
-    out = _lstm.fast_backward(da, caches)
-    if out is None:
-        out = _lstm_backward_general(da, caches)
-    dx, da0, dc0, dW, db = out
-    grads = {"dx": dx, "da0": da0}
-    grads.update(_lstm_gradients(dW, db, dc0.shape[0]))
+    grads = _lstm.fast_backward(da, caches)
+    if grads is None:
+        grads = _lstm_backward_general(da, caches)
     return grads
 
 

@@ -58,6 +58,21 @@ cdef inline cnp.ndarray new_array(int typenum, Py_ssize_t d0, Py_ssize_t d1, Py_
         PyDataMem_SetHandler(old)
 
 
+cdef inline cnp.ndarray block_view(cnp.ndarray base, Py_ssize_t offset, Py_ssize_t d0,
+                                   Py_ssize_t d1):
+    """Writeable C-contiguous (d0, d1) view of base's buffer from element `offset`
+    on, keeping base alive (base: C-contiguous, holding offset + d0·d1 elements).
+    Through the C API: NumPy slicing from Python costs ~0.1 us per view."""
+    cdef cnp.npy_intp dims[2]
+    dims[0] = d0
+    dims[1] = d1
+    cdef cnp.ndarray view = cnp.PyArray_SimpleNewFromData(
+        2, dims, cnp.PyArray_TYPE(base),
+        <char*>cnp.PyArray_DATA(base) + offset * cnp.PyArray_ITEMSIZE(base))
+    cnp.set_array_base(view, base)
+    return view
+
+
 cdef inline cnp.ndarray new_zeros(int typenum, Py_ssize_t d0, Py_ssize_t d1, Py_ssize_t d2=-1):
     cdef cnp.npy_intp dims[3]
     dims[0] = d0

@@ -11,8 +11,8 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from _blas cimport gemm
-from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
-                     ready, float_typenum, use_pool, freeze)
+from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
+                     is_time_major_view, ready, float_typenum, use_pool, freeze)
 from libc.stdlib cimport free, malloc
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, lstm_forward_step,
                            lstm_backward_step, softmax_columns, row_sums,
@@ -128,9 +128,24 @@ def forward(x, a0, c0, W, b, Wy, by, bint fresh_states=True):
     return _forward[double](0, x, a0, c0, W, b, Wy, by, fresh_states)
 
 
-cdef tuple _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
-                     cnp.ndarray A, cnp.ndarray C, cnp.ndarray a0, object c0_obj,
-                     cnp.ndarray X, cnp.ndarray W):
+_DW_KEYS = ("dWf", "dWi", "dWc", "dWo")
+_DB_KEYS = ("dbf", "dbi", "dbc", "dbo")
+
+
+cdef dict _add_gate_gradients(dict grads, cnp.ndarray dW, cnp.ndarray db, Py_ssize_t n_a,
+                              Py_ssize_t width):
+    """grads[dWf..dWo], grads[dbf..dbo]: views of the four gates' row blocks of the
+    stacked dW (4·n_a rows of width columns) and db (4·n_a), in the reference's order."""
+    cdef Py_ssize_t k
+    for k in range(4):
+        grads[_DW_KEYS[k]] = block_view(dW, k * n_a * width, n_a, width)
+        grads[_DB_KEYS[k]] = block_view(db, k * n_a, n_a, 1)
+    return grads
+
+
+cdef dict _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
+                    cnp.ndarray A, cnp.ndarray C, cnp.ndarray a0, object c0_obj,
+                    cnp.ndarray X, cnp.ndarray W):
     cdef int tn = typenum_of(dummy)
     cdef Py_ssize_t n_a = da.shape[0], m = da.shape[1], T_da = da.shape[2]
     cdef Py_ssize_t T = A.shape[1], n_x = X.shape[0], width = n_a + n_x
@@ -164,7 +179,7 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
     cdef floating* c_prev
     cdef unsigned int csr
     if T_da == 0:
-        return dx, da0, dc, dW, db
+        return _add_gate_gradients({"dx": dx, "da0": da0}, dW, db, n_a, width)
     with nogil:
         csr = cyrnn_ftz_begin()
         gather_time_major(n_a, m, T_da, pda, s0, s1, s2, pdA)
@@ -193,7 +208,7 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
         if pdx != pdX:
             scatter_batch_major(n_x, m, T_da, pdX, Tdm, pdx)
         cyrnn_ftz_end(csr)
-    return dx, da0, dc, dW, db
+    return _add_gate_gradients({"dx": dx, "da0": da0}, dW, db, n_a, width)
 
 
 def backward(da, G, A, C, a0, c0, X, W):
@@ -201,7 +216,7 @@ def backward(da, G, A, C, a0, c0, X, W):
 
     G, A, C, X are the forward's time-major
     buffers (T >= T_da steps), a0/c0 its initial states (c0 None: zeros), W the
-    stacked weights. Returns (dx, da0, dc0, dW, db), dW/db stacked like W/b.
+    stacked weights. Returns the gradient dict of lstm_backward.
     """
     if cnp.PyArray_TYPE(da) == cnp.NPY_FLOAT:
         return _backward[float](0, da, G, A, C, a0, c0, X, W)
@@ -386,11 +401,12 @@ def fast_forward(x, a0, parameters, c0):
     return a, y, c, (steps, x)
 
 
-cdef tuple _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_next,
-                          cnp.ndarray c_next, cnp.ndarray a_prev, cnp.ndarray c_prev,
-                          tuple gates, cnp.ndarray xt, tuple weights):
-    """One step backward: (d_concat, dc_prev, dW, db); d_concat (n_a+n_x, m) is
-    [da_prev; dxt], dW (4, n_a, n_a+n_x) and db (4, n_a, 1) per gate."""
+cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_next,
+                         cnp.ndarray c_next, cnp.ndarray a_prev, cnp.ndarray c_prev,
+                         tuple gates, cnp.ndarray xt, tuple weights):
+    """One step's gradient dict. The kernels write d_concat (n_a+n_x, m) =
+    [da_prev; dxt], dW (4, n_a, n_a+n_x) and db (4, n_a, 1) in one piece each;
+    the dict holds views of their blocks, in the reference's key order."""
     cdef int tn = typenum_of(dummy)
     cdef Py_ssize_t n_a = c_next.shape[0], m = c_next.shape[1], n_x = xt.shape[0]
     cdef Py_ssize_t width = n_a + n_x, k
@@ -446,11 +462,13 @@ cdef tuple _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_ne
         row_sums(4 * n_a, m, pdG, m, pdb)
         cyrnn_ftz_end(csr)
         free(pG)
-    return dcat, dc, dW, db
+    grads = {"dxt": block_view(dcat, n_a * m, n_x, m), "da_prev": block_view(dcat, 0, n_a, m),
+             "dc_prev": dc}
+    return _add_gate_gradients(grads, dW, db, n_a, width)
 
 
 def cell_backward(da_next, dc_next, c_next, a_prev, c_prev, gates, xt, weights):
-    """(d_concat, dc_prev, dW, db) of one step. All C-contiguous, one dtype."""
+    """One step's gradient dict. All arrays C-contiguous, one dtype."""
     if cnp.PyArray_TYPE(da_next) == cnp.NPY_FLOAT:
         return _cell_backward[float](0, da_next, dc_next, c_next, a_prev, c_prev,
                                      tuple(gates), xt, tuple(weights))

@@ -183,3 +183,27 @@ def test_row_grouping_and_chunking_match_reference(m):
     da, dc = rng.standard_normal(a0.shape), rng.standard_normal(a0.shape)
     assert_same_gradients(cyrnn.lstm_cell_backward(da, dc, out[3]),
                           ref.lstm_cell_backward(da, dc, out_r[3]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gradients_are_independent_writeable_arrays(dtype):
+    # The LSTM gradient dicts hold views of one stacked buffer per kind (made in
+    # Cython); each must behave like the reference's separate arrays.
+    d = dict(n_x=3, n_a=4, n_y=2, m=5, T=3, seed=1, scale=1.0)
+    rng, x, a0, p = lstm_case(d, dtype)
+    a, y, c, caches = cyrnn.lstm_forward(x, a0, p)
+    da = rng.standard_normal(a.shape).astype(dtype)
+    step = caches[0][1]
+    for grads, grads_r in ((cyrnn.lstm_backward(da, caches), ref.lstm_backward(da, caches)),
+                           (cyrnn.lstm_cell_backward(da[:, :, 1], da[:, :, 0], step),
+                            ref.lstm_cell_backward(da[:, :, 1], da[:, :, 0], step))):
+        assert list(grads) == list(grads_r)
+        for key, g in grads.items():
+            assert type(g) is np.ndarray and g.dtype == dtype, key
+            assert g.shape == grads_r[key].shape, key
+            assert g.flags.c_contiguous and g.flags.writeable, key
+        before = {k: g.copy() for k, g in grads.items()}
+        for g in grads.values():  # writing one gradient leaves the others alone
+            g += 1
+        for key, g in grads.items():
+            np.testing.assert_array_equal(g, before[key] + 1, err_msg=key)
