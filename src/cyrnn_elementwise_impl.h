@@ -1,23 +1,23 @@
 /* Template body of cyrnn_elementwise.h: REAL, SFX, EXP, TANH, SIGMOID are set
  * by the includer. Sizes are ptrdiff_t so m·T never overflows. */
 
-/* Rows shorter than one 16-wide vector are processed several at a time
- * through small contiguous buffers, padded with zeros to a multiple of 16: the
- * vector loops then run without scalar tails (at m = 10, per-row tails in
- * scalar code cost more than the vector part). Longer rows are processed in
- * place, in chunks of at most PACK columns; copying them costs more than their
- * tails. */
-enum { SFX(PACK) = 256 };
+/* Rows shorter than 16 elements are processed several at a time through small
+ * contiguous buffers, zero-padded to a whole number of 64-byte vectors (8
+ * doubles, 16 floats): the vector loops then run without scalar tails (at
+ * m = 10, per-row tails in scalar code cost more than the vector part). Longer
+ * rows are processed in place, in chunks of at most PACK columns; copying them
+ * costs more than their tails. */
+enum { SFX(PACK) = 256, SFX(VEC) = 64 / sizeof(REAL) };
 
 CYRNN_INLINE ptrdiff_t SFX(rows_per_group)(ptrdiff_t m)
 {
-    return m > 0 && m < 16 ? (SFX(PACK) - 16) / m : 1;
+    return m > 0 && m < 16 ? (SFX(PACK) - SFX(VEC)) / m : 1;
 }
 
-/* k rounded up to a multiple of 16, with buf[k..] zeroed up to it. */
-CYRNN_INLINE ptrdiff_t SFX(pad16)(ptrdiff_t k, REAL *buf)
+/* k rounded up to a multiple of VEC, with buf[k..] zeroed up to it. */
+CYRNN_INLINE ptrdiff_t SFX(pad)(ptrdiff_t k, REAL *buf)
 {
-    ptrdiff_t padded = (k + 15) & ~(ptrdiff_t)15;
+    ptrdiff_t padded = (k + SFX(VEC) - 1) / SFX(VEC) * SFX(VEC);
     for (ptrdiff_t q = k; q < padded; q++)
         buf[q] = 0;
     return padded;
@@ -45,7 +45,7 @@ CYRNN_HOT static void SFX(rnn_forward_step)(
         for (ptrdiff_t i = i0; i < i1; i++)
             for (ptrdiff_t j = 0; j < m; j++)
                 buf[k++] = z[i * ld + j] + b[i];
-        const ptrdiff_t padded = SFX(pad16)(k, buf);
+        const ptrdiff_t padded = SFX(pad)(k, buf);
         for (ptrdiff_t q = 0; q < padded; q++)
             buf[q] = TANH(buf[q]);
         k = 0;
@@ -124,12 +124,12 @@ CYRNN_HOT static void SFX(lstm_forward_step)(
                     pcp[k] = c_prev[i * ld_cp + j];
             }
         }
-        ptrdiff_t padded = SFX(pad16)(k, pf);
-        SFX(pad16)(k, pi);
-        SFX(pad16)(k, pc);
-        SFX(pad16)(k, po);
+        ptrdiff_t padded = SFX(pad)(k, pf);
+        SFX(pad)(k, pi);
+        SFX(pad)(k, pc);
+        SFX(pad)(k, po);
         if (c_prev)
-            SFX(pad16)(k, pcp);
+            SFX(pad)(k, pcp);
         SFX(lstm_forward_run)(padded, pf, pi, pc, po, NULL, c_prev ? pcp : NULL, pcn, pa);
         k = 0;
         for (ptrdiff_t i = i0; i < i1; i++) {
@@ -194,7 +194,7 @@ CYRNN_HOT static void SFX(lstm_backward_step)(
             for (ptrdiff_t i = i0; i < i1; i++)
                 for (ptrdiff_t j = j0; j < j0 + w; j++)
                     tanh_c[k++] = c[i * ld_c + j];
-            const ptrdiff_t padded = SFX(pad16)(k, tanh_c);
+            const ptrdiff_t padded = SFX(pad)(k, tanh_c);
             for (ptrdiff_t q = 0; q < padded; q++)
                 tanh_c[q] = TANH(tanh_c[q]);
             for (ptrdiff_t i = i0; i < i1; i++) {

@@ -20,7 +20,11 @@
 #include <string.h>
 #include "numpy/ndarraytypes.h"
 
-#define CYRNN_POOL_MIN (1u << 20)
+/* 128 KiB: glibc's malloc serves requests from its mmap threshold (128 KiB by
+ * default) up with freshly mapped pages and unmaps them on free, so without
+ * the pool even the "small" benchmark shape spent half its time in page
+ * faults. Smaller blocks are recycled by malloc itself. */
+#define CYRNN_POOL_MIN (1u << 17)
 #define CYRNN_POOL_SLOTS 64
 #define CYRNN_POOL_HEADER 64
 
