@@ -166,14 +166,54 @@ CYRNN_HOT static void SFX(rnn_backward_step)(
     }
 }
 
-/* Gate gradients of one LSTM step (the corrected notebook equations):
+/* Gate gradients of one LSTM step for row i (the corrected notebook equations):
  *   da  = da_up + da_next                  (NULL da_next means 0)
  *   dc += da * o * (1 - tanh(c)^2)         (dc: gradient arriving at c⟨t⟩)
  *   do  = da * tanh(c) * o(1-o);   dc~ = dc * i * (1 - c~^2)
  *   di  = dc * c~ * i(1-i);        df  = dc * c_prev * f(1-f)
  *   dc_prev = dc * f, written back into dc.  c_prev NULL means 0.
- * tanh(c) is computed first for a group of rows (see rows_per_group) into a
- * contiguous buffer, so its vector loop has no per-row tail. */
+ * tanh(c) comes from tc when tanh_given (a constant at each call site, so the
+ * loop is compiled branch-free both ways), else it is computed inline. */
+CYRNN_INLINE void SFX(lstm_backward_row)(
+    ptrdiff_t i, ptrdiff_t m, int tanh_given, const REAL *CYRNN_RESTRICT tc,
+    const REAL *CYRNN_RESTRICT g, ptrdiff_t ld_g, ptrdiff_t gate_stride,
+    const REAL *CYRNN_RESTRICT c, ptrdiff_t ld_c,
+    const REAL *CYRNN_RESTRICT c_prev, ptrdiff_t ld_cp,
+    const REAL *CYRNN_RESTRICT da_up, ptrdiff_t ld_du,
+    const REAL *CYRNN_RESTRICT da_next, ptrdiff_t ld_dn,
+    REAL *CYRNN_RESTRICT dc, ptrdiff_t ld_dc,
+    REAL *CYRNN_RESTRICT dg, ptrdiff_t ld_dg, ptrdiff_t dgate_stride)
+{
+    const REAL *CYRNN_RESTRICT gf = g + i * ld_g;
+    const REAL *CYRNN_RESTRICT gi = gf + gate_stride;
+    const REAL *CYRNN_RESTRICT gc = gi + gate_stride;
+    const REAL *CYRNN_RESTRICT go = gc + gate_stride;
+    const REAL *CYRNN_RESTRICT ci = c + i * ld_c;
+    const REAL *CYRNN_RESTRICT dui = da_up + i * ld_du;
+    REAL *CYRNN_RESTRICT dci = dc + i * ld_dc;
+    REAL *CYRNN_RESTRICT dgf = dg + i * ld_dg;
+    REAL *CYRNN_RESTRICT dgi = dgf + dgate_stride;
+    REAL *CYRNN_RESTRICT dgc = dgi + dgate_stride;
+    REAL *CYRNN_RESTRICT dgo = dgc + dgate_stride;
+    const REAL *CYRNN_RESTRICT dni = da_next ? da_next + i * ld_dn : NULL;
+    const REAL *CYRNN_RESTRICT cpi = c_prev ? c_prev + i * ld_cp : NULL;
+    for (ptrdiff_t j = 0; j < m; j++) {
+        REAL da = dni ? dui[j] + dni[j] : dui[j];
+        REAL cp = cpi ? cpi[j] : 0;
+        REAL f = gf[j], u = gi[j], cc = gc[j], o = go[j];
+        REAL t = tanh_given ? tc[j] : TANH(ci[j]);
+        REAL dcn = dci[j] + da * o * (1 - t * t);
+        dgo[j] = da * t * o * (1 - o);
+        dgc[j] = dcn * u * (1 - cc * cc);
+        dgi[j] = dcn * cc * u * (1 - u);
+        dgf[j] = dcn * cp * f * (1 - f);
+        dci[j] = dcn * f;
+    }
+}
+
+/* The LSTM gate gradients of one step (see lstm_backward_row). Rows of at
+ * least 16 compute tanh(c) inline; shorter rows get it for a whole group of
+ * rows from one padded buffer first (see rows_per_group). */
 CYRNN_HOT static void SFX(lstm_backward_step)(
     ptrdiff_t n_a, ptrdiff_t m,
     const REAL *CYRNN_RESTRICT g, ptrdiff_t ld_g, ptrdiff_t gate_stride,
@@ -185,45 +225,27 @@ CYRNN_HOT static void SFX(lstm_backward_step)(
     REAL *CYRNN_RESTRICT dg, ptrdiff_t ld_dg, ptrdiff_t dgate_stride)
 {
     const ptrdiff_t rows = SFX(rows_per_group)(m);
+    if (rows == 1) {
+        for (ptrdiff_t i = 0; i < n_a; i++)
+            SFX(lstm_backward_row)(i, m, 0, NULL, g, ld_g, gate_stride, c, ld_c, c_prev, ld_cp,
+                                   da_up, ld_du, da_next, ld_dn, dc, ld_dc, dg, ld_dg,
+                                   dgate_stride);
+        return;
+    }
     REAL tanh_c[SFX(PACK)];
     for (ptrdiff_t i0 = 0; i0 < n_a; i0 += rows) {
         const ptrdiff_t i1 = i0 + rows < n_a ? i0 + rows : n_a;
-        for (ptrdiff_t j0 = 0; j0 < m; j0 += SFX(PACK)) {
-            const ptrdiff_t w = m - j0 < SFX(PACK) ? m - j0 : SFX(PACK);
-            ptrdiff_t k = 0;
-            for (ptrdiff_t i = i0; i < i1; i++)
-                for (ptrdiff_t j = j0; j < j0 + w; j++)
-                    tanh_c[k++] = c[i * ld_c + j];
-            const ptrdiff_t padded = SFX(pad)(k, tanh_c);
-            for (ptrdiff_t q = 0; q < padded; q++)
-                tanh_c[q] = TANH(tanh_c[q]);
-            for (ptrdiff_t i = i0; i < i1; i++) {
-                const REAL *CYRNN_RESTRICT tc = tanh_c + (i - i0) * w - j0;
-                const REAL *CYRNN_RESTRICT gf = g + i * ld_g;
-                const REAL *CYRNN_RESTRICT gi = gf + gate_stride;
-                const REAL *CYRNN_RESTRICT gc = gi + gate_stride;
-                const REAL *CYRNN_RESTRICT go = gc + gate_stride;
-                const REAL *CYRNN_RESTRICT dui = da_up + i * ld_du;
-                const REAL *CYRNN_RESTRICT dni = da_next ? da_next + i * ld_dn : NULL;
-                const REAL *CYRNN_RESTRICT cpi = c_prev ? c_prev + i * ld_cp : NULL;
-                REAL *CYRNN_RESTRICT dci = dc + i * ld_dc;
-                REAL *CYRNN_RESTRICT dgf = dg + i * ld_dg;
-                REAL *CYRNN_RESTRICT dgi = dgf + dgate_stride;
-                REAL *CYRNN_RESTRICT dgc = dgi + dgate_stride;
-                REAL *CYRNN_RESTRICT dgo = dgc + dgate_stride;
-                for (ptrdiff_t j = j0; j < j0 + w; j++) {
-                    REAL da = dni ? dui[j] + dni[j] : dui[j];
-                    REAL cp = cpi ? cpi[j] : 0;
-                    REAL f = gf[j], u = gi[j], cc = gc[j], o = go[j], t = tc[j];
-                    REAL dcn = dci[j] + da * o * (1 - t * t);
-                    dgo[j] = da * t * o * (1 - o);
-                    dgc[j] = dcn * u * (1 - cc * cc);
-                    dgi[j] = dcn * cc * u * (1 - u);
-                    dgf[j] = dcn * cp * f * (1 - f);
-                    dci[j] = dcn * f;
-                }
-            }
-        }
+        ptrdiff_t k = 0;
+        for (ptrdiff_t i = i0; i < i1; i++)
+            for (ptrdiff_t j = 0; j < m; j++)
+                tanh_c[k++] = c[i * ld_c + j];
+        const ptrdiff_t padded = SFX(pad)(k, tanh_c);
+        for (ptrdiff_t q = 0; q < padded; q++)
+            tanh_c[q] = TANH(tanh_c[q]);
+        for (ptrdiff_t i = i0; i < i1; i++)
+            SFX(lstm_backward_row)(i, m, 1, tanh_c + (i - i0) * m, g, ld_g, gate_stride, c,
+                                   ld_c, c_prev, ld_cp, da_up, ld_du, da_next, ld_dn, dc,
+                                   ld_dc, dg, ld_dg, dgate_stride);
     }
 }
 
