@@ -60,7 +60,7 @@ CYRNN_HOT static void SFX(rnn_forward_step)(
 /* The LSTM step on L contiguous elements: gates activated in place (bias
  * added first unless bias is NULL), c = f*c_prev + i*c~ (c_prev NULL: 0),
  * a = o*tanh(c). One simple loop per nonlinearity: a single fused loop holding
- * five exp evaluations runs out of vector registers and is ~30% slower. */
+ * five exp evaluations runs out of vector registers and is ~25% slower. */
 CYRNN_INLINE void SFX(lstm_forward_run)(
     ptrdiff_t L, REAL *CYRNN_RESTRICT gf, REAL *CYRNN_RESTRICT gi,
     REAL *CYRNN_RESTRICT gc, REAL *CYRNN_RESTRICT go, const REAL *bias,
