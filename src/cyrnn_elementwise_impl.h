@@ -25,6 +25,21 @@ CYRNN_INLINE ptrdiff_t SFX(pad)(ptrdiff_t k, REAL *buf)
     return padded;
 }
 
+/* buf = tanh of rows i0..i1-1 of x (row stride ld, m columns; plus b[i] when b
+ * is given), flat, zero-padded to whole vectors (see pad). */
+CYRNN_INLINE void SFX(tanh_rows)(ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t m,
+                                 const REAL *CYRNN_RESTRICT x, ptrdiff_t ld,
+                                 const REAL *CYRNN_RESTRICT b, REAL *CYRNN_RESTRICT buf)
+{
+    ptrdiff_t k = 0;
+    for (ptrdiff_t i = i0; i < i1; i++)
+        for (ptrdiff_t j = 0; j < m; j++)
+            buf[k++] = b ? x[i * ld + j] + b[i] : x[i * ld + j];
+    const ptrdiff_t padded = SFX(pad)(k, buf);
+    for (ptrdiff_t q = 0; q < padded; q++)
+        buf[q] = TANH(buf[q]);
+}
+
 /* a = tanh(z + b), in place: z is the (n_a × m) pre-activation of one step. */
 CYRNN_HOT static void SFX(rnn_forward_step)(
     ptrdiff_t n_a, ptrdiff_t m, REAL *CYRNN_RESTRICT z, ptrdiff_t ld,
@@ -43,14 +58,8 @@ CYRNN_HOT static void SFX(rnn_forward_step)(
     REAL buf[SFX(PACK)];
     for (ptrdiff_t i0 = 0; i0 < n_a; i0 += rows) {
         const ptrdiff_t i1 = i0 + rows < n_a ? i0 + rows : n_a;
+        SFX(tanh_rows)(i0, i1, m, z, ld, b, buf);
         ptrdiff_t k = 0;
-        for (ptrdiff_t i = i0; i < i1; i++)
-            for (ptrdiff_t j = 0; j < m; j++)
-                buf[k++] = z[i * ld + j] + b[i];
-        const ptrdiff_t padded = SFX(pad)(k, buf);
-        for (ptrdiff_t q = 0; q < padded; q++)
-            buf[q] = TANH(buf[q]);
-        k = 0;
         for (ptrdiff_t i = i0; i < i1; i++)
             for (ptrdiff_t j = 0; j < m; j++)
                 z[i * ld + j] = buf[k++];
@@ -237,13 +246,7 @@ CYRNN_HOT static void SFX(lstm_backward_step)(
     REAL tanh_c[SFX(PACK)];
     for (ptrdiff_t i0 = 0; i0 < n_a; i0 += rows) {
         const ptrdiff_t i1 = i0 + rows < n_a ? i0 + rows : n_a;
-        ptrdiff_t k = 0;
-        for (ptrdiff_t i = i0; i < i1; i++)
-            for (ptrdiff_t j = 0; j < m; j++)
-                tanh_c[k++] = c[i * ld_c + j];
-        const ptrdiff_t padded = SFX(pad)(k, tanh_c);
-        for (ptrdiff_t q = 0; q < padded; q++)
-            tanh_c[q] = TANH(tanh_c[q]);
+        SFX(tanh_rows)(i0, i1, m, c, ld_c, NULL, tanh_c);
         for (ptrdiff_t i = i0; i < i1; i++)
             SFX(lstm_backward_row)(i, m, 1, tanh_c + (i - i0) * m, g, ld_g, gate_stride, c,
                                    ld_c, c_prev, ld_cp, da_up, ld_du, da_next, ld_dn, dc,
