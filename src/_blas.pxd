@@ -41,3 +41,31 @@ cdef inline void gemm(bint trans_a, bint trans_b,
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>B, &ldb, <double*>A, &lda,
               &beta, C, &ldc)
+
+
+# OpenBLAS (SciPy's BLAS on Linux and Windows) runs a row-major A·Bᵀ with k < 32
+# through its general path (packing, buffers taken under a lock) rather than its
+# small-matrix kernels; with Bᵀ copied out first it takes the small A·B kernel.
+# Measured on rnn_cell_backward: 15-20% faster at the notebook's sizes and up to
+# 40% at (n_x, n_a, m) = (128, 256, 8); slower past m·n·k ≈ 1e6, where the small
+# kernels stop and the copy is pure cost.
+cdef inline size_t abt_work(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Elements of work gemm_abt(m, n, k, ...) uses to copy Bᵀ: n·k, or 0."""
+    return n * k if 0 < k < 32 and <double>m * n * k <= 1e6 else 0
+
+
+cdef inline void gemm_abt(blas_int m, blas_int n, blas_int k,
+                          floating alpha, const floating* A, blas_int lda,
+                          const floating* B, blas_int ldb,
+                          floating beta, floating* C, blas_int ldc,
+                          floating* work) noexcept nogil:
+    """Row-major C[m×n] = alpha·A[m×k]·B[n×k]ᵀ + beta·C. work: abt_work(m, n, k)
+    elements, or NULL (then no copy)."""
+    cdef blas_int i, j
+    if work == NULL or abt_work(m, n, k) == 0:
+        gemm(False, True, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        return
+    for i in range(n):
+        for j in range(k):
+            work[j * n + i] = B[i * ldb + j]
+    gemm(False, False, m, n, k, alpha, A, lda, work, n, beta, C, ldc)

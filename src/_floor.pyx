@@ -9,7 +9,7 @@ BLAS can be faster, which makes it the yardstick of benchmarks/.
 cimport numpy as cnp
 from cython cimport floating
 
-from _blas cimport gemm
+from _blas cimport gemm, gemm_abt, abt_work
 
 import numpy as np
 
@@ -18,7 +18,7 @@ cnp.import_array()
 
 cdef void _replay(floating* W, floating* X, floating* G, floating* A, floating* Wy,
                   floating* Y, floating* dG, floating* dX, floating* dW, floating* h,
-                  Py_ssize_t gates, Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y,
+                  floating* work, Py_ssize_t gates, Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y,
                   Py_ssize_t m, Py_ssize_t T, bint backward) noexcept nogil:
     cdef Py_ssize_t Tm = T * m, width = n_a + n_x, rows = gates * n_a, t
     if not backward:
@@ -32,9 +32,9 @@ cdef void _replay(floating* W, floating* X, floating* G, floating* A, floating* 
             gemm(True, False, n_a, m, rows, <floating>1, W, width, dG + t * m, Tm,
                  <floating>0, h, m)
         gemm(True, False, n_x, Tm, rows, <floating>1, W + n_a, width, dG, Tm, <floating>0, dX, Tm)
-        gemm(False, True, rows, n_a, m, <floating>1, dG, Tm, h, m, <floating>0, dW, width)
-        gemm(False, True, rows, n_a, Tm - m, <floating>1, dG + m, Tm, A, Tm, <floating>1, dW, width)
-        gemm(False, True, rows, n_x, Tm, <floating>1, dG, Tm, X, Tm, <floating>0, dW + n_a, width)
+        gemm_abt(rows, n_a, m, <floating>1, dG, Tm, h, m, <floating>0, dW, width, work)
+        gemm_abt(rows, n_a, Tm - m, <floating>1, dG + m, Tm, A, Tm, <floating>1, dW, width, work)
+        gemm_abt(rows, n_x, Tm, <floating>1, dG, Tm, X, Tm, <floating>0, dW + n_a, width, work)
 
 
 cdef class GemmFloor:
@@ -61,24 +61,26 @@ cdef class GemmFloor:
 
         self.buffers = [buf(rows, n_a + n_x), buf(n_x, T, m), buf(rows, T, m), buf(n_a, T, m),
                         buf(n_y, n_a), buf(n_y, T, m), buf(rows, T, m), buf(n_x, T, m),
-                        buf(rows, n_a + n_x), buf(n_a, m)]
+                        buf(rows, n_a + n_x), buf(n_a, m),
+                        buf(max(1, abt_work(rows, n_a, m), abt_work(rows, n_a, T * m - m),
+                                abt_work(rows, n_x, T * m)))]
 
     cdef void _run(self, bint backward):
         cdef list b = self.buffers
-        cdef void* p[10]
+        cdef void* p[11]
         cdef int k
-        for k in range(10):
+        for k in range(11):
             p[k] = cnp.PyArray_DATA(b[k])
         with nogil:
             if self.single:
                 _replay(<float*>p[0], <float*>p[1], <float*>p[2], <float*>p[3], <float*>p[4],
                         <float*>p[5], <float*>p[6], <float*>p[7], <float*>p[8], <float*>p[9],
-                        self.gates, self.n_x, self.n_a, self.n_y, self.m, self.T, backward)
+                        <float*>p[10], self.gates, self.n_x, self.n_a, self.n_y, self.m, self.T, backward)
             else:
                 _replay(<double*>p[0], <double*>p[1], <double*>p[2], <double*>p[3],
                         <double*>p[4], <double*>p[5], <double*>p[6], <double*>p[7],
                         <double*>p[8], <double*>p[9],
-                        self.gates, self.n_x, self.n_a, self.n_y, self.m, self.T, backward)
+                        <double*>p[10], self.gates, self.n_x, self.n_a, self.n_y, self.m, self.T, backward)
 
     def forward(self):
         self._run(False)

@@ -10,7 +10,7 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
-from _blas cimport gemm
+from _blas cimport gemm, gemm_abt, abt_work
 from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
                      is_time_major_view, ready, float_typenum, use_pool, freeze)
 from libc.stdlib cimport free, malloc
@@ -177,6 +177,7 @@ cdef dict _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
     cdef floating* pdW = <floating*>cnp.PyArray_DATA(dW)
     cdef floating* pdb = <floating*>cnp.PyArray_DATA(db)
     cdef floating* c_prev
+    cdef floating* work
     cdef unsigned int csr
     if T_da == 0:
         return _add_gate_gradients({"dx": dx, "da0": da0}, dW, db, n_a, width)
@@ -197,13 +198,15 @@ cdef dict _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
         gemm(True, False, n_x, Tdm, 4 * n_a, <floating>1, pW + n_a, width, pdG, Tdm,
              <floating>0, pdX, Tdm)
         # dW[:, :n_a] = dG @ A_prev.T  (step 0 against a0, the rest against A)
-        gemm(False, True, 4 * n_a, n_a, m, <floating>1, pdG, Tdm, pa0, m,
-             <floating>0, pdW, width)
-        gemm(False, True, 4 * n_a, n_a, Tdm - m, <floating>1, pdG + m, Tdm, pA, Tm,
-             <floating>1, pdW, width)
+        work = <floating*>malloc(max(abt_work(4 * n_a, n_a, m), abt_work(4 * n_a, n_a, Tdm - m),
+                                     abt_work(4 * n_a, n_x, Tdm)) * sizeof(floating) + 1)
+        gemm_abt(4 * n_a, n_a, m, <floating>1, pdG, Tdm, pa0, m, <floating>0, pdW, width, work)
+        gemm_abt(4 * n_a, n_a, Tdm - m, <floating>1, pdG + m, Tdm, pA, Tm,
+                 <floating>1, pdW, width, work)
         # dW[:, n_a:] = dG @ X.T ; db = dG.sum(1)
-        gemm(False, True, 4 * n_a, n_x, Tdm, <floating>1, pdG, Tdm, pX, Tm,
-             <floating>0, pdW + n_a, width)
+        gemm_abt(4 * n_a, n_x, Tdm, <floating>1, pdG, Tdm, pX, Tm,
+                 <floating>0, pdW + n_a, width, work)
+        free(work)
         row_sums(4 * n_a, Tdm, pdG, Tdm, pdb)
         if pdx != pdX:
             scatter_batch_major(n_x, m, T_da, pdX, Tdm, pdx)
@@ -249,6 +252,7 @@ cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp
         raise MemoryError()
     cdef floating* pcat = pb + 4 * n_a
     cdef floating* pW = pcat + width * m
+    cdef floating* pwork = pW + (4 * n_a * width if stacked else 0)
     cdef const floating* Wk[4]
     for k in range(4):
         memcpy(<char*>pb + k * bbytes, cnp.PyArray_DATA(biases[k]), bbytes)
@@ -417,14 +421,17 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_nex
     cdef bint stacked = 4 * n_a * width <= STACK_LIMIT
     cdef size_t wbytes = n_a * width * sizeof(floating), gbytes = n_a * m * sizeof(floating)
     # scratch: gates G and their gradients dG (4·n_a, m), concat = [a_prev; xt]
-    # (width, m), and the stacked W (4·n_a, width) when small
+    # (width, m), the stacked W (4·n_a, width) when small, and gemm_abt's work
+    cdef size_t work_elems = max(abt_work(4 * n_a, width, m), abt_work(n_a, width, m))
     cdef floating* pG = <floating*>malloc(8 * gbytes + width * m * sizeof(floating)
-                                          + (4 * wbytes if stacked else 0) + 1)
+                                          + (4 * wbytes if stacked else 0)
+                                          + work_elems * sizeof(floating) + 1)
     if pG == NULL:
         raise MemoryError()
     cdef floating* pdG = pG + 4 * n_a * m
     cdef floating* pcat = pdG + 4 * n_a * m
     cdef floating* pW = pcat + width * m
+    cdef floating* pwork = pW + (4 * n_a * width if stacked else 0)
     cdef const floating* Wk[4]
     for k in range(4):
         if stacked:
@@ -451,14 +458,14 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_nex
         if stacked:
             gemm(True, False, width, m, 4 * n_a, <floating>1, Wk[0], width, pdG, m,
                  <floating>0, pdcat, m)
-            gemm(False, True, 4 * n_a, width, m, <floating>1, pdG, m, pcat, m,
-                 <floating>0, pdW, width)
+            gemm_abt(4 * n_a, width, m, <floating>1, pdG, m, pcat, m,
+                     <floating>0, pdW, width, pwork)
         else:
             for k in range(4):
                 gemm(True, False, width, m, n_a, <floating>1, Wk[k], width, pdG + k * n_a * m, m,
                      <floating>(1 if k else 0), pdcat, m)
-                gemm(False, True, n_a, width, m, <floating>1, pdG + k * n_a * m, m, pcat, m,
-                     <floating>0, pdW + k * n_a * width, width)
+                gemm_abt(n_a, width, m, <floating>1, pdG + k * n_a * m, m, pcat, m,
+                         <floating>0, pdW + k * n_a * width, width, pwork)
         row_sums(4 * n_a, m, pdG, m, pdb)
         cyrnn_ftz_end(csr)
         free(pG)

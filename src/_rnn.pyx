@@ -8,7 +8,7 @@ shapes, dtypes and alignment; the entry points here trust it.
 cimport numpy as cnp
 from cython cimport floating
 
-from _blas cimport gemm
+from _blas cimport gemm, gemm_abt, abt_work
 from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
                      ready, float_typenum, use_pool, freeze)
 from libc.stdlib cimport free, malloc
@@ -120,6 +120,7 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, cnp.ndarray A, cnp.ndarray 
     cdef floating* pdWax = <floating*>cnp.PyArray_DATA(dWax)
     cdef floating* pdWaa = <floating*>cnp.PyArray_DATA(dWaa)
     cdef floating* pdba = <floating*>cnp.PyArray_DATA(dba)
+    cdef floating* work
     cdef unsigned int csr
     if T_da == 0:
         return dx, da0, dWax, dWaa, dba
@@ -135,10 +136,13 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, cnp.ndarray A, cnp.ndarray 
                  <floating>0, pda0, m)
         # dX = Wax.T @ dZ ; dWax = dZ @ X.T ; dWaa = dZ @ A_prev.T ; dba = dZ.sum(1)
         gemm(True, False, n_x, Tdm, n_a, <floating>1, pWax, n_x, pdZ, Tdm, <floating>0, pdX, Tdm)
-        gemm(False, True, n_a, n_x, Tdm, <floating>1, pdZ, Tdm, pX, Tm, <floating>0, pdWax, n_x)
-        gemm(False, True, n_a, n_a, m, <floating>1, pdZ, Tdm, pa0, m, <floating>0, pdWaa, n_a)
-        gemm(False, True, n_a, n_a, Tdm - m, <floating>1, pdZ + m, Tdm, pA, Tm,
-             <floating>1, pdWaa, n_a)
+        work = <floating*>malloc(max(abt_work(n_a, n_x, Tdm), abt_work(n_a, n_a, m),
+                                     abt_work(n_a, n_a, Tdm - m)) * sizeof(floating) + 1)
+        gemm_abt(n_a, n_x, Tdm, <floating>1, pdZ, Tdm, pX, Tm, <floating>0, pdWax, n_x, work)
+        gemm_abt(n_a, n_a, m, <floating>1, pdZ, Tdm, pa0, m, <floating>0, pdWaa, n_a, work)
+        gemm_abt(n_a, n_a, Tdm - m, <floating>1, pdZ + m, Tdm, pA, Tm,
+                 <floating>1, pdWaa, n_a, work)
+        free(work)
         row_sums(n_a, Tdm, pdZ, Tdm, pdba)
         if pdx != pdX:
             scatter_batch_major(n_x, m, T_da, pdX, Tdm, pdx)
@@ -295,9 +299,11 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray a_next
     cdef floating* pdWaa = <floating*>cnp.PyArray_DATA(dWaa)
     cdef floating* pdba = <floating*>cnp.PyArray_DATA(dba)
     cdef size_t nbytes = n_a * m * sizeof(floating)
-    cdef floating* pdz = <floating*>malloc(nbytes + 1)
+    cdef floating* pdz = <floating*>malloc(
+        nbytes + max(abt_work(n_a, n_x, m), abt_work(n_a, n_a, m)) * sizeof(floating) + 1)
     if pdz == NULL:
         raise MemoryError()
+    cdef floating* work = pdz + n_a * m
     with nogil:
         # dz = da_next * (1 - a_next²)
         memcpy(pdz, cnp.PyArray_DATA(da_next), nbytes)
@@ -305,8 +311,8 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray a_next
         # dxt = Wax.T @ dz ; da_prev = Waa.T @ dz ; dWax = dz @ xt.T ; dWaa = dz @ a_prev.T
         gemm(True, False, n_x, m, n_a, <floating>1, pWax, n_x, pdz, m, <floating>0, pdxt, m)
         gemm(True, False, n_a, m, n_a, <floating>1, pWaa, n_a, pdz, m, <floating>0, pdap, m)
-        gemm(False, True, n_a, n_x, m, <floating>1, pdz, m, px, m, <floating>0, pdWax, n_x)
-        gemm(False, True, n_a, n_a, m, <floating>1, pdz, m, pap, m, <floating>0, pdWaa, n_a)
+        gemm_abt(n_a, n_x, m, <floating>1, pdz, m, px, m, <floating>0, pdWax, n_x, work)
+        gemm_abt(n_a, n_a, m, <floating>1, pdz, m, pap, m, <floating>0, pdWaa, n_a, work)
         row_sums(n_a, m, pdz, m, pdba)
         free(pdz)
     return {"dxt": dxt, "da_prev": da_prev, "dWax": dWax, "dWaa": dWaa, "dba": dba}

@@ -185,6 +185,29 @@ def test_row_grouping_and_chunking_match_reference(m):
                           ref.lstm_cell_backward(da, dc, out_r[3]))
 
 
+@pytest.mark.parametrize("n_a, m, T", [(41, 1, 2), (41, 10, 3), (41, 31, 1), (41, 32, 2),
+                                       (130, 31, 2)])
+def test_weight_gradient_gemm_paths_match_reference(n_a, m, T):
+    # The weight gradients dW = dZ·Xᵀ copy Xᵀ first when the inner size k is
+    # below 32 and (rows·cols·k) ≤ 1e6 (gemm_abt in src/_blas.pxd). In the cells
+    # k = m; in the sequence backward k = m for step 0, (T-1)·m and T·m for the
+    # rest: these shapes take the copy, the plain path, and both in one call.
+    d = dict(n_x=3, n_a=n_a, n_y=4, m=m, T=T, seed=m, scale=1.0)
+    for case, forward, backward, cell_forward, cell_backward in (
+            (rnn_case, "rnn_forward", "rnn_backward", "rnn_cell_forward", "rnn_cell_backward"),
+            (lstm_case, "lstm_forward", "lstm_backward", "lstm_cell_forward",
+             "lstm_cell_backward")):
+        rng, x, a0, p = case(d)
+        da = rng.standard_normal((n_a, m, T))
+        caches = getattr(ref, forward)(x, a0, p)[-1]
+        assert_same_gradients(getattr(cyrnn, backward)(da, caches),
+                              getattr(ref, backward)(da, caches))
+        step = caches[0][0]
+        upstream = (da[:, :, 0],) if case is rnn_case else (da[:, :, 0], da[:, :, -1])
+        assert_same_gradients(getattr(cyrnn, cell_backward)(*upstream, step),
+                              getattr(ref, cell_backward)(*upstream, step))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gradients_are_independent_writeable_arrays(dtype):
     # The LSTM gradient dicts hold views of one stacked buffer per kind (made in
