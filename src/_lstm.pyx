@@ -57,7 +57,6 @@ cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, object c0_obj
     cdef cnp.ndarray A = new_array(tn, n_a, T, m)
     cdef cnp.ndarray C = new_array(tn, n_a, T, m)
     cdef cnp.ndarray y = new_array(tn, n_y, m, T)
-    cdef cnp.ndarray Y = new_array(tn, n_y, T, m) if T > 1 else y
     cdef bint copy_states = fresh_states or T > 1
     cdef cnp.ndarray a = new_array(tn, n_a, m, T) if copy_states else A.reshape(n_a, m, T)
     cdef cnp.ndarray c = new_array(tn, n_a, m, T) if copy_states else C.reshape(n_a, m, T)
@@ -66,7 +65,6 @@ cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, object c0_obj
     cdef floating* pG = <floating*>cnp.PyArray_DATA(G)
     cdef floating* pA = <floating*>cnp.PyArray_DATA(A)
     cdef floating* pC = <floating*>cnp.PyArray_DATA(C)
-    cdef floating* pY = <floating*>cnp.PyArray_DATA(Y)
     cdef floating* pa0 = <floating*>cnp.PyArray_DATA(a0)
     cdef floating* pc0 = NULL if c0_obj is None else <floating*>cnp.PyArray_DATA(c0_obj)
     cdef floating* pW = <floating*>cnp.PyArray_DATA(W)
@@ -95,14 +93,13 @@ cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, object c0_obj
             # gates, c[:, t], a[:, t] in one fused pass
             lstm_forward_step(n_a, m, pG + t * m, Tm, n_a * Tm, pb,
                               c_prev, m if t == 0 else Tm, pC + t * m, Tm, pA + t * m, Tm)
-        # Y = softmax(Wy @ A + by), per column
-        gemm(False, False, n_y, Tm, n_a, <floating>1, pWy, n_a, pA, Tm, <floating>0, pY, Tm)
-        softmax_columns(n_y, Tm, pY, Tm, pby)
         if pa != pA:
             scatter_batch_major(n_a, m, T, pA, Tm, pa)
             scatter_batch_major(n_a, m, T, pC, Tm, pc)
-        if py != pY:
-            scatter_batch_major(n_y, m, T, pY, Tm, py)
+        # y = softmax(Wy @ a + by), per column: from the batch-major a, so y needs
+        # no layout change of its own
+        gemm(False, False, n_y, Tm, n_a, <floating>1, pWy, n_a, pa, Tm, <floating>0, py, Tm)
+        softmax_columns(n_y, Tm, py, Tm, pby)
         cyrnn_ftz_end(csr)
     if fresh_states:  # the time-major buffers become the caches: read-only from here on
         freeze(A)

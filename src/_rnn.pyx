@@ -34,12 +34,10 @@ cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, cnp.ndarray W
     # A doubles as the pre-activation buffer: Z = Wax·X, then a⟨t⟩ = tanh(Z⟨t⟩) in place.
     cdef cnp.ndarray A = new_array(tn, n_a, T, m)
     cdef cnp.ndarray y = new_array(tn, n_y, m, T)
-    cdef cnp.ndarray Y = new_array(tn, n_y, T, m) if T > 1 else y
     cdef cnp.ndarray a = new_array(tn, n_a, m, T) if (fresh_states or T > 1) else A.reshape(n_a, m, T)
     cdef floating* px = <floating*>cnp.PyArray_DATA(x)
     cdef floating* pX = <floating*>cnp.PyArray_DATA(X)
     cdef floating* pA = <floating*>cnp.PyArray_DATA(A)
-    cdef floating* pY = <floating*>cnp.PyArray_DATA(Y)
     cdef floating* pa0 = <floating*>cnp.PyArray_DATA(a0)
     cdef floating* pWax = <floating*>cnp.PyArray_DATA(Wax)
     cdef floating* pWaa = <floating*>cnp.PyArray_DATA(Waa)
@@ -63,13 +61,12 @@ cdef tuple _forward(floating dummy, cnp.ndarray x, cnp.ndarray a0, cnp.ndarray W
                  m if t == 0 else Tm, <floating>1, pA + t * m, Tm)
             # a[:, t] = tanh(Z[:, t] + ba)
             rnn_forward_step(n_a, m, pA + t * m, Tm, pba)
-        # Y = softmax(Wya @ A + by), per column
-        gemm(False, False, n_y, Tm, n_a, <floating>1, pWya, n_a, pA, Tm, <floating>0, pY, Tm)
-        softmax_columns(n_y, Tm, pY, Tm, pby)
         if pa != pA:
             scatter_batch_major(n_a, m, T, pA, Tm, pa)
-        if py != pY:
-            scatter_batch_major(n_y, m, T, pY, Tm, py)
+        # y = softmax(Wya @ a + by), per column: from the batch-major a, so y
+        # needs no layout change of its own
+        gemm(False, False, n_y, Tm, n_a, <floating>1, pWya, n_a, pa, Tm, <floating>0, py, Tm)
+        softmax_columns(n_y, Tm, py, Tm, pby)
         cyrnn_ftz_end(csr)
     if fresh_states:  # A (and a gathered X) become the caches: read-only from here on
         freeze(A)
