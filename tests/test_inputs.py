@@ -99,6 +99,26 @@ def test_lstm_layouts(lstm, which):
         compare(all_lstm_calls(args["x"], args["a0"], args["p"]), expected, name)
 
 
+@pytest.mark.parametrize("m, T", [(8, 8), (9, 17), (17, 9), (1, 20), (20, 1)])
+def test_layout_changes_in_runs_of_eight(m, T):
+    # x is copied to time-major buffers, and a, c, y, dx back, eight batch
+    # columns or eight steps at a time (src/cyrnn_elementwise_impl.h), with
+    # scalar tails; every input layout goes through the same copies.
+    rng = np.random.default_rng(m * 100 + T)
+    x, a0 = sequence(rng, N_X, N_A, m, T)
+    p = lstm_parameters(rng, N_X, N_A, N_Y)
+    da = rng.standard_normal((N_A, m, T))
+    a_r, y_r, c_r, caches_r = ref.lstm_forward(x, a0, p)
+    grads_r = ref.lstm_backward(da, caches_r)
+    x_time_major = np.ascontiguousarray(x.transpose(0, 2, 1)).transpose(0, 2, 1)
+    for name, variant in [*layouts(x), ("time-major", x_time_major)]:
+        a, y, c, caches = cyrnn.lstm_forward(variant, a0, p)
+        for got, want, what in ((a, a_r, "a"), (y, y_r, "y"), (c, c_r, "c")):
+            assert_close(got, want, what=f"{name} {what}")
+        for da_name, da_variant in layouts(da):
+            assert_same_gradients(cyrnn.lstm_backward(da_variant, caches), grads_r)
+
+
 def test_time_major_view_of_x_is_read_in_place(lstm):
     x, a0, p = lstm
     x_tm = np.ascontiguousarray(x.transpose(0, 2, 1)).transpose(0, 2, 1)
