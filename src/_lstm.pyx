@@ -417,24 +417,32 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_nex
     cdef cnp.ndarray db = new_array(tn, 4, n_a, 1)
     cdef bint stacked = 4 * n_a * width <= STACK_LIMIT
     cdef size_t wbytes = n_a * width * sizeof(floating), gbytes = n_a * m * sizeof(floating)
-    # scratch: gates G and their gradients dG (4·n_a, m), concat = [a_prev; xt]
-    # (width, m), the stacked W (4·n_a, width) when small, and gemm_abt's work
+    # The kernels read the gates as one (4·n_a, m) block. cyrnn's own caches hold
+    # them as consecutive blocks of one buffer already; other caches get a copy.
+    cdef char* gates0 = <char*>cnp.PyArray_DATA(gates[0])
+    cdef bint copy_gates = False
+    for k in range(1, 4):
+        copy_gates = copy_gates or <char*>cnp.PyArray_DATA(gates[k]) != gates0 + k * gbytes
+    # scratch: the gate gradients dG (4·n_a, m), concat = [a_prev; xt] (width, m),
+    # the stacked W (4·n_a, width) when small, gemm_abt's work, the gates' copy
     cdef size_t work_elems = max(abt_work(4 * n_a, width, m), abt_work(n_a, width, m))
-    cdef floating* pG = <floating*>malloc(8 * gbytes + width * m * sizeof(floating)
-                                          + (4 * wbytes if stacked else 0)
-                                          + work_elems * sizeof(floating) + 1)
-    if pG == NULL:
+    cdef floating* pdG = <floating*>malloc(4 * gbytes + width * m * sizeof(floating)
+                                           + (4 * wbytes if stacked else 0)
+                                           + work_elems * sizeof(floating)
+                                           + (4 * gbytes if copy_gates else 0) + 1)
+    if pdG == NULL:
         raise MemoryError()
-    cdef floating* pdG = pG + 4 * n_a * m
     cdef floating* pcat = pdG + 4 * n_a * m
     cdef floating* pW = pcat + width * m
     cdef floating* pwork = pW + (4 * n_a * width if stacked else 0)
+    cdef floating* pG = pwork + work_elems if copy_gates else <floating*>gates0
     cdef const floating* Wk[4]
     for k in range(4):
         if stacked:
             memcpy(<char*>pW + k * wbytes, cnp.PyArray_DATA(weights[k]), wbytes)
         Wk[k] = pW + k * n_a * width if stacked else <floating*>cnp.PyArray_DATA(weights[k])
-        memcpy(<char*>pG + k * gbytes, cnp.PyArray_DATA(gates[k]), gbytes)
+        if copy_gates:
+            memcpy(<char*>pG + k * gbytes, cnp.PyArray_DATA(gates[k]), gbytes)
     memcpy(pcat, cnp.PyArray_DATA(a_prev), gbytes)
     memcpy(pcat + n_a * m, cnp.PyArray_DATA(xt), n_x * m * sizeof(floating))
     memcpy(cnp.PyArray_DATA(dc), cnp.PyArray_DATA(dc_next), gbytes)
@@ -465,7 +473,7 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_nex
                          <floating>0, pdW + k * n_a * width, width, pwork)
         row_sums(4 * n_a, m, pdG, m, pdb)
         cyrnn_ftz_end(csr)
-        free(pG)
+        free(pdG)
     grads = {"dxt": block_view(dcat, n_a * m, n_x, m), "da_prev": block_view(dcat, 0, n_a, m),
              "dc_prev": dc}
     return _add_gate_gradients(grads, dW, db, n_a, width)
