@@ -9,7 +9,7 @@ BLAS can be faster, which makes it the yardstick of benchmarks/.
 cimport numpy as cnp
 from cython cimport floating
 
-from _blas cimport gemm, gemm_abt, abt_work
+from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work
 
 import numpy as np
 
@@ -29,9 +29,9 @@ cdef void _replay(floating* W, floating* X, floating* G, floating* A, floating* 
         gemm(False, False, n_y, Tm, n_a, <floating>1, Wy, n_a, A, Tm, <floating>0, Y, Tm)
     else:
         for t in range(T - 1, -1, -1):
-            gemm(True, False, n_a, m, rows, <floating>1, W, width, dG + t * m, Tm,
-                 <floating>0, h, m)
-        gemm(True, False, n_x, Tm, rows, <floating>1, W + n_a, width, dG, Tm, <floating>0, dX, Tm)
+            gemm_atb(n_a, m, rows, <floating>1, W, width, dG + t * m, Tm,
+                     <floating>0, h, m, work)
+        gemm_atb(n_x, Tm, rows, <floating>1, W + n_a, width, dG, Tm, <floating>0, dX, Tm, work)
         gemm_abt(rows, n_a, m, <floating>1, dG, Tm, h, m, <floating>0, dW, width, work)
         gemm_abt(rows, n_a, Tm - m, <floating>1, dG + m, Tm, A, Tm, <floating>1, dW, width, work)
         gemm_abt(rows, n_x, Tm, <floating>1, dG, Tm, X, Tm, <floating>0, dW + n_a, width, work)
@@ -62,8 +62,10 @@ cdef class GemmFloor:
         self.buffers = [buf(rows, n_a + n_x), buf(n_x, T, m), buf(rows, T, m), buf(n_a, T, m),
                         buf(n_y, n_a), buf(n_y, T, m), buf(rows, T, m), buf(n_x, T, m),
                         buf(rows, n_a + n_x), buf(n_a, m),
-                        buf(max(1, abt_work(rows, n_a, m), abt_work(rows, n_a, T * m - m),
-                                abt_work(rows, n_x, T * m)))]
+                        buf(max(<size_t>1, abt_work(rows, n_a, m), abt_work(rows, n_a, T * m - m),
+                                abt_work(rows, n_x, T * m),
+                                atb_work(n_a, m, rows, not self.single),
+                                atb_work(n_x, T * m, rows, not self.single)))]
 
     cdef void _run(self, bint backward):
         cdef list b = self.buffers

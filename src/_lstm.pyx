@@ -10,7 +10,7 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
-from _blas cimport gemm, gemm_abt, abt_work
+from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work
 from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
                      is_time_major_view, ready, float_typenum, use_pool, freeze)
 from libc.stdlib cimport free, malloc
@@ -180,6 +180,10 @@ cdef dict _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
         return _add_gate_gradients({"dx": dx, "da0": da0}, dW, db, n_a, width)
     with nogil:
         csr = cyrnn_ftz_begin()
+        work = <floating*>malloc(max(atb_work(n_a, m, 4 * n_a, sizeof(floating) == 8),
+                                     atb_work(n_x, Tdm, 4 * n_a, sizeof(floating) == 8),
+                                     abt_work(4 * n_a, n_a, m), abt_work(4 * n_a, n_a, Tdm - m),
+                                     abt_work(4 * n_a, n_x, Tdm)) * sizeof(floating) + 1)
         gather_time_major(n_a, m, T_da, pda, s0, s1, s2, pdA)
         for t in range(T_da - 1, -1, -1):
             c_prev = pc0 if t == 0 else pC + (t - 1) * m
@@ -189,14 +193,12 @@ cdef dict _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
                                NULL if t == T_da - 1 else pda0, m, pdc, m,
                                pdG + t * m, Tdm, n_a * Tdm)
             # da_next = W[:, :n_a].T @ dG[:, t]   (after step 0 this is da0)
-            gemm(True, False, n_a, m, 4 * n_a, <floating>1, pW, width, pdG + t * m, Tdm,
-                 <floating>0, pda0, m)
+            gemm_atb(n_a, m, 4 * n_a, <floating>1, pW, width, pdG + t * m, Tdm,
+                     <floating>0, pda0, m, work)
         # dX = W[:, n_a:].T @ dG
-        gemm(True, False, n_x, Tdm, 4 * n_a, <floating>1, pW + n_a, width, pdG, Tdm,
-             <floating>0, pdX, Tdm)
+        gemm_atb(n_x, Tdm, 4 * n_a, <floating>1, pW + n_a, width, pdG, Tdm,
+                 <floating>0, pdX, Tdm, work)
         # dW[:, :n_a] = dG @ A_prev.T  (step 0 against a0, the rest against A)
-        work = <floating*>malloc(max(abt_work(4 * n_a, n_a, m), abt_work(4 * n_a, n_a, Tdm - m),
-                                     abt_work(4 * n_a, n_x, Tdm)) * sizeof(floating) + 1)
         gemm_abt(4 * n_a, n_a, m, <floating>1, pdG, Tdm, pa0, m, <floating>0, pdW, width, work)
         gemm_abt(4 * n_a, n_a, Tdm - m, <floating>1, pdG + m, Tdm, pA, Tm,
                  <floating>1, pdW, width, work)
@@ -425,7 +427,9 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_nex
         copy_gates = copy_gates or <char*>cnp.PyArray_DATA(gates[k]) != gates0 + k * gbytes
     # scratch: the gate gradients dG (4·n_a, m), concat = [a_prev; xt] (width, m),
     # the stacked W (4·n_a, width) when small, gemm_abt's work, the gates' copy
-    cdef size_t work_elems = max(abt_work(4 * n_a, width, m), abt_work(n_a, width, m))
+    cdef size_t work_elems = max(abt_work(4 * n_a, width, m), abt_work(n_a, width, m),
+                                 atb_work(width, m, 4 * n_a, sizeof(floating) == 8),
+                                 atb_work(width, m, n_a, sizeof(floating) == 8))
     cdef floating* pdG = <floating*>malloc(4 * gbytes + width * m * sizeof(floating)
                                            + (4 * wbytes if stacked else 0)
                                            + work_elems * sizeof(floating)
@@ -461,14 +465,14 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_nex
                            pdc, m, pdG, m, n_a * m)
         # [da_prev; dxt] = W.T @ dG ; dW = dG @ concat.T ; db = dG.sum(1)
         if stacked:
-            gemm(True, False, width, m, 4 * n_a, <floating>1, Wk[0], width, pdG, m,
-                 <floating>0, pdcat, m)
+            gemm_atb(width, m, 4 * n_a, <floating>1, Wk[0], width, pdG, m,
+                     <floating>0, pdcat, m, pwork)
             gemm_abt(4 * n_a, width, m, <floating>1, pdG, m, pcat, m,
                      <floating>0, pdW, width, pwork)
         else:
             for k in range(4):
-                gemm(True, False, width, m, n_a, <floating>1, Wk[k], width, pdG + k * n_a * m, m,
-                     <floating>(1 if k else 0), pdcat, m)
+                gemm_atb(width, m, n_a, <floating>1, Wk[k], width, pdG + k * n_a * m, m,
+                         <floating>(1 if k else 0), pdcat, m, pwork)
                 gemm_abt(n_a, width, m, <floating>1, pdG + k * n_a * m, m, pcat, m,
                          <floating>0, pdW + k * n_a * width, width, pwork)
         row_sums(4 * n_a, m, pdG, m, pdb)

@@ -8,7 +8,7 @@ shapes, dtypes and alignment; the entry points here trust it.
 cimport numpy as cnp
 from cython cimport floating
 
-from _blas cimport gemm, gemm_abt, abt_work
+from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work
 from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
                      ready, float_typenum, use_pool, freeze)
 from libc.stdlib cimport free, malloc
@@ -123,18 +123,20 @@ cdef tuple _backward(floating dummy, cnp.ndarray da, cnp.ndarray A, cnp.ndarray 
         return dx, da0, dWax, dWaa, dba
     with nogil:
         csr = cyrnn_ftz_begin()
+        work = <floating*>malloc(max(atb_work(n_a, m, n_a, sizeof(floating) == 8),
+                                     atb_work(n_x, Tdm, n_a, sizeof(floating) == 8),
+                                     abt_work(n_a, n_x, Tdm), abt_work(n_a, n_a, m),
+                                     abt_work(n_a, n_a, Tdm - m)) * sizeof(floating) + 1)
         gather_time_major(n_a, m, T_da, pda, s0, s1, s2, pdZ)
         for t in range(T_da - 1, -1, -1):
             # dz⟨t⟩ = (da[:, t] + da_next) * (1 - a⟨t⟩²)
             rnn_backward_step(n_a, m, pdZ + t * m, Tdm,
                               NULL if t == T_da - 1 else pda0, m, pA + t * m, Tm)
             # da_next = Waa.T @ dz⟨t⟩   (after the last step this is da0)
-            gemm(True, False, n_a, m, n_a, <floating>1, pWaa, n_a, pdZ + t * m, Tdm,
-                 <floating>0, pda0, m)
+            gemm_atb(n_a, m, n_a, <floating>1, pWaa, n_a, pdZ + t * m, Tdm,
+                     <floating>0, pda0, m, work)
         # dX = Wax.T @ dZ ; dWax = dZ @ X.T ; dWaa = dZ @ A_prev.T ; dba = dZ.sum(1)
-        gemm(True, False, n_x, Tdm, n_a, <floating>1, pWax, n_x, pdZ, Tdm, <floating>0, pdX, Tdm)
-        work = <floating*>malloc(max(abt_work(n_a, n_x, Tdm), abt_work(n_a, n_a, m),
-                                     abt_work(n_a, n_a, Tdm - m)) * sizeof(floating) + 1)
+        gemm_atb(n_x, Tdm, n_a, <floating>1, pWax, n_x, pdZ, Tdm, <floating>0, pdX, Tdm, work)
         gemm_abt(n_a, n_x, Tdm, <floating>1, pdZ, Tdm, pX, Tm, <floating>0, pdWax, n_x, work)
         gemm_abt(n_a, n_a, m, <floating>1, pdZ, Tdm, pa0, m, <floating>0, pdWaa, n_a, work)
         gemm_abt(n_a, n_a, Tdm - m, <floating>1, pdZ + m, Tdm, pA, Tm,
@@ -297,7 +299,9 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray a_next
     cdef floating* pdba = <floating*>cnp.PyArray_DATA(dba)
     cdef size_t nbytes = n_a * m * sizeof(floating)
     cdef floating* pdz = <floating*>malloc(
-        nbytes + max(abt_work(n_a, n_x, m), abt_work(n_a, n_a, m)) * sizeof(floating) + 1)
+        nbytes + max(abt_work(n_a, n_x, m), abt_work(n_a, n_a, m),
+                     atb_work(n_x, m, n_a, sizeof(floating) == 8),
+                     atb_work(n_a, m, n_a, sizeof(floating) == 8)) * sizeof(floating) + 1)
     if pdz == NULL:
         raise MemoryError()
     cdef floating* work = pdz + n_a * m
@@ -306,8 +310,8 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray a_next
         memcpy(pdz, cnp.PyArray_DATA(da_next), nbytes)
         rnn_backward_step(n_a, m, pdz, m, <floating*>NULL, m, pan, m)
         # dxt = Wax.T @ dz ; da_prev = Waa.T @ dz ; dWax = dz @ xt.T ; dWaa = dz @ a_prev.T
-        gemm(True, False, n_x, m, n_a, <floating>1, pWax, n_x, pdz, m, <floating>0, pdxt, m)
-        gemm(True, False, n_a, m, n_a, <floating>1, pWaa, n_a, pdz, m, <floating>0, pdap, m)
+        gemm_atb(n_x, m, n_a, <floating>1, pWax, n_x, pdz, m, <floating>0, pdxt, m, work)
+        gemm_atb(n_a, m, n_a, <floating>1, pWaa, n_a, pdz, m, <floating>0, pdap, m, work)
         gemm_abt(n_a, n_x, m, <floating>1, pdz, m, px, m, <floating>0, pdWax, n_x, work)
         gemm_abt(n_a, n_a, m, <floating>1, pdz, m, pap, m, <floating>0, pdWaa, n_a, work)
         row_sums(n_a, m, pdz, m, pdba)

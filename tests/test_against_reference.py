@@ -186,12 +186,15 @@ def test_row_grouping_and_chunking_match_reference(m):
 
 
 @pytest.mark.parametrize("n_a, m, T", [(41, 1, 2), (41, 10, 3), (41, 31, 1), (41, 32, 2),
-                                       (130, 31, 2)])
-def test_weight_gradient_gemm_paths_match_reference(n_a, m, T):
-    # The weight gradients dW = dZ·Xᵀ copy Xᵀ first when the inner size k is
-    # below 32 and (rows·cols·k) ≤ 1e6 (gemm_abt in src/_blas.pxd). In the cells
-    # k = m; in the sequence backward k = m for step 0, (T-1)·m and T·m for the
-    # rest: these shapes take the copy, the plain path, and both in one call.
+                                       (130, 31, 2), (512, 3, 2)])
+def test_gemm_orientation_paths_match_reference(n_a, m, T):
+    # The backward GEMMs pick their BLAS orientation by shape (src/_blas.pxd).
+    # gemm_abt: the weight gradients dW = dZ·Xᵀ copy Xᵀ first when the inner size
+    # k is below 32 and rows·cols·k ≤ 1e6 (cells: k = m; sequences: k = m for
+    # step 0, (T-1)·m and T·m for the rest), so these shapes take the copy, the
+    # plain path and both in one call. gemm_atb: Wᵀ·dZ is computed transposed
+    # for weights of ≥ 2^18 elements in float64 (n_a = 512: the RNN's Waa, the
+    # LSTM's stacked W, and the LSTM cell's per-gate accumulation).
     d = dict(n_x=3, n_a=n_a, n_y=4, m=m, T=T, seed=m, scale=1.0)
     for case, forward, backward, cell_forward, cell_backward in (
             (rnn_case, "rnn_forward", "rnn_backward", "rnn_cell_forward", "rnn_cell_backward"),
