@@ -151,7 +151,7 @@ def rnn_forward(x, a0, parameters, *, cache=True, n_threads=1):
     cache : bool, keyword-only
         False for inference: no caches are kept (``None`` is returned in their
         place) and nothing is allocated beyond the outputs and a workspace of
-        O((n_x + n_a + n_y)·chunk) per thread (see "Memory" in the README).
+        O((n_x + n_a + n_y)·block) per thread (see "Memory" in the README).
     n_threads : int or None, keyword-only
         Split the batch over this many native threads (None: all cores), each
         running the whole sequence on its part with single-threaded BLAS.
@@ -444,7 +444,7 @@ def lstm_forward(x, a0, parameters, *, c0=None, cache=True, n_threads=1):
         Initial cell state; zeros (the notebook's choice) when omitted.
     cache : bool, keyword-only
         False for inference: no caches (``None`` in their place), nothing
-        allocated beyond the outputs and an O((n_x + 9·n_a + n_y)·chunk)
+        allocated beyond the outputs and an O((n_x + 6·n_a + n_y)·block)
         workspace per thread.
     n_threads : int or None, keyword-only
         Split the batch over this many native threads (None: all cores); results

@@ -12,7 +12,8 @@ from libc.string cimport memcpy, memset
 
 from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work
 from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
-                     is_time_major_view, ready, float_typenum, use_pool, freeze)
+                     is_time_major_view, ready, float_typenum, use_pool, freeze,
+                     steps_per_block)
 from libc.stdlib cimport free, malloc
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, lstm_forward_step,
                            lstm_backward_step, softmax_columns, row_sums,
@@ -542,9 +543,10 @@ def fast_backward(da, caches):
 
 # ------------------------------------------------------------------ batch chunks
 # Inference and multi-threaded forward: the batch is cut into fixed column
-# chunks (see cyrnn/_parallel.py); each chunk runs the whole sequence with an
-# O((n_x + 9·n_a + n_y)·chunk) workspace and per-step GEMMs, writing the
-# outputs (and, when given, the time-major cache buffers) for its columns only.
+# chunks (see cyrnn/_parallel.py); each chunk runs the whole sequence in blocks
+# of steps (see steps_per_block) with an O((n_x + 6·n_a + n_y)·block) workspace,
+# writing the outputs (and, when given, the time-major cache buffers) for its
+# columns only.
 # The chunks do not depend on the number of threads, so results do not either.
 
 cdef int _chunk_forward(floating* x, Py_ssize_t sx0, Py_ssize_t sx1, Py_ssize_t sx2,
@@ -554,55 +556,73 @@ cdef int _chunk_forward(floating* x, Py_ssize_t sx0, Py_ssize_t sx1, Py_ssize_t 
                         floating* G_tm, floating* A_tm, floating* C_tm,
                         Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y, Py_ssize_t m,
                         Py_ssize_t T, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
-    cdef Py_ssize_t ms = j1 - j0, width = n_a + n_x, Tm = T * m, t, i, j, k
-    cdef floating* ws = <floating*>malloc((n_x + 8 * n_a + n_y) * ms * sizeof(floating) + 1)
+    cdef Py_ssize_t ms = j1 - j0, width = n_a + n_x, Tm = T * m
+    cdef Py_ssize_t tb_max = steps_per_block(j1 - j0, T), cols = tb_max * ms
+    cdef Py_ssize_t t0, tb, bc, tt, i, j
+    cdef floating* ws = <floating*>malloc(((n_x + 6 * n_a + n_y) * cols + 2 * n_a * ms)
+                                          * sizeof(floating) + 1)
     if ws == NULL:
         return -1
-    cdef floating* xt = ws
-    cdef floating* g = xt + n_x * ms
-    cdef floating* a_prev = g + 4 * n_a * ms
-    cdef floating* a_next = a_prev + n_a * ms
-    cdef floating* c_prev = a_next + n_a * ms
-    cdef floating* c_next = c_prev + n_a * ms
-    cdef floating* y = c_next + n_a * ms
-    cdef floating* swap
+    # one block of steps, time-major (rows × tb × ms): inputs Xb, gates Gb, states
+    # Ab, cell states Cb, predictions Yb; and the states carried between blocks
+    cdef floating* Xb = ws
+    cdef floating* Gb = Xb + n_x * cols
+    cdef floating* Ab = Gb + 4 * n_a * cols
+    cdef floating* Cb = Ab + n_a * cols
+    cdef floating* Yb = Cb + n_a * cols
+    cdef floating* a_state = Yb + n_y * cols
+    cdef floating* c_state = a_state + n_a * ms
     for i in range(n_a):
-        memcpy(a_prev + i * ms, a0 + i * m + j0, ms * sizeof(floating))
+        memcpy(a_state + i * ms, a0 + i * m + j0, ms * sizeof(floating))
         if c0 != NULL:
-            memcpy(c_prev + i * ms, c0 + i * m + j0, ms * sizeof(floating))
-    for t in range(T):
-        # xt = x[:, j0:j1, t]
+            memcpy(c_state + i * ms, c0 + i * m + j0, ms * sizeof(floating))
+    t0 = 0
+    while t0 < T:
+        tb = min(tb_max, T - t0)
+        bc = tb * ms
         for i in range(n_x):
-            for j in range(ms):
-                xt[i * ms + j] = x[i * sx0 + (j0 + j) * sx1 + t * sx2]
-        # g = W[:, n_a:] @ xt + W[:, :n_a] @ a_prev
-        gemm(False, False, 4 * n_a, ms, n_x, <floating>1, W + n_a, width, xt, ms, <floating>0, g, ms)
-        gemm(False, False, 4 * n_a, ms, n_a, <floating>1, W, width, a_prev, ms, <floating>1, g, ms)
-        lstm_forward_step(n_a, ms, g, ms, n_a * ms, b,
-                          c_prev if (t > 0 or c0 != NULL) else <floating*>NULL, ms,
-                          c_next, ms, a_next, ms)
-        # y = softmax(Wy @ a_next + by)
-        gemm(False, False, n_y, ms, n_a, <floating>1, Wy, n_a, a_next, ms, <floating>0, y, ms)
-        softmax_columns(n_y, ms, y, ms, by)
+            for tt in range(tb):
+                for j in range(ms):
+                    Xb[i * bc + tt * ms + j] = x[i * sx0 + (j0 + j) * sx1 + (t0 + tt) * sx2]
+        # Gb = W[:, n_a:] @ Xb (the block's steps in one GEMM), then step by step
+        # Gb[:, tt] += W[:, :n_a] @ a_prev and the fused gate pass
+        gemm(False, False, 4 * n_a, bc, n_x, <floating>1, W + n_a, width, Xb, bc,
+             <floating>0, Gb, bc)
+        for tt in range(tb):
+            gemm(False, False, 4 * n_a, ms, n_a, <floating>1, W, width,
+                 a_state if tt == 0 else Ab + (tt - 1) * ms, ms if tt == 0 else bc,
+                 <floating>1, Gb + tt * ms, bc)
+            lstm_forward_step(n_a, ms, Gb + tt * ms, bc, n_a * bc, b,
+                              (c_state if (t0 > 0 or c0 != NULL) else <floating*>NULL)
+                              if tt == 0 else Cb + (tt - 1) * ms, ms if tt == 0 else bc,
+                              Cb + tt * ms, bc, Ab + tt * ms, bc)
+        # Yb = softmax(Wy @ Ab + by)
+        gemm(False, False, n_y, bc, n_a, <floating>1, Wy, n_a, Ab, bc, <floating>0, Yb, bc)
+        softmax_columns(n_y, bc, Yb, bc, by)
         for i in range(n_a):
-            for j in range(ms):
-                a_out[(i * m + j0 + j) * T + t] = a_next[i * ms + j]
-                c_out[(i * m + j0 + j) * T + t] = c_next[i * ms + j]
+            for tt in range(tb):
+                for j in range(ms):
+                    a_out[(i * m + j0 + j) * T + t0 + tt] = Ab[i * bc + tt * ms + j]
+                    c_out[(i * m + j0 + j) * T + t0 + tt] = Cb[i * bc + tt * ms + j]
         for i in range(n_y):
-            for j in range(ms):
-                y_out[(i * m + j0 + j) * T + t] = y[i * ms + j]
+            for tt in range(tb):
+                for j in range(ms):
+                    y_out[(i * m + j0 + j) * T + t0 + tt] = Yb[i * bc + tt * ms + j]
         if G_tm != NULL:
             for i in range(4 * n_a):
-                memcpy(G_tm + i * Tm + t * m + j0, g + i * ms, ms * sizeof(floating))
-            for i in range(n_a):
-                memcpy(A_tm + i * Tm + t * m + j0, a_next + i * ms, ms * sizeof(floating))
-                memcpy(C_tm + i * Tm + t * m + j0, c_next + i * ms, ms * sizeof(floating))
-        swap = a_prev
-        a_prev = a_next
-        a_next = swap
-        swap = c_prev
-        c_prev = c_next
-        c_next = swap
+                for tt in range(tb):
+                    memcpy(G_tm + i * Tm + (t0 + tt) * m + j0, Gb + i * bc + tt * ms,
+                           ms * sizeof(floating))
+        for i in range(n_a):
+            if A_tm != NULL:
+                for tt in range(tb):
+                    memcpy(A_tm + i * Tm + (t0 + tt) * m + j0, Ab + i * bc + tt * ms,
+                           ms * sizeof(floating))
+                    memcpy(C_tm + i * Tm + (t0 + tt) * m + j0, Cb + i * bc + tt * ms,
+                           ms * sizeof(floating))
+            memcpy(a_state + i * ms, Ab + i * bc + (tb - 1) * ms, ms * sizeof(floating))
+            memcpy(c_state + i * ms, Cb + i * bc + (tb - 1) * ms, ms * sizeof(floating))
+        t0 += tb
     free(ws)
     return 0
 

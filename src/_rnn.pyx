@@ -10,7 +10,7 @@ from cython cimport floating
 
 from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work
 from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
-                     ready, float_typenum, use_pool, freeze)
+                     ready, float_typenum, use_pool, freeze, steps_per_block)
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, rnn_forward_step,
@@ -369,8 +369,9 @@ def fast_backward(da, caches):
 
 
 # ------------------------------------------------------------------ batch chunks
-# As in _lstm.pyx: fixed batch chunks, each running the whole sequence with an
-# O((n_x + 2·n_a + n_y)·chunk) workspace, for inference and multi-threading.
+# As in _lstm.pyx: fixed batch chunks, each running the whole sequence in blocks
+# of steps (see steps_per_block) with an O((n_x + n_a + n_y)·block) workspace,
+# for inference and multi-threading.
 
 cdef int _chunk_forward(floating* x, Py_ssize_t sx0, Py_ssize_t sx1, Py_ssize_t sx2,
                         const floating* a0, const floating* Wax, const floating* Waa,
@@ -378,40 +379,54 @@ cdef int _chunk_forward(floating* x, Py_ssize_t sx0, Py_ssize_t sx1, Py_ssize_t 
                         floating* a_out, floating* y_out, floating* A_tm,
                         Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y, Py_ssize_t m,
                         Py_ssize_t T, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
-    cdef Py_ssize_t ms = j1 - j0, Tm = T * m, t, i, j
-    cdef floating* ws = <floating*>malloc((n_x + 2 * n_a + n_y) * ms * sizeof(floating) + 1)
+    cdef Py_ssize_t ms = j1 - j0, Tm = T * m, tb_max = steps_per_block(j1 - j0, T)
+    cdef Py_ssize_t cols = tb_max * ms, t0, tb, bc, tt, i, j
+    cdef floating* ws = <floating*>malloc(((n_x + n_a + n_y) * cols + n_a * ms)
+                                          * sizeof(floating) + 1)
     if ws == NULL:
         return -1
-    cdef floating* xt = ws
-    cdef floating* a_prev = xt + n_x * ms
-    cdef floating* a_next = a_prev + n_a * ms
-    cdef floating* y = a_next + n_a * ms
-    cdef floating* swap
+    # one block of steps, time-major: inputs Xb, states Zb, predictions Yb
+    # (rows × tb × ms); the state carried from block to block
+    cdef floating* Xb = ws
+    cdef floating* Zb = Xb + n_x * cols
+    cdef floating* Yb = Zb + n_a * cols
+    cdef floating* state = Yb + n_y * cols
     for i in range(n_a):
-        memcpy(a_prev + i * ms, a0 + i * m + j0, ms * sizeof(floating))
-    for t in range(T):
+        memcpy(state + i * ms, a0 + i * m + j0, ms * sizeof(floating))
+    t0 = 0
+    while t0 < T:
+        tb = min(tb_max, T - t0)
+        bc = tb * ms
         for i in range(n_x):
-            for j in range(ms):
-                xt[i * ms + j] = x[i * sx0 + (j0 + j) * sx1 + t * sx2]
-        # a_next = tanh(Wax @ xt + Waa @ a_prev + ba)
-        gemm(False, False, n_a, ms, n_x, <floating>1, Wax, n_x, xt, ms, <floating>0, a_next, ms)
-        gemm(False, False, n_a, ms, n_a, <floating>1, Waa, n_a, a_prev, ms, <floating>1, a_next, ms)
-        rnn_forward_step(n_a, ms, a_next, ms, ba)
-        # y = softmax(Wya @ a_next + by)
-        gemm(False, False, n_y, ms, n_a, <floating>1, Wya, n_a, a_next, ms, <floating>0, y, ms)
-        softmax_columns(n_y, ms, y, ms, by)
+            for tt in range(tb):
+                for j in range(ms):
+                    Xb[i * bc + tt * ms + j] = x[i * sx0 + (j0 + j) * sx1 + (t0 + tt) * sx2]
+        # Zb = Wax @ Xb (the block's steps in one GEMM), then step by step
+        # Zb[:, tt] += Waa @ a_prev and a = tanh(Zb[:, tt] + ba) in place
+        gemm(False, False, n_a, bc, n_x, <floating>1, Wax, n_x, Xb, bc, <floating>0, Zb, bc)
+        for tt in range(tb):
+            gemm(False, False, n_a, ms, n_a, <floating>1, Waa, n_a,
+                 state if tt == 0 else Zb + (tt - 1) * ms, ms if tt == 0 else bc,
+                 <floating>1, Zb + tt * ms, bc)
+            rnn_forward_step(n_a, ms, Zb + tt * ms, bc, ba)
+        # Yb = softmax(Wya @ Zb + by)
+        gemm(False, False, n_y, bc, n_a, <floating>1, Wya, n_a, Zb, bc, <floating>0, Yb, bc)
+        softmax_columns(n_y, bc, Yb, bc, by)
         for i in range(n_a):
-            for j in range(ms):
-                a_out[(i * m + j0 + j) * T + t] = a_next[i * ms + j]
+            for tt in range(tb):
+                for j in range(ms):
+                    a_out[(i * m + j0 + j) * T + t0 + tt] = Zb[i * bc + tt * ms + j]
         for i in range(n_y):
-            for j in range(ms):
-                y_out[(i * m + j0 + j) * T + t] = y[i * ms + j]
-        if A_tm != NULL:
-            for i in range(n_a):
-                memcpy(A_tm + i * Tm + t * m + j0, a_next + i * ms, ms * sizeof(floating))
-        swap = a_prev
-        a_prev = a_next
-        a_next = swap
+            for tt in range(tb):
+                for j in range(ms):
+                    y_out[(i * m + j0 + j) * T + t0 + tt] = Yb[i * bc + tt * ms + j]
+        for i in range(n_a):
+            if A_tm != NULL:
+                for tt in range(tb):
+                    memcpy(A_tm + i * Tm + (t0 + tt) * m + j0, Zb + i * bc + tt * ms,
+                           ms * sizeof(floating))
+            memcpy(state + i * ms, Zb + i * bc + (tb - 1) * ms, ms * sizeof(floating))
+        t0 += tb
     free(ws)
     return 0
 

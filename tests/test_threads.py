@@ -80,8 +80,11 @@ def test_concurrent_calls_match_serial_calls():
 
 # ------------------------------------------------------------ n_threads and cache=False
 
+# Chunks narrower than 64 columns run in blocks of ceil(256 / columns) steps
+# (src/_arrays.pxd): (3, 5, 2, 10, 60) makes blocks of 26, 26 and 8 steps and
+# (2, 3, 2, 40, 20) of 7, 7 and 6, so states carry across blocks.
 THREAD_SHAPES = [(3, 5, 2, 10, 7), (4, 6, 3, 130, 4), (2, 3, 2, 1, 3), (5, 4, 3, 2, 2),
-                 (3, 4, 2, 0, 3), (3, 4, 2, 257, 2)]
+                 (3, 4, 2, 0, 3), (3, 4, 2, 257, 2), (3, 5, 2, 10, 60), (2, 3, 2, 40, 20)]
 
 
 def reference_outputs(kind, x, a0, p):
@@ -118,6 +121,18 @@ def test_n_threads_results_are_identical(kind, shape, dtype):
             for key in g1:
                 tol = 1e-10 if dtype == np.float64 else 1e-3
                 np.testing.assert_allclose(g1[key], g2[key], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("m, T", [(40, 20), (5, 60)])
+def test_inference_mode_carries_both_states_across_blocks(m, T):
+    rng = np.random.default_rng(T)
+    x, a0 = sequence(rng, 3, 4, m, T)
+    c0 = rng.standard_normal(a0.shape)
+    p = lstm_parameters(rng, 3, 4, 2)
+    cached = cyrnn.lstm_forward(x, a0, p, c0=c0)
+    inferred = cyrnn.lstm_forward(x, a0, p, c0=c0, cache=False)
+    for got, want in zip(inferred[:3], cached[:3]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_inference_mode_returns_no_caches_and_checks_arguments():
