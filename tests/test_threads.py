@@ -80,9 +80,9 @@ def test_concurrent_calls_match_serial_calls():
 
 # ------------------------------------------------------------ n_threads and cache=False
 
-# Chunks narrower than 64 columns run in blocks of ceil(256 / columns) steps
-# (src/_arrays.pxd): (3, 5, 2, 10, 60) makes blocks of 26, 26 and 8 steps and
-# (2, 3, 2, 40, 20) of 7, 7 and 6, so states carry across blocks.
+# Chunks narrower than 64 columns run in blocks of ceil(64 / columns) steps
+# (src/_arrays.pxd): (3, 5, 2, 10, 60) makes eight blocks of 7 steps and one
+# of 4, (2, 3, 2, 40, 20) ten blocks of 2, so states carry across blocks.
 THREAD_SHAPES = [(3, 5, 2, 10, 7), (4, 6, 3, 130, 4), (2, 3, 2, 1, 3), (5, 4, 3, 2, 2),
                  (3, 4, 2, 0, 3), (3, 4, 2, 257, 2), (3, 5, 2, 10, 60), (2, 3, 2, 40, 20)]
 
