@@ -103,4 +103,7 @@ cdef inline void gemm_atb(blas_int m, blas_int n, blas_int k,
     gemm(True, False, n, m, k, alpha, B, ldb, A, lda, <floating>0, work, m)
     for i in range(m):
         for j in range(n):
-            C[i * ldc + j] = work[j * m + i] if beta == 0 else work[j * m + i] + beta * C[i * ldc + j]
+            if beta == 0:
+                C[i * ldc + j] = work[j * m + i]
+            else:
+                C[i * ldc + j] = work[j * m + i] + beta * C[i * ldc + j]

@@ -77,12 +77,13 @@ cdef class GemmFloor:
             if self.single:
                 _replay(<float*>p[0], <float*>p[1], <float*>p[2], <float*>p[3], <float*>p[4],
                         <float*>p[5], <float*>p[6], <float*>p[7], <float*>p[8], <float*>p[9],
-                        <float*>p[10], self.gates, self.n_x, self.n_a, self.n_y, self.m, self.T, backward)
+                        <float*>p[10],
+                        self.gates, self.n_x, self.n_a, self.n_y, self.m, self.T, backward)
             else:
                 _replay(<double*>p[0], <double*>p[1], <double*>p[2], <double*>p[3],
                         <double*>p[4], <double*>p[5], <double*>p[6], <double*>p[7],
-                        <double*>p[8], <double*>p[9],
-                        <double*>p[10], self.gates, self.n_x, self.n_a, self.n_y, self.m, self.T, backward)
+                        <double*>p[8], <double*>p[9], <double*>p[10],
+                        self.gates, self.n_x, self.n_a, self.n_y, self.m, self.T, backward)
 
     def forward(self):
         self._run(False)
