@@ -580,10 +580,7 @@ cdef int _chunk_forward(floating* x, Py_ssize_t sx0, Py_ssize_t sx1, Py_ssize_t 
     while t0 < T:
         tb = min(tb_max, T - t0)
         bc = tb * ms
-        for i in range(n_x):
-            for tt in range(tb):
-                for j in range(ms):
-                    Xb[i * bc + tt * ms + j] = x[i * sx0 + (j0 + j) * sx1 + (t0 + tt) * sx2]
+        gather_time_major(n_x, ms, tb, x + j0 * sx1 + t0 * sx2, sx0, sx1, sx2, Xb)
         # Gb = W[:, n_a:] @ Xb (the block's steps in one GEMM), then step by step
         # Gb[:, tt] += W[:, :n_a] @ a_prev and the fused gate pass
         gemm(False, False, 4 * n_a, bc, n_x, <floating>1, W + n_a, width, Xb, bc,

@@ -397,10 +397,7 @@ cdef int _chunk_forward(floating* x, Py_ssize_t sx0, Py_ssize_t sx1, Py_ssize_t 
     while t0 < T:
         tb = min(tb_max, T - t0)
         bc = tb * ms
-        for i in range(n_x):
-            for tt in range(tb):
-                for j in range(ms):
-                    Xb[i * bc + tt * ms + j] = x[i * sx0 + (j0 + j) * sx1 + (t0 + tt) * sx2]
+        gather_time_major(n_x, ms, tb, x + j0 * sx1 + t0 * sx2, sx0, sx1, sx2, Xb)
         # Zb = Wax @ Xb (the block's steps in one GEMM), then step by step
         # Zb[:, tt] += Waa @ a_prev and a = tanh(Zb[:, tt] + ba) in place
         gemm(False, False, n_a, bc, n_x, <floating>1, Wax, n_x, Xb, bc, <floating>0, Zb, bc)
