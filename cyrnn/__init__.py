@@ -4,10 +4,14 @@ Drop-in for the NumPy functions of "Building your Recurrent Neural Network -
 Step by Step": same names, arguments, shapes, returned tuples, caches and
 gradient dicts. Kernels are Cython over SciPy's BLAS and run without the GIL.
 A plain NumPy version of the same API is `cyrnn.reference`.
+
+The public functions are compiled (src/_rnn.pyx, src/_lstm.pyx,
+src/_activations.pyx); inputs their fast paths do not take go through the
+validating layer, cyrnn/_checked.py.
 """
-from ._api import (lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward,
-                   rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward,
-                   sigmoid, softmax)
+from ._activations import sigmoid, softmax
+from ._lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
+from ._rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
 from ._caches import LSTMStepCaches, RNNStepCaches
 from ._pool import release_memory
 

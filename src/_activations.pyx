@@ -1,11 +1,21 @@
-"""softmax and sigmoid on whole arrays, with the kernels' vectorised math."""
+"""softmax and sigmoid on whole arrays, with the kernels' vectorised math.
+
+The public functions take kernel-ready arrays directly; anything else goes
+through cyrnn/_checked.py first (as in _rnn.pyx).
+"""
 cimport numpy as cnp
 from cython cimport floating
 
-from _arrays cimport typenum_of
+from _arrays cimport typenum_of, float_typenum
 from _elementwise cimport cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, sigmoid_array
 
 cnp.import_array()
+
+
+cdef inline bint kernel_ready(object x, int min_ndim) noexcept:
+    """x is an exact float32/float64 ndarray, C-contiguous and aligned, ndim >= min_ndim."""
+    return (float_typenum(x) >= 0 and cnp.PyArray_NDIM(<cnp.ndarray>x) >= min_ndim
+            and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>x))
 
 
 cdef object _softmax(floating dummy, cnp.ndarray x):
@@ -23,7 +33,22 @@ cdef object _softmax(floating dummy, cnp.ndarray x):
 
 
 def softmax(x):
-    """Softmax over axis 0 of a C-contiguous float32/float64 array (new array)."""
+    """Softmax over axis 0: each column of the result sums to 1.
+
+    Stable per column (each column's own max is subtracted), so one column far
+    below another does not give NaN as the course's helper does.
+
+    Parameters
+    ----------
+    x : array_like, ndim >= 1, real
+
+    Returns
+    -------
+    ndarray of x's shape; float32 for float32 input, else float64.
+    """
+    if not kernel_ready(x, 1):
+        from cyrnn import _checked
+        x = _checked.activation_input(x, 1)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         return _softmax[float](0, x)
     return _softmax[double](0, x)
@@ -43,7 +68,19 @@ cdef object _sigmoid(floating dummy, cnp.ndarray x):
 
 
 def sigmoid(x):
-    """Elementwise logistic function of a C-contiguous float32/float64 array."""
+    """Logistic function 1 / (1 + exp(-x)), elementwise, without overflow.
+
+    Parameters
+    ----------
+    x : array_like, real
+
+    Returns
+    -------
+    ndarray of x's shape; float32 for float32 input, else float64.
+    """
+    if not kernel_ready(x, 0):
+        from cyrnn import _checked
+        x = _checked.activation_input(x, 0)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         return _sigmoid[float](0, x)
     return _sigmoid[double](0, x)

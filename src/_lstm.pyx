@@ -3,8 +3,9 @@
 The four gates are stacked in the order (f, i, c~, o) into one weight matrix
 W (4·n_a, n_a + n_x), whose first n_a columns act on a⟨t-1⟩ and the rest on
 x⟨t⟩, as in the notebook's concat = [a_prev; x]. Buffers are time-major,
-(rows, T, m) C-contiguous (see _rnn.pyx). The Python layer (cyrnn/_api.py) has
-already checked shapes, dtypes and alignment; the entry points here trust it.
+(rows, T, m) C-contiguous (see _rnn.pyx). The kernel entry points trust their
+callers (the fast paths below, cyrnn/_checked.py for everything else). The
+public LSTM functions are at the end of this file.
 """
 cimport numpy as cnp
 from cython cimport floating
@@ -235,7 +236,8 @@ cdef enum:
 
 cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp.ndarray c_prev,
                          tuple weights, tuple biases, cnp.ndarray Wy, cnp.ndarray by):
-    """One step; returns (a_next, c_next, yt, G) with G (4, n_a, m) the activated gates."""
+    """One step; returns (a_next, c_next, yt, (ft, it, cct, ot)), the activated gates
+    being views of one (4, n_a, m) buffer (lstm_cell_backward reads them in place)."""
     cdef int tn = typenum_of(dummy)
     cdef Py_ssize_t n_x = xt.shape[0], m = xt.shape[1], n_a = a_prev.shape[0]
     cdef Py_ssize_t n_y = Wy.shape[0], width = n_a + n_x, k
@@ -285,11 +287,13 @@ cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp
         softmax_columns(n_y, m, py, m, pby)
         cyrnn_ftz_end(csr)
         free(pb)
-    return a, c, y, G
+    cdef Py_ssize_t gate = n_a * m
+    return a, c, y, (block_view(G, 0, n_a, m), block_view(G, gate, n_a, m),
+                     block_view(G, 2 * gate, n_a, m), block_view(G, 3 * gate, n_a, m))
 
 
 def cell_forward(xt, a_prev, c_prev, weights, biases, Wy, by):
-    """One step: (a_next, c_next, yt, G). All C-contiguous, one dtype; weights and
+    """One step: (a_next, c_next, yt, gates). All C-contiguous, one dtype; weights and
     biases are the (Wf, Wi, Wc, Wo) and (bf, bi, bc, bo) tuples."""
     if cnp.PyArray_TYPE(xt) == cnp.NPY_FLOAT:
         return _cell_forward[float](0, xt, a_prev, c_prev, tuple(weights), tuple(biases), Wy, by)
@@ -325,7 +329,7 @@ cdef tuple _ready_parameters(object parameters, int tn, Py_ssize_t n_x, Py_ssize
     return gates[0], gates[1], Wy, by
 
 
-def fast_cell_forward(xt, a_prev, c_prev, parameters):
+cdef tuple fast_cell_forward(xt, a_prev, c_prev, parameters):
     """cell_forward when every input is already kernel-ready, else None."""
     cdef int tn = float_typenum(xt)
     if tn < 0 or not ready(xt, tn, 2, -1):
@@ -377,7 +381,7 @@ cdef object step_caches_type():
     return _step_caches_type
 
 
-def fast_forward(x, a0, parameters, c0):
+cdef tuple fast_forward(x, a0, parameters, c0):
     """The (a, y, c, caches) of lstm_forward when every input is kernel-ready, else None."""
     cdef int tn = float_typenum(x)
     if tn < 0 or not ready(x, tn, 3, -1):
@@ -493,7 +497,7 @@ def cell_backward(da_next, dc_next, c_next, a_prev, c_prev, gates, xt, weights):
                                   tuple(gates), xt, tuple(weights))
 
 
-def fast_cell_backward(da_next, dc_next, cache):
+cdef dict fast_cell_backward(da_next, dc_next, cache):
     """cell_backward's result when da_next, dc_next and the cache are kernel-ready, else None."""
     cdef int tn = float_typenum(da_next)
     if tn < 0 or type(cache) is not tuple or len(<tuple>cache) != 10:
@@ -521,7 +525,7 @@ def fast_cell_backward(da_next, dc_next, cache):
                                   entries[4:8], xt, gates[0])
 
 
-def fast_backward(da, caches):
+cdef dict fast_backward(da, caches):
     """backward on cyrnn's own caches when da is kernel-ready, else None."""
     cdef int tn = float_typenum(da)
     if tn < 0 or type(caches) is not tuple or len(<tuple>caches) != 2:
@@ -664,3 +668,124 @@ def forward_chunks(x, a0, c0, W, b, Wy, by, a, c, y, G, A, C, Py_ssize_t chunk,
         _chunks[float](0, x, a0, c0, W, b, Wy, by, a, c, y, G, A, C, chunk, first, last)
     else:
         _chunks[double](0, x, a0, c0, W, b, Wy, by, a, c, y, G, A, C, chunk, first, last)
+
+
+# ------------------------------------------------------------------ public functions
+# As in _rnn.pyx: the fast path, else cyrnn/_checked.py.
+
+def lstm_cell_forward(xt, a_prev, c_prev, parameters):
+    """One LSTM step.
+
+    Parameters
+    ----------
+    xt : array, shape (n_x, m)
+    a_prev, c_prev : array, shape (n_a, m)
+        Hidden and cell state of the previous step.
+    parameters : dict
+        ``Wf, Wi, Wc, Wo`` (n_a, n_a + n_x) acting on ``concat = [a_prev; xt]``,
+        ``bf, bi, bc, bo`` (n_a, 1), ``Wy`` (n_y, n_a), ``by`` (n_y, 1).
+        Other keys are ignored.
+
+    Returns
+    -------
+    a_next, c_next : ndarray, shape (n_a, m)
+    yt_pred : ndarray, shape (n_y, m)
+    cache : tuple
+        ``(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
+    """
+    out = fast_cell_forward(xt, a_prev, c_prev, parameters)
+    if out is None:
+        from cyrnn import _checked
+        return _checked.lstm_cell_forward(xt, a_prev, c_prev, parameters)
+    a_next, c_next, yt_pred, (ft, it, cct, ot) = out
+    return a_next, c_next, yt_pred, (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
+                                     parameters)
+
+
+def lstm_forward(x, a0, parameters, *, c0=None, cache=True, n_threads=1):
+    """The LSTM over all time steps.
+
+    Parameters
+    ----------
+    x : array, shape (n_x, m, T_x)
+        Inputs, time last (any memory layout, see `rnn_forward`).
+    a0 : array, shape (n_a, m)
+        Initial hidden state.
+    parameters : dict
+        As for `lstm_cell_forward`.
+    c0 : array, shape (n_a, m), optional, keyword-only
+        Initial cell state; zeros (the notebook's choice) when omitted.
+    cache : bool, keyword-only
+        False for inference: no caches (``None`` in their place), nothing
+        allocated beyond the outputs and an O((n_x + 6·n_a + n_y)·block)
+        workspace per thread.
+    n_threads : int or None, keyword-only
+        Split the batch over this many native threads (None: all cores); results
+        do not depend on it (see `rnn_forward`).
+
+    Returns
+    -------
+    a : ndarray, shape (n_a, m, T_x)
+        Hidden states of every step.
+    y : ndarray, shape (n_y, m, T_x)
+        Predictions of every step.
+    c : ndarray, shape (n_a, m, T_x)
+        Cell states of every step.
+    caches : tuple or None
+        ``(steps, x)``; ``steps[t]`` is step t's 10-tuple as from
+        `lstm_cell_forward`, made on access (see `LSTMStepCaches`). None when
+        ``cache=False``.
+    """
+    if cache is True and n_threads == 1:
+        out = fast_forward(x, a0, parameters, c0)
+        if out is not None:
+            return out
+    from cyrnn import _checked
+    return _checked.lstm_forward(x, a0, parameters, c0=c0, cache=cache, n_threads=n_threads)
+
+
+def lstm_cell_backward(da_next, dc_next, cache):
+    """Backward pass of one LSTM step (without the output layer).
+
+    Parameters
+    ----------
+    da_next, dc_next : array, shape (n_a, m)
+        Gradients of the loss with respect to this step's hidden and cell state.
+    cache : tuple
+        The 10-tuple from `lstm_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt`` (n_x, m), ``da_prev``, ``dc_prev`` (n_a, m), ``dWf, dWi, dWc,
+        dWo`` (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
+    """
+    grads = fast_cell_backward(da_next, dc_next, cache)
+    if grads is None:
+        from cyrnn import _checked
+        return _checked.lstm_cell_backward(da_next, dc_next, cache)
+    return grads
+
+
+def lstm_backward(da, caches):
+    """Backpropagation through time for the LSTM.
+
+    Parameters
+    ----------
+    da : array, shape (n_a, m, T)
+        Upstream gradients of the hidden states. T may be smaller than the
+        number of forward steps; then steps ``0 .. T-1`` are used.
+    caches : tuple
+        ``(steps, x)`` from `lstm_forward` (cyrnn's or `cyrnn.reference`'s).
+
+    Returns
+    -------
+    dict
+        ``dx`` (n_x, m, T), ``da0`` (n_a, m), ``dWf, dWi, dWc, dWo``
+        (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
+    """
+    grads = fast_backward(da, caches)
+    if grads is None:
+        from cyrnn import _checked
+        return _checked.lstm_backward(da, caches)
+    return grads

@@ -1,4 +1,11 @@
-"""The public functions: validate once, then run the compiled kernels.
+"""The general path of the public functions: validation and conversion.
+
+The public functions (in src/_rnn.pyx, src/_lstm.pyx, src/_activations.pyx)
+first try a compiled fast path that takes only kernel-ready inputs: exact
+ndarrays of one float dtype, C-contiguous and aligned, with matching shapes, and
+cyrnn's own caches. Everything else comes here: any array-like, layout or dtype
+mix, reference caches, and every error message (SPEC §3). Each function below
+returns exactly what the public function of the same name returns.
 
 Shapes follow the notebook (SPEC §2): x is (n_x, m, T_x) with time last,
 states are (n_a, m), predictions (n_y, m) per step. See cyrnn/_caches.py for
@@ -8,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _activations, _lstm, _pool, _rnn
+from . import _lstm, _pool, _rnn
 from ._caches import LSTMStepCaches, RNNStepCaches
 from ._parallel import (check_cache_flag, chunking, concurrent_use, resolve_threads,
                         run_chunks)
@@ -31,44 +38,16 @@ _LSTM_PARAMETERS = tuple(
        for g, name in zip(_GATES, ("forget", "update", "candidate", "output"))]
     + [("Wy", "hidden-to-output weights, shape (n_y, n_a)"),
        ("by", "output bias, shape (n_y, 1)")])
-_LSTM_GRAD_KEYS = ("dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")
 
 
 # ---------------------------------------------------------------- activations
 
-def softmax(x):
-    """Softmax over axis 0: each column of the result sums to 1.
-
-    Stable per column (each column's own max is subtracted), so one column far
-    below another does not give NaN as the course's helper does.
-
-    Parameters
-    ----------
-    x : array_like, ndim >= 1, real
-
-    Returns
-    -------
-    ndarray of x's shape; float32 for float32 input, else float64.
-    """
+def activation_input(x, min_ndim):
+    """x as a C-contiguous float32/float64 array of at least min_ndim dimensions."""
     x = as_array("x", x)
-    if x.ndim == 0:
+    if x.ndim < min_ndim:
         raise ValueError("x has shape (); expected at least 1 dimension")
-    return _activations.softmax(contiguous(x, compute_dtype((x,))))
-
-
-def sigmoid(x):
-    """Logistic function 1 / (1 + exp(-x)), elementwise, without overflow.
-
-    Parameters
-    ----------
-    x : array_like, real
-
-    Returns
-    -------
-    ndarray of x's shape; float32 for float32 input, else float64.
-    """
-    x = as_array("x", x)
-    return _activations.sigmoid(contiguous(x, compute_dtype((x,))))
+    return contiguous(x, compute_dtype((x,)))
 
 
 # ---------------------------------------------------------------- RNN
@@ -105,74 +84,17 @@ def _rnn_forward_inputs(a_prev_name, x, a_prev, parameters):
 
 
 def rnn_cell_forward(xt, a_prev, parameters):
-    """One step of the basic RNN.
-
-    Parameters
-    ----------
-    xt : array, shape (n_x, m)
-        Input at this step.
-    a_prev : array, shape (n_a, m)
-        Hidden state of the previous step.
-    parameters : dict
-        ``Wax`` (n_a, n_x), ``Waa`` (n_a, n_a), ``Wya`` (n_y, n_a),
-        ``ba`` (n_a, 1), ``by`` (n_y, 1). Other keys are ignored.
-
-    Returns
-    -------
-    a_next : ndarray, shape (n_a, m)
-        ``tanh(Wax @ xt + Waa @ a_prev + ba)``
-    yt_pred : ndarray, shape (n_y, m)
-        ``softmax(Wya @ a_next + by)``
-    cache : tuple
-        ``(a_next, a_prev, xt, parameters)``, for `rnn_cell_backward`.
-    """
-    out = _rnn.fast_cell_forward(xt, a_prev, parameters)
-    if out is None:
-        xt_in, a_prev_in = as_array("xt", xt), as_array("a_prev", a_prev)
-        check_ndim("xt", xt_in, ("n_x", "m"))
-        dtype, weights = _rnn_forward_inputs("a_prev", xt_in, a_prev_in, parameters)
-        out = _rnn.cell_forward(contiguous(xt_in, dtype), contiguous(a_prev_in, dtype), *weights)
-    a_next, yt_pred = out
+    xt_in, a_prev_in = as_array("xt", xt), as_array("a_prev", a_prev)
+    check_ndim("xt", xt_in, ("n_x", "m"))
+    dtype, weights = _rnn_forward_inputs("a_prev", xt_in, a_prev_in, parameters)
+    a_next, yt_pred = _rnn.cell_forward(contiguous(xt_in, dtype), contiguous(a_prev_in, dtype),
+                                        *weights)
     return a_next, yt_pred, (a_next, a_prev, xt, parameters)
 
 
 def rnn_forward(x, a0, parameters, *, cache=True, n_threads=1):
-    """The basic RNN over all time steps.
-
-    Parameters
-    ----------
-    x : array, shape (n_x, m, T_x)
-        Inputs, time last. Any memory layout; read without copying when it is
-        a transposed view of a C-contiguous (n_x, T_x, m) array.
-    a0 : array, shape (n_a, m)
-        Initial hidden state.
-    parameters : dict
-        As for `rnn_cell_forward`.
-    cache : bool, keyword-only
-        False for inference: no caches are kept (``None`` is returned in their
-        place) and nothing is allocated beyond the outputs and a workspace of
-        O((n_x + n_a + n_y)·block) per thread (see "Memory" in the README).
-    n_threads : int or None, keyword-only
-        Split the batch over this many native threads (None: all cores), each
-        running the whole sequence on its part with single-threaded BLAS.
-        Results do not depend on it (see cyrnn/_parallel.py).
-
-    Returns
-    -------
-    a : ndarray, shape (n_a, m, T_x)
-        Hidden states of every step.
-    y_pred : ndarray, shape (n_y, m, T_x)
-        Predictions of every step.
-    caches : tuple or None
-        ``(steps, x)``; ``steps[t]`` is step t's ``(a_next, a_prev, xt,
-        parameters)``, made on access (see `RNNStepCaches`). None when
-        ``cache=False``.
-    """
     if cache is not True or n_threads != 1:
         return _rnn_forward_chunked(x, a0, parameters, cache, n_threads)
-    out = _rnn.fast_forward(x, a0, parameters)
-    if out is not None:
-        return out
     x, a0 = as_array("x", x), as_array("a0", a0)
     check_ndim("x", x, ("n_x", "m", "T_x"))
     dtype, weights = _rnn_forward_inputs("a0", x, a0, parameters)
@@ -214,13 +136,6 @@ def _rnn_forward_chunked(x, a0, parameters, cache, n_threads):
     return a, y, (RNNStepCaches(A, a0, X, x, parameters, weights[0], weights[1]), x)
 
 
-def _rnn_backward_checked(da, A, a0, X, Wax, Waa):
-    dtype = compute_dtype((da, A, a0, X, Wax, Waa))
-    return _rnn.backward(strided(da, dtype), contiguous(A, dtype), contiguous(a0, dtype),
-                             contiguous(X, dtype), contiguous(Wax, dtype),
-                             contiguous(Waa, dtype))
-
-
 def _unpack_step(cache, length, where, names):
     if not isinstance(cache, (tuple, list)) or len(cache) != length:
         got = f"a {type(cache).__name__} of length {len(cache)}" if isinstance(
@@ -256,24 +171,6 @@ def _rnn_gradient_weights(parameters, n_x, n_a):
 
 
 def rnn_cell_backward(da_next, cache):
-    """Backward pass of one RNN step (without the output layer).
-
-    Parameters
-    ----------
-    da_next : array, shape (n_a, m)
-        Gradient of the loss with respect to this step's hidden state.
-    cache : tuple
-        ``(a_next, a_prev, xt, parameters)`` from `rnn_cell_forward`.
-
-    Returns
-    -------
-    dict
-        ``dxt`` (n_x, m), ``da_prev`` (n_a, m), ``dWax`` (n_a, n_x),
-        ``dWaa`` (n_a, n_a), ``dba`` (n_a, 1).
-    """
-    grads = _rnn.fast_cell_backward(da_next, cache)
-    if grads is not None:
-        return grads
     da_next = as_array("da_next", da_next)
     a_next, a_prev, xt, parameters = _rnn_step_arrays(cache, "cache")
     n_a, m = a_next.shape
@@ -311,30 +208,6 @@ def _check_da(da, n_steps, n_a, m):
 
 
 def rnn_backward(da, caches):
-    """Backpropagation through time for the basic RNN.
-
-    Parameters
-    ----------
-    da : array, shape (n_a, m, T)
-        Upstream gradients of the hidden states. T may be smaller than the
-        number of forward steps; then steps ``0 .. T-1`` are used.
-    caches : tuple
-        ``(steps, x)`` from `rnn_forward` (cyrnn's or `cyrnn.reference`'s).
-
-    Returns
-    -------
-    dict
-        ``dx`` (n_x, m, T), ``da0`` (n_a, m), ``dWax`` (n_a, n_x),
-        ``dWaa`` (n_a, n_a), ``dba`` (n_a, 1).
-    """
-    out = _rnn.fast_backward(da, caches)
-    if out is None:
-        out = _rnn_backward_general(da, caches)
-    dx, da0, dWax, dWaa, dba = out
-    return {"dx": dx, "da0": da0, "dWax": dWax, "dWaa": dWaa, "dba": dba}
-
-
-def _rnn_backward_general(da, caches):
     da = as_array("da", da)
     steps, x = _split_caches(caches, "rnn")
     if type(steps) is RNNStepCaches:
@@ -396,78 +269,20 @@ def _lstm_forward_inputs(a_prev_name, x, a_prev, c_prev_name, c_prev, parameters
 
 
 def lstm_cell_forward(xt, a_prev, c_prev, parameters):
-    """One LSTM step.
-
-    Parameters
-    ----------
-    xt : array, shape (n_x, m)
-    a_prev, c_prev : array, shape (n_a, m)
-        Hidden and cell state of the previous step.
-    parameters : dict
-        ``Wf, Wi, Wc, Wo`` (n_a, n_a + n_x) acting on ``concat = [a_prev; xt]``,
-        ``bf, bi, bc, bo`` (n_a, 1), ``Wy`` (n_y, n_a), ``by`` (n_y, 1).
-        Other keys are ignored.
-
-    Returns
-    -------
-    a_next, c_next : ndarray, shape (n_a, m)
-    yt_pred : ndarray, shape (n_y, m)
-    cache : tuple
-        ``(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
-    """
-    out = _lstm.fast_cell_forward(xt, a_prev, c_prev, parameters)
-    if out is None:
-        xt_in, a_in, c_in = as_array("xt", xt), as_array("a_prev", a_prev), as_array("c_prev", c_prev)
-        check_ndim("xt", xt_in, ("n_x", "m"))
-        check_ndim("c_prev", c_in, ("n_a", "m"))
-        dtype, kernel_parameters, a_in, c_in = _lstm_forward_inputs(
-            "a_prev", xt_in, a_in, "c_prev", c_in, parameters)
-        out = _lstm.cell_forward(contiguous(xt_in, dtype), a_in, c_in, *kernel_parameters)
-    a_next, c_next, yt_pred, G = out
-    ft, it, cct, ot = G
+    xt_in, a_in, c_in = as_array("xt", xt), as_array("a_prev", a_prev), as_array("c_prev", c_prev)
+    check_ndim("xt", xt_in, ("n_x", "m"))
+    check_ndim("c_prev", c_in, ("n_a", "m"))
+    dtype, kernel_parameters, a_in, c_in = _lstm_forward_inputs(
+        "a_prev", xt_in, a_in, "c_prev", c_in, parameters)
+    a_next, c_next, yt_pred, (ft, it, cct, ot) = _lstm.cell_forward(
+        contiguous(xt_in, dtype), a_in, c_in, *kernel_parameters)
     return a_next, c_next, yt_pred, (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
                                      parameters)
 
 
 def lstm_forward(x, a0, parameters, *, c0=None, cache=True, n_threads=1):
-    """The LSTM over all time steps.
-
-    Parameters
-    ----------
-    x : array, shape (n_x, m, T_x)
-        Inputs, time last (any memory layout, see `rnn_forward`).
-    a0 : array, shape (n_a, m)
-        Initial hidden state.
-    parameters : dict
-        As for `lstm_cell_forward`.
-    c0 : array, shape (n_a, m), optional, keyword-only
-        Initial cell state; zeros (the notebook's choice) when omitted.
-    cache : bool, keyword-only
-        False for inference: no caches (``None`` in their place), nothing
-        allocated beyond the outputs and an O((n_x + 6·n_a + n_y)·block)
-        workspace per thread.
-    n_threads : int or None, keyword-only
-        Split the batch over this many native threads (None: all cores); results
-        do not depend on it (see `rnn_forward`).
-
-    Returns
-    -------
-    a : ndarray, shape (n_a, m, T_x)
-        Hidden states of every step.
-    y : ndarray, shape (n_y, m, T_x)
-        Predictions of every step.
-    c : ndarray, shape (n_a, m, T_x)
-        Cell states of every step.
-    caches : tuple or None
-        ``(steps, x)``; ``steps[t]`` is step t's 10-tuple as from
-        `lstm_cell_forward`, made on access (see `LSTMStepCaches`). None when
-        ``cache=False``.
-    """
     if cache is not True or n_threads != 1:
         return _lstm_forward_chunked(x, a0, parameters, c0, cache, n_threads)
-    out = _lstm.fast_forward(x, a0, parameters, c0)
-    if out is not None:
-        return out
     x, xs, a0, c0, W, b, Wy, by = _lstm_sequence_inputs(x, a0, c0, parameters)
     a, y, c, A, C, G, X = _lstm.forward(xs, a0, c0, W, b, Wy, by)
     return a, y, c, (LSTMStepCaches(A, C, G, a0, c0, X, x, parameters, W), x)
@@ -543,24 +358,6 @@ def _stack_weight_list(weights, dtype):
 
 
 def lstm_cell_backward(da_next, dc_next, cache):
-    """Backward pass of one LSTM step (without the output layer).
-
-    Parameters
-    ----------
-    da_next, dc_next : array, shape (n_a, m)
-        Gradients of the loss with respect to this step's hidden and cell state.
-    cache : tuple
-        The 10-tuple from `lstm_cell_forward`.
-
-    Returns
-    -------
-    dict
-        ``dxt`` (n_x, m), ``da_prev``, ``dc_prev`` (n_a, m), ``dWf, dWi, dWc,
-        dWo`` (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
-    """
-    grads = _lstm.fast_cell_backward(da_next, dc_next, cache)
-    if grads is not None:
-        return grads
     da_next, dc_next = as_array("da_next", da_next), as_array("dc_next", dc_next)
     (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
      parameters) = _lstm_step_arrays(cache, "cache")
@@ -579,29 +376,6 @@ def lstm_cell_backward(da_next, dc_next, cache):
 
 
 def lstm_backward(da, caches):
-    """Backpropagation through time for the LSTM.
-
-    Parameters
-    ----------
-    da : array, shape (n_a, m, T)
-        Upstream gradients of the hidden states. T may be smaller than the
-        number of forward steps; then steps ``0 .. T-1`` are used.
-    caches : tuple
-        ``(steps, x)`` from `lstm_forward` (cyrnn's or `cyrnn.reference`'s).
-
-    Returns
-    -------
-    dict
-        ``dx`` (n_x, m, T), ``da0`` (n_a, m), ``dWf, dWi, dWc, dWo``
-        (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
-    """
-    grads = _lstm.fast_backward(da, caches)
-    if grads is None:
-        grads = _lstm_backward_general(da, caches)
-    return grads
-
-
-def _lstm_backward_general(da, caches):
     da = as_array("da", da)
     steps, x = _split_caches(caches, "lstm")
     if type(steps) is LSTMStepCaches:
