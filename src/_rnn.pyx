@@ -300,12 +300,16 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray a_next
     cdef floating* pdWaa = <floating*>cnp.PyArray_DATA(dWaa)
     cdef floating* pdba = <floating*>cnp.PyArray_DATA(dba)
     cdef size_t nbytes = n_a * m * sizeof(floating)
-    cdef floating* pdz = <floating*>malloc(
-        nbytes + max(abt_work(n_a, n_x, m), abt_work(n_a, n_a, m),
-                     atb_work(n_x, m, n_a, sizeof(floating) == 8),
-                     atb_work(n_a, m, n_a, sizeof(floating) == 8)) * sizeof(floating) + 1)
-    if pdz == NULL:
-        raise MemoryError()
+    cdef size_t scratch_bytes = nbytes + sizeof(floating) * max(
+        abt_work(n_a, n_x, m), abt_work(n_a, n_a, m),
+        atb_work(n_x, m, n_a, sizeof(floating) == 8), atb_work(n_a, m, n_a, sizeof(floating) == 8))
+    # notebook-sized scratch lives on the stack: malloc/free were 3% of the call
+    cdef double small_scratch[512]
+    cdef floating* pdz = <floating*>small_scratch
+    if scratch_bytes > sizeof(small_scratch):
+        pdz = <floating*>malloc(scratch_bytes)
+        if pdz == NULL:
+            raise MemoryError()
     cdef floating* work = pdz + n_a * m
     with nogil:
         # dz = da_next * (1 - a_next²)
@@ -317,7 +321,8 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray a_next
         gemm_abt(n_a, n_x, m, <floating>1, pdz, m, px, m, <floating>0, pdWax, n_x, work)
         gemm_abt(n_a, n_a, m, <floating>1, pdz, m, pap, m, <floating>0, pdWaa, n_a, work)
         row_sums(n_a, m, pdz, m, pdba)
-        free(pdz)
+        if pdz != <floating*>small_scratch:
+            free(pdz)
     return {"dxt": dxt, "da_prev": da_prev, "dWax": dWax, "dWaa": dWaa, "dba": dba}
 
 

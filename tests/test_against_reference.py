@@ -141,6 +141,31 @@ def test_softmax_and_sigmoid_match_reference(n, ndim_extra, seed, scale):
     assert_close(cyrnn.sigmoid(x), expected, atol=1e-300, what="sigmoid")
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "list", "float16", "scalar"])
+def test_softmax_and_sigmoid_of_any_input_match_reference(layout):
+    # Only C-contiguous float32/float64 arrays take the compiled fast path; the
+    # rest are converted first (cyrnn/_checked.py). Both must agree.
+    x = np.random.default_rng(3).standard_normal((4, 6)) * 5
+    given_x = {"C": x, "F": np.asfortranarray(x), "strided": x[:, ::2], "list": x.tolist(),
+               "float16": x.astype(np.float16), "scalar": np.float64(2.5)}[layout]
+    as_float = np.asarray(given_x, dtype=np.float64)
+    rtol = 1e-6 if layout == "float16" else 1e-13
+    if layout != "scalar":
+        np.testing.assert_allclose(cyrnn.softmax(given_x), ref.softmax(as_float), rtol=rtol)
+    np.testing.assert_allclose(cyrnn.sigmoid(given_x), ref.sigmoid(as_float), rtol=rtol)
+
+
+def test_signatures_match_reference():
+    # Drop-in: the same positional parameters, so calls written for the
+    # notebook's functions bind the same way; cyrnn only adds keyword-only ones.
+    import inspect
+    for name in ref.__all__:
+        ours = inspect.signature(getattr(cyrnn, name)).parameters.values()
+        theirs = inspect.signature(getattr(ref, name)).parameters.values()
+        assert [p.name for p in ours if p.kind != p.KEYWORD_ONLY] == [p.name for p in theirs]
+        assert getattr(cyrnn, name).__doc__
+
+
 def test_larger_shapes_match_reference():
     # Sizes where BLAS takes its blocked paths and the C loops their vector paths.
     d = dict(n_x=40, n_a=70, n_y=9, m=37, T=12, seed=3, scale=0.3)
