@@ -107,3 +107,32 @@ cdef inline void gemm_atb(blas_int m, blas_int n, blas_int k,
                 C[i * ldc + j] = work[j * m + i]
             else:
                 C[i * ldc + j] = work[j * m + i] + beta * C[i * ldc + j]
+
+
+# The backward's recurrent GEMM, da = Wᵀ·dz, runs once per step with the same
+# weights. In single precision SciPy's OpenBLAS packs the transposed weights
+# with slow strided reads once m·n·k passes ~2^20 (below that its small-matrix
+# kernels take the call either way), and the transposed-result trick of
+# gemm_atb does not help; copying Wᵀ once per sequence and running a plain A·B
+# each step was 1.1-1.9x faster per step (n_a = 64-1024, 4-256 batch columns,
+# 1 thread; no gain at 1024 columns). The copy costs about one GEMM's worth of
+# reads, so it is made only when the sequence has >= 256 columns in all.
+cdef inline bint transpose_weights_once(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                        Py_ssize_t steps, bint double_precision) noexcept nogil:
+    """True when `steps` calls of gemm_atb(m, n, k, ...) with one A should run as
+    gemm_atb_pretransposed on a copy of Aᵀ instead."""
+    return (not double_precision and n <= 256 and <double>m * n * k >= 1048576
+            and steps * n >= 256)
+
+
+cdef inline void gemm_atb_pretransposed(const floating* At, blas_int m, blas_int n, blas_int k,
+                                        floating alpha, const floating* A, blas_int lda,
+                                        const floating* B, blas_int ldb,
+                                        floating beta, floating* C, blas_int ldc,
+                                        floating* work) noexcept nogil:
+    """gemm_atb(m, n, k, alpha, A, lda, ...), reading At (Aᵀ, m×k contiguous) instead
+    of A when At is not NULL."""
+    if At != NULL:
+        gemm(False, False, m, n, k, alpha, At, k, B, ldb, beta, C, ldc)
+    else:
+        gemm_atb(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, work)

@@ -9,7 +9,8 @@ BLAS can be faster, which makes it the yardstick of benchmarks/.
 cimport numpy as cnp
 from cython cimport floating
 
-from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work
+from _blas cimport (gemm, gemm_abt, abt_work, gemm_atb, atb_work, transpose_weights_once,
+                    gemm_atb_pretransposed)
 
 import numpy as np
 
@@ -18,7 +19,7 @@ cnp.import_array()
 
 cdef void _replay(floating* W, floating* X, floating* G, floating* A, floating* Wy,
                   floating* Y, floating* dG, floating* dX, floating* dW, floating* h,
-                  floating* work, Py_ssize_t gates, Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y,
+                  floating* work, floating* Wa_t, Py_ssize_t gates, Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y,
                   Py_ssize_t m, Py_ssize_t T, bint backward) noexcept nogil:
     cdef Py_ssize_t Tm = T * m, width = n_a + n_x, rows = gates * n_a, t
     if not backward:
@@ -29,8 +30,8 @@ cdef void _replay(floating* W, floating* X, floating* G, floating* A, floating* 
         gemm(False, False, n_y, Tm, n_a, <floating>1, Wy, n_a, A, Tm, <floating>0, Y, Tm)
     else:
         for t in range(T - 1, -1, -1):
-            gemm_atb(n_a, m, rows, <floating>1, W, width, dG + t * m, Tm,
-                     <floating>0, h, m, work)
+            gemm_atb_pretransposed(Wa_t, n_a, m, rows, <floating>1, W, width, dG + t * m, Tm,
+                                   <floating>0, h, m, work)
         gemm_atb(n_x, Tm, rows, <floating>1, W + n_a, width, dG, Tm, <floating>0, dX, Tm, work)
         gemm_abt(rows, n_a, m, <floating>1, dG, Tm, h, m, <floating>0, dW, width, work)
         gemm_abt(rows, n_a, Tm - m, <floating>1, dG + m, Tm, A, Tm, <floating>1, dW, width, work)
@@ -66,23 +67,28 @@ cdef class GemmFloor:
                                 abt_work(rows, n_x, T * m),
                                 atb_work(n_a, m, rows, not self.single),
                                 atb_work(n_x, T * m, rows, not self.single)))]
+        # the kernels' one-off copy of W[:, :n_a]ᵀ (not a GEMM, so made here, untimed)
+        W_a_t = np.ascontiguousarray(self.buffers[0][:, :n_a].T)
+        self.buffers.append(W_a_t if transpose_weights_once(n_a, m, rows, T, not self.single)
+                            else None)
 
     cdef void _run(self, bint backward):
         cdef list b = self.buffers
-        cdef void* p[11]
+        cdef void* p[12]
         cdef int k
         for k in range(11):
             p[k] = cnp.PyArray_DATA(b[k])
+        p[11] = NULL if b[11] is None else cnp.PyArray_DATA(b[11])
         with nogil:
             if self.single:
                 _replay(<float*>p[0], <float*>p[1], <float*>p[2], <float*>p[3], <float*>p[4],
                         <float*>p[5], <float*>p[6], <float*>p[7], <float*>p[8], <float*>p[9],
-                        <float*>p[10],
+                        <float*>p[10], <float*>p[11],
                         self.gates, self.n_x, self.n_a, self.n_y, self.m, self.T, backward)
             else:
                 _replay(<double*>p[0], <double*>p[1], <double*>p[2], <double*>p[3],
                         <double*>p[4], <double*>p[5], <double*>p[6], <double*>p[7],
-                        <double*>p[8], <double*>p[9], <double*>p[10],
+                        <double*>p[8], <double*>p[9], <double*>p[10], <double*>p[11],
                         self.gates, self.n_x, self.n_a, self.n_y, self.m, self.T, backward)
 
     def forward(self):

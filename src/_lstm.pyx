@@ -11,7 +11,8 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
-from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work
+from _blas cimport (gemm, gemm_abt, abt_work, gemm_atb, atb_work, transpose_weights_once,
+                    gemm_atb_pretransposed)
 from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
                      is_time_major_view, ready, float_typenum, use_pool, freeze,
                      steps_per_block)
@@ -177,6 +178,7 @@ cdef dict _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
     cdef floating* pdb = <floating*>cnp.PyArray_DATA(db)
     cdef floating* c_prev
     cdef floating* work
+    cdef floating* Wa_t = NULL
     cdef unsigned int csr
     if T_da == 0:
         return _add_gate_gradients({"dx": dx, "da0": da0}, dW, db, n_a, width)
@@ -186,6 +188,11 @@ cdef dict _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
                                      atb_work(n_x, Tdm, 4 * n_a, sizeof(floating) == 8),
                                      abt_work(4 * n_a, n_a, m), abt_work(4 * n_a, n_a, Tdm - m),
                                      abt_work(4 * n_a, n_x, Tdm)) * sizeof(floating) + 1)
+        if transpose_weights_once(n_a, m, 4 * n_a, T_da, sizeof(floating) == 8):
+            # Wa_t = W[:, :n_a]ᵀ (a 2-D transpose is gather's n = 1 case)
+            Wa_t = <floating*>malloc(4 * n_a * n_a * sizeof(floating))
+            if Wa_t != NULL:
+                gather_time_major(1, 4 * n_a, n_a, pW, 0, width, 1, Wa_t)
         gather_time_major(n_a, m, T_da, pda, s0, s1, s2, pdA)
         for t in range(T_da - 1, -1, -1):
             c_prev = pc0 if t == 0 else pC + (t - 1) * m
@@ -195,8 +202,9 @@ cdef dict _backward(floating dummy, cnp.ndarray da, cnp.ndarray G,
                                NULL if t == T_da - 1 else pda0, m, pdc, m,
                                pdG + t * m, Tdm, n_a * Tdm)
             # da_next = W[:, :n_a].T @ dG[:, t]   (after step 0 this is da0)
-            gemm_atb(n_a, m, 4 * n_a, <floating>1, pW, width, pdG + t * m, Tdm,
-                     <floating>0, pda0, m, work)
+            gemm_atb_pretransposed(Wa_t, n_a, m, 4 * n_a, <floating>1, pW, width, pdG + t * m,
+                                   Tdm, <floating>0, pda0, m, work)
+        free(Wa_t)
         # dX = W[:, n_a:].T @ dG
         gemm_atb(n_x, Tdm, 4 * n_a, <floating>1, pW + n_a, width, pdG, Tdm,
                  <floating>0, pdX, Tdm, work)

@@ -10,7 +10,8 @@ at the end of this file.
 cimport numpy as cnp
 from cython cimport floating
 
-from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work
+from _blas cimport (gemm, gemm_abt, abt_work, gemm_atb, atb_work, transpose_weights_once,
+                    gemm_atb_pretransposed)
 from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
                      ready, float_typenum, use_pool, freeze, steps_per_block)
 from libc.stdlib cimport free, malloc
@@ -120,6 +121,7 @@ cdef dict _backward(floating dummy, cnp.ndarray da, cnp.ndarray A, cnp.ndarray a
     cdef floating* pdWaa = <floating*>cnp.PyArray_DATA(dWaa)
     cdef floating* pdba = <floating*>cnp.PyArray_DATA(dba)
     cdef floating* work
+    cdef floating* Waa_t = NULL
     cdef unsigned int csr
     if T_da == 0:
         return {"dx": dx, "da0": da0, "dWax": dWax, "dWaa": dWaa, "dba": dba}
@@ -129,14 +131,19 @@ cdef dict _backward(floating dummy, cnp.ndarray da, cnp.ndarray A, cnp.ndarray a
                                      atb_work(n_x, Tdm, n_a, sizeof(floating) == 8),
                                      abt_work(n_a, n_x, Tdm), abt_work(n_a, n_a, m),
                                      abt_work(n_a, n_a, Tdm - m)) * sizeof(floating) + 1)
+        if transpose_weights_once(n_a, m, n_a, T_da, sizeof(floating) == 8):
+            Waa_t = <floating*>malloc(n_a * n_a * sizeof(floating))
+            if Waa_t != NULL:  # a 2-D transpose is gather's n = 1 case
+                gather_time_major(1, n_a, n_a, pWaa, 0, n_a, 1, Waa_t)
         gather_time_major(n_a, m, T_da, pda, s0, s1, s2, pdZ)
         for t in range(T_da - 1, -1, -1):
             # dz⟨t⟩ = (da[:, t] + da_next) * (1 - a⟨t⟩²)
             rnn_backward_step(n_a, m, pdZ + t * m, Tdm,
                               NULL if t == T_da - 1 else pda0, m, pA + t * m, Tm)
             # da_next = Waa.T @ dz⟨t⟩   (after the last step this is da0)
-            gemm_atb(n_a, m, n_a, <floating>1, pWaa, n_a, pdZ + t * m, Tdm,
-                     <floating>0, pda0, m, work)
+            gemm_atb_pretransposed(Waa_t, n_a, m, n_a, <floating>1, pWaa, n_a, pdZ + t * m, Tdm,
+                                   <floating>0, pda0, m, work)
+        free(Waa_t)
         # dX = Wax.T @ dZ ; dWax = dZ @ X.T ; dWaa = dZ @ A_prev.T ; dba = dZ.sum(1)
         gemm_atb(n_x, Tdm, n_a, <floating>1, pWax, n_x, pdZ, Tdm, <floating>0, pdX, Tdm, work)
         gemm_abt(n_a, n_x, Tdm, <floating>1, pdZ, Tdm, pX, Tm, <floating>0, pdWax, n_x, work)

@@ -47,6 +47,15 @@ def test_float32_row_grouping_matches_float64_reference(m):
     check_against_float64_reference(3, 41, 4, m, 3, m)
 
 
+@pytest.mark.parametrize("n_a, m, T", [(128, 64, 4), (256, 4, 64), (128, 256, 1)])
+def test_float32_pretransposed_recurrent_weights_match_float64_reference(n_a, m, T):
+    # From m·n_a·(4)n_a >= 2^20 and T·m >= 256 the float32 backward copies the
+    # recurrent weights transposed once and runs plain A·B GEMMs per step
+    # (transpose_weights_once in src/_blas.pxd): the LSTM in all three cases,
+    # the RNN in the first and last.
+    check_against_float64_reference(5, n_a, 3, m, T, n_a + m)
+
+
 def check_against_float64_reference(n_x, n_a, n_y, m, T, seed):
     rng = np.random.default_rng(seed)
     x, a0 = sequence(rng, n_x, n_a, m, T, np.float32)
