@@ -15,7 +15,7 @@ from _blas cimport (gemm, gemm_abt, abt_work, gemm_atb, atb_work, transpose_weig
                     gemm_atb_pretransposed)
 from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
                      is_time_major_view, ready, float_typenum, use_pool, freeze,
-                     steps_per_block)
+                     steps_per_block, holds_gil_worth_releasing)
 from libc.stdlib cimport free, malloc
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, lstm_forward_step,
                            lstm_backward_step, softmax_columns, row_sums,
@@ -242,6 +242,28 @@ cdef enum:
     STACK_LIMIT = 65536
 
 
+cdef void _cell_outputs(Py_ssize_t n_a, Py_ssize_t width, Py_ssize_t n_y, Py_ssize_t m,
+                        bint stacked, const floating** Wk, const floating* concat,
+                        const floating* b, const floating* c_prev, const floating* Wy,
+                        const floating* by, floating* G, floating* c, floating* a,
+                        floating* y) noexcept nogil:
+    cdef unsigned int csr = cyrnn_ftz_begin()
+    cdef int k
+    # G = W @ concat   (the four gates: one GEMM when stacked, else one per gate)
+    if stacked:
+        gemm(False, False, 4 * n_a, m, width, <floating>1, Wk[0], width, concat, m,
+             <floating>0, G, m)
+    else:
+        for k in range(4):
+            gemm(False, False, n_a, m, width, <floating>1, Wk[k], width, concat, m,
+                 <floating>0, G + k * n_a * m, m)
+    lstm_forward_step(n_a, m, G, m, n_a * m, b, c_prev, m, c, m, a, m)
+    # y = softmax(Wy @ a + by)
+    gemm(False, False, n_y, m, n_a, <floating>1, Wy, n_a, a, m, <floating>0, y, m)
+    softmax_columns(n_y, m, y, m, by)
+    cyrnn_ftz_end(csr)
+
+
 cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp.ndarray c_prev,
                          tuple weights, tuple biases, cnp.ndarray Wy, cnp.ndarray by):
     """One step; returns (a_next, c_next, yt, (ft, it, cct, ot)), the activated gates
@@ -278,23 +300,13 @@ cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp
     cdef floating* pcp = <floating*>cnp.PyArray_DATA(c_prev)
     cdef floating* pWy = <floating*>cnp.PyArray_DATA(Wy)
     cdef floating* pby = <floating*>cnp.PyArray_DATA(by)
-    cdef unsigned int csr
-    with nogil:
-        csr = cyrnn_ftz_begin()
-        # G = W @ concat   (the four gates: one GEMM when stacked, else one per gate)
-        if stacked:
-            gemm(False, False, 4 * n_a, m, width, <floating>1, Wk[0], width, pcat, m,
-                 <floating>0, pG, m)
-        else:
-            for k in range(4):
-                gemm(False, False, n_a, m, width, <floating>1, Wk[k], width, pcat, m,
-                     <floating>0, pG + k * n_a * m, m)
-        lstm_forward_step(n_a, m, pG, m, n_a * m, pb, pcp, m, pc, m, pa, m)
-        # y = softmax(Wy @ a + by)
-        gemm(False, False, n_y, m, n_a, <floating>1, pWy, n_a, pa, m, <floating>0, py, m)
-        softmax_columns(n_y, m, py, m, pby)
-        cyrnn_ftz_end(csr)
-        free(pb)
+    if holds_gil_worth_releasing(<double>m * (4 * n_a * width + n_y * n_a)):
+        with nogil:
+            _cell_outputs(n_a, width, n_y, m, stacked, Wk, pcat, pb, pcp, pWy, pby, pG, pc,
+                          pa, py)
+    else:
+        _cell_outputs(n_a, width, n_y, m, stacked, Wk, pcat, pb, pcp, pWy, pby, pG, pc, pa, py)
+    free(pb)
     cdef Py_ssize_t gate = n_a * m
     return a, c, y, (block_view(G, 0, n_a, m), block_view(G, gate, n_a, m),
                      block_view(G, 2 * gate, n_a, m), block_view(G, 3 * gate, n_a, m))
@@ -417,6 +429,32 @@ cdef tuple fast_forward(x, a0, parameters, c0):
     return a, y, c, (steps, x)
 
 
+cdef void _cell_gradients(Py_ssize_t n_a, Py_ssize_t width, Py_ssize_t m, bint stacked,
+                          const floating** Wk, const floating* G, const floating* c_next,
+                          const floating* c_prev, const floating* da_next,
+                          const floating* concat, floating* dc, floating* dG, floating* dconcat,
+                          floating* dW, floating* db, floating* work) noexcept nogil:
+    cdef unsigned int csr = cyrnn_ftz_begin()
+    cdef int k
+    # dG = gate gradients; dc: dc_next -> dc_prev   (see lstm_backward_step)
+    lstm_backward_step(n_a, m, G, m, n_a * m, c_next, m, c_prev, m, da_next, m,
+                       <floating*>NULL, m, dc, m, dG, m, n_a * m)
+    # [da_prev; dxt] = W.T @ dG ; dW = dG @ concat.T ; db = dG.sum(1)
+    if stacked:
+        gemm_atb(width, m, 4 * n_a, <floating>1, Wk[0], width, dG, m,
+                 <floating>0, dconcat, m, work)
+        gemm_abt(4 * n_a, width, m, <floating>1, dG, m, concat, m,
+                 <floating>0, dW, width, work)
+    else:
+        for k in range(4):
+            gemm_atb(width, m, n_a, <floating>1, Wk[k], width, dG + k * n_a * m, m,
+                     <floating>(1 if k else 0), dconcat, m, work)
+            gemm_abt(n_a, width, m, <floating>1, dG + k * n_a * m, m, concat, m,
+                     <floating>0, dW + k * n_a * width, width, work)
+    row_sums(4 * n_a, m, dG, m, db)
+    cyrnn_ftz_end(csr)
+
+
 cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_next,
                          cnp.ndarray c_next, cnp.ndarray a_prev, cnp.ndarray c_prev,
                          tuple gates, cnp.ndarray xt, tuple weights):
@@ -470,27 +508,14 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray dc_nex
     cdef floating* pc = <floating*>cnp.PyArray_DATA(c_next)
     cdef floating* pcp = <floating*>cnp.PyArray_DATA(c_prev)
     cdef floating* pda = <floating*>cnp.PyArray_DATA(da_next)
-    cdef unsigned int csr
-    with nogil:
-        csr = cyrnn_ftz_begin()
-        # dG = gate gradients; dc: dc_next -> dc_prev   (see lstm_backward_step)
-        lstm_backward_step(n_a, m, pG, m, n_a * m, pc, m, pcp, m, pda, m, <floating*>NULL, m,
-                           pdc, m, pdG, m, n_a * m)
-        # [da_prev; dxt] = W.T @ dG ; dW = dG @ concat.T ; db = dG.sum(1)
-        if stacked:
-            gemm_atb(width, m, 4 * n_a, <floating>1, Wk[0], width, pdG, m,
-                     <floating>0, pdcat, m, pwork)
-            gemm_abt(4 * n_a, width, m, <floating>1, pdG, m, pcat, m,
-                     <floating>0, pdW, width, pwork)
-        else:
-            for k in range(4):
-                gemm_atb(width, m, n_a, <floating>1, Wk[k], width, pdG + k * n_a * m, m,
-                         <floating>(1 if k else 0), pdcat, m, pwork)
-                gemm_abt(n_a, width, m, <floating>1, pdG + k * n_a * m, m, pcat, m,
-                         <floating>0, pdW + k * n_a * width, width, pwork)
-        row_sums(4 * n_a, m, pdG, m, pdb)
-        cyrnn_ftz_end(csr)
-        free(pdG)
+    if holds_gil_worth_releasing(<double>m * 8 * n_a * width):
+        with nogil:
+            _cell_gradients(n_a, width, m, stacked, Wk, pG, pc, pcp, pda, pcat, pdc, pdG,
+                            pdcat, pdW, pdb, pwork)
+    else:
+        _cell_gradients(n_a, width, m, stacked, Wk, pG, pc, pcp, pda, pcat, pdc, pdG, pdcat,
+                        pdW, pdb, pwork)
+    free(pdG)
     grads = {"dxt": block_view(dcat, n_a * m, n_x, m), "da_prev": block_view(dcat, 0, n_a, m),
              "dc_prev": dc}
     return _add_gate_gradients(grads, dW, db, n_a, width)

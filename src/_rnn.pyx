@@ -13,7 +13,8 @@ from cython cimport floating
 from _blas cimport (gemm, gemm_abt, abt_work, gemm_atb, atb_work, transpose_weights_once,
                     gemm_atb_pretransposed)
 from _arrays cimport (new_array, new_zeros, typenum_of, elem_stride, is_time_major_view,
-                     ready, float_typenum, use_pool, freeze, steps_per_block)
+                     ready, float_typenum, use_pool, freeze, steps_per_block,
+                     holds_gil_worth_releasing)
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, rnn_forward_step,
@@ -170,6 +171,21 @@ def backward(da, A, a0, X, Wax, Waa):
     return _backward[double](0, da, A, a0, X, Wax, Waa)
 
 
+cdef void _cell_outputs(Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y, Py_ssize_t m,
+                        const floating* xt, const floating* a_prev, const floating* Wax,
+                        const floating* Waa, const floating* Wya, const floating* ba,
+                        const floating* by, floating* a, floating* y) noexcept nogil:
+    cdef unsigned int csr = cyrnn_ftz_begin()
+    # a = tanh(Wax @ xt + Waa @ a_prev + ba)
+    gemm(False, False, n_a, m, n_x, <floating>1, Wax, n_x, xt, m, <floating>0, a, m)
+    gemm(False, False, n_a, m, n_a, <floating>1, Waa, n_a, a_prev, m, <floating>1, a, m)
+    rnn_forward_step(n_a, m, a, m, ba)
+    # y = softmax(Wya @ a + by)
+    gemm(False, False, n_y, m, n_a, <floating>1, Wya, n_a, a, m, <floating>0, y, m)
+    softmax_columns(n_y, m, y, m, by)
+    cyrnn_ftz_end(csr)
+
+
 cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp.ndarray Wax,
                          cnp.ndarray Waa, cnp.ndarray Wya, cnp.ndarray ba, cnp.ndarray by):
     cdef int tn = typenum_of(dummy)
@@ -186,17 +202,11 @@ cdef tuple _cell_forward(floating dummy, cnp.ndarray xt, cnp.ndarray a_prev, cnp
     cdef floating* pWya = <floating*>cnp.PyArray_DATA(Wya)
     cdef floating* pba = <floating*>cnp.PyArray_DATA(ba)
     cdef floating* pby = <floating*>cnp.PyArray_DATA(by)
-    cdef unsigned int csr
-    with nogil:
-        csr = cyrnn_ftz_begin()
-        # a = tanh(Wax @ xt + Waa @ a_prev + ba)
-        gemm(False, False, n_a, m, n_x, <floating>1, pWax, n_x, px, m, <floating>0, pa, m)
-        gemm(False, False, n_a, m, n_a, <floating>1, pWaa, n_a, pap, m, <floating>1, pa, m)
-        rnn_forward_step(n_a, m, pa, m, pba)
-        # y = softmax(Wya @ a + by)
-        gemm(False, False, n_y, m, n_a, <floating>1, pWya, n_a, pa, m, <floating>0, py, m)
-        softmax_columns(n_y, m, py, m, pby)
-        cyrnn_ftz_end(csr)
+    if holds_gil_worth_releasing(<double>m * (n_a * (n_x + n_a) + n_y * n_a)):
+        with nogil:
+            _cell_outputs(n_x, n_a, n_y, m, px, pap, pWax, pWaa, pWya, pba, pby, pa, py)
+    else:
+        _cell_outputs(n_x, n_a, n_y, m, px, pap, pWax, pWaa, pWya, pba, pby, pa, py)
     return a, y
 
 
@@ -287,6 +297,22 @@ cdef tuple fast_forward(x, a0, parameters):
     return a, y, (steps, x)
 
 
+cdef void _cell_gradients(Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t m, const floating* da_next,
+                          const floating* a_next, const floating* a_prev, const floating* xt,
+                          const floating* Wax, const floating* Waa, floating* dxt,
+                          floating* da_prev, floating* dWax, floating* dWaa, floating* dba,
+                          floating* dz, floating* work) noexcept nogil:
+    # dz = da_next * (1 - a_next²)
+    memcpy(dz, da_next, n_a * m * sizeof(floating))
+    rnn_backward_step(n_a, m, dz, m, <floating*>NULL, m, a_next, m)
+    # dxt = Wax.T @ dz ; da_prev = Waa.T @ dz ; dWax = dz @ xt.T ; dWaa = dz @ a_prev.T
+    gemm_atb(n_x, m, n_a, <floating>1, Wax, n_x, dz, m, <floating>0, dxt, m, work)
+    gemm_atb(n_a, m, n_a, <floating>1, Waa, n_a, dz, m, <floating>0, da_prev, m, work)
+    gemm_abt(n_a, n_x, m, <floating>1, dz, m, xt, m, <floating>0, dWax, n_x, work)
+    gemm_abt(n_a, n_a, m, <floating>1, dz, m, a_prev, m, <floating>0, dWaa, n_a, work)
+    row_sums(n_a, m, dz, m, dba)
+
+
 cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray a_next,
                          cnp.ndarray a_prev, cnp.ndarray xt, cnp.ndarray Wax, cnp.ndarray Waa):
     cdef int tn = typenum_of(dummy)
@@ -318,18 +344,15 @@ cdef dict _cell_backward(floating dummy, cnp.ndarray da_next, cnp.ndarray a_next
         if pdz == NULL:
             raise MemoryError()
     cdef floating* work = pdz + n_a * m
-    with nogil:
-        # dz = da_next * (1 - a_next²)
-        memcpy(pdz, cnp.PyArray_DATA(da_next), nbytes)
-        rnn_backward_step(n_a, m, pdz, m, <floating*>NULL, m, pan, m)
-        # dxt = Wax.T @ dz ; da_prev = Waa.T @ dz ; dWax = dz @ xt.T ; dWaa = dz @ a_prev.T
-        gemm_atb(n_x, m, n_a, <floating>1, pWax, n_x, pdz, m, <floating>0, pdxt, m, work)
-        gemm_atb(n_a, m, n_a, <floating>1, pWaa, n_a, pdz, m, <floating>0, pdap, m, work)
-        gemm_abt(n_a, n_x, m, <floating>1, pdz, m, px, m, <floating>0, pdWax, n_x, work)
-        gemm_abt(n_a, n_a, m, <floating>1, pdz, m, pap, m, <floating>0, pdWaa, n_a, work)
-        row_sums(n_a, m, pdz, m, pdba)
-        if pdz != <floating*>small_scratch:
-            free(pdz)
+    if holds_gil_worth_releasing(2.0 * n_a * m * (n_x + n_a)):
+        with nogil:
+            _cell_gradients(n_x, n_a, m, <floating*>cnp.PyArray_DATA(da_next), pan, pap, px,
+                            pWax, pWaa, pdxt, pdap, pdWax, pdWaa, pdba, pdz, work)
+    else:
+        _cell_gradients(n_x, n_a, m, <floating*>cnp.PyArray_DATA(da_next), pan, pap, px,
+                        pWax, pWaa, pdxt, pdap, pdWax, pdWaa, pdba, pdz, work)
+    if pdz != <floating*>small_scratch:
+        free(pdz)
     return {"dxt": dxt, "da_prev": da_prev, "dWax": dWax, "dWaa": dWaa, "dba": dba}
 
 
