@@ -1,6 +1,10 @@
 """Markdown tables from the JSON files of `python -m cyrnn.bench` and bench_threads.py.
 
     python benchmarks/tables.py benchmarks/results/float64.json [...]
+    python benchmarks/tables.py --summary results/float64.json results/float32.json
+
+--summary prints the one compact table of the top-level README: the sequence
+functions' speed-ups at every shape, one row per shape and dtype.
 """
 import json
 import sys
@@ -52,7 +56,38 @@ def threads_table(result):
     return "\n".join(lines)
 
 
+SEQUENCE_FUNCTIONS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward")
+
+
+def summary_table(results):
+    lines = ["| shape | dtype | " + " | ".join(f"`{f}`" for f in SEQUENCE_FUNCTIONS) + " |",
+             "|---|---|" + "---:|" * len(SEQUENCE_FUNCTIONS)]
+    rows = {(r["settings"]["dtype"], row["shape"], row["function"]): row
+            for r in results for row in r["rows"]}
+    shapes = list(dict.fromkeys(row["shape"] for r in results for row in r["rows"]))
+    for shape in shapes:
+        for dtype in dict.fromkeys(r["settings"]["dtype"] for r in results):
+            cells = []
+            for function in SEQUENCE_FUNCTIONS:
+                row = rows.get((dtype, shape, function))
+                if row is None:
+                    cells.append("")
+                    continue
+                torch = row.get("speedup_vs_torch")
+                cells.append(f"{row['speedup_vs_reference']:.1f}"
+                             + (f" / {torch:.2f}" if torch is not None else ""))
+            lines.append(f"| {shape} | {dtype} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(paths):
+    if paths and paths[0] == "--summary":
+        results = []
+        for path in paths[1:]:
+            with open(path) as fh:
+                results.append(json.load(fh))
+        print(summary_table(results))
+        return
     for path in paths:
         with open(path) as fh:
             result = json.load(fh)
