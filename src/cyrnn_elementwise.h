@@ -10,6 +10,7 @@
 #define CYRNN_ELEMENTWISE_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include "cyrnn_math.h"
 
@@ -46,6 +47,46 @@ CYRNN_INLINE void cyrnn_ftz_end(unsigned int old) { _mm_setcsr(old); }
 #else
 CYRNN_INLINE unsigned int cyrnn_ftz_begin(void) { return 0; }
 CYRNN_INLINE void cyrnn_ftz_end(unsigned int old) { (void)old; }
+#endif
+
+/* Non-temporal copies for the layout changes of large arrays (see
+ * scatter_batch_major): stores that bypass the caches and do not read the
+ * destination's cache lines first. SSE2, so every x86-64 build has them; other
+ * targets use ordinary copies (CYRNN_HAVE_STREAM 0 keeps them off that path). */
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#include <stdint.h>
+#define CYRNN_HAVE_STREAM 1
+static void stream_copy_d(double *CYRNN_RESTRICT d, const double *CYRNN_RESTRICT s,
+                                ptrdiff_t n)
+{
+    ptrdiff_t k = 0;
+    for (; k < n && ((uintptr_t)(d + k) & 15); k++)   /* to a 16-byte boundary */
+        d[k] = s[k];
+    for (; k + 2 <= n; k += 2)
+        _mm_stream_pd(d + k, _mm_loadu_pd(s + k));
+    for (; k < n; k++)
+        d[k] = s[k];
+}
+static void stream_copy_f(float *CYRNN_RESTRICT d, const float *CYRNN_RESTRICT s,
+                                ptrdiff_t n)
+{
+    ptrdiff_t k = 0;
+    for (; k < n && ((uintptr_t)(d + k) & 15); k++)
+        d[k] = s[k];
+    for (; k + 4 <= n; k += 4)
+        _mm_stream_ps(d + k, _mm_loadu_ps(s + k));
+    for (; k < n; k++)
+        d[k] = s[k];
+}
+static void cyrnn_stream_fence(void) { _mm_sfence(); }
+#else
+#define CYRNN_HAVE_STREAM 0
+static void stream_copy_d(double *d, const double *s, ptrdiff_t n)
+{ memcpy(d, s, (size_t)n * sizeof(double)); }
+static void stream_copy_f(float *d, const float *s, ptrdiff_t n)
+{ memcpy(d, s, (size_t)n * sizeof(float)); }
+static void cyrnn_stream_fence(void) {}
 #endif
 
 #define REAL double

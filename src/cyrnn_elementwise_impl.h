@@ -352,27 +352,60 @@ static void SFX(gather_time_major)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t T,
     }
 }
 
+/* Rows j0..j1-1 of one (m, T) slab of the user's layout, out[(j - j0)·T + t],
+ * from the (T, m) time-major slab si (8 steps at a time: one 64-byte run of out
+ * per batch column j, from 8 sequential streams of si). */
+static void SFX(transpose_columns)(ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t m, ptrdiff_t T,
+                                   const REAL *CYRNN_RESTRICT si, REAL *CYRNN_RESTRICT out)
+{
+    ptrdiff_t t0 = 0;
+    for (; t0 + SFX(RUN) <= T; t0 += SFX(RUN))
+        for (ptrdiff_t j = j0; j < j1; j++)
+            for (int q = 0; q < SFX(RUN); q++)
+                out[(j - j0) * T + t0 + q] = si[(t0 + q) * m + j];
+    for (; t0 < T; t0++)
+        for (ptrdiff_t j = j0; j < j1; j++)
+            out[(j - j0) * T + t0] = si[t0 * m + j];
+}
+
+/* Outputs of STREAM_MIN_BYTES and more are transposed into a small staging
+ * buffer (kept in L2 under glibc's 128 KiB mmap threshold) and streamed out
+ * with non-temporal stores. Written in place, each 64-byte run of dst lands in
+ * a cache line whose other runs come in later passes, so every line is read
+ * from memory before it is written; staged, dst is written once, like a
+ * memcpy. C harness, bigbatch's 52 MB a: 7.0 -> 4.5-5.0 ms (memcpy 3.0 ms);
+ * medium's 13 MB: 1.6 -> 1.2 ms. Smaller outputs stay in the caches, where the
+ * direct loop is faster (3 MB: 0.11 ms direct, 0.20 ms streamed). */
+enum { SFX(STREAM_MIN_BYTES) = 8 << 20, SFX(STAGE) = (120 << 10) / sizeof(REAL) };
+
 /* dst (n, m, T) contiguous  <-  the first T steps of src (n, T_src, m), whose
  * rows are ld elements apart (ld = T_src·m). */
 static void SFX(scatter_batch_major)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t T,
                                      const REAL *CYRNN_RESTRICT src, ptrdiff_t ld,
                                      REAL *CYRNN_RESTRICT dst)
 {
+    REAL *stage = NULL;
+    ptrdiff_t rows_per_stage = SFX(STAGE) / (T > 0 ? T : 1);
+    if (CYRNN_HAVE_STREAM && T > 1 && m > 1 && rows_per_stage > 0 &&
+        (double)n * m * T * sizeof(REAL) >= SFX(STREAM_MIN_BYTES))
+        stage = (REAL *)malloc(SFX(STAGE) * sizeof(REAL));   /* NULL: direct path */
     for (ptrdiff_t i = 0; i < n; i++) {
         const REAL *si = src + i * ld;
         REAL *di = dst + i * m * T;
         if (T == 1 || m == 1) {  /* the two layouts coincide */
             memcpy(di, si, (size_t)(m * T) * sizeof(REAL));
-            continue;
+        } else if (stage == NULL) {
+            SFX(transpose_columns)(0, m, m, T, si, di);
+        } else {
+            for (ptrdiff_t j0 = 0; j0 < m; j0 += rows_per_stage) {
+                const ptrdiff_t j1 = j0 + rows_per_stage < m ? j0 + rows_per_stage : m;
+                SFX(transpose_columns)(j0, j1, m, T, si, stage);
+                SFX(stream_copy)(di + j0 * T, stage, (j1 - j0) * T);
+            }
         }
-        ptrdiff_t t0 = 0;
-        /* 8 steps at a time: one 64-byte run of dst per batch column j */
-        for (; t0 + SFX(RUN) <= T; t0 += SFX(RUN))
-            for (ptrdiff_t j = 0; j < m; j++)
-                for (int q = 0; q < SFX(RUN); q++)
-                    di[j * T + t0 + q] = si[(t0 + q) * m + j];
-        for (; t0 < T; t0++)
-            for (ptrdiff_t j = 0; j < m; j++)
-                di[j * T + t0] = si[t0 * m + j];
+    }
+    if (stage != NULL) {
+        cyrnn_stream_fence();  /* the streamed stores are visible before we return */
+        free(stage);
     }
 }

@@ -174,6 +174,30 @@ def test_larger_shapes_match_reference():
     check_lstm(d, with_c0=True)
 
 
+@pytest.mark.parametrize("m", [333, 1000])
+def test_large_outputs_match_reference(m):
+    # Outputs of >= 8 MiB leave the time-major buffers through a staging buffer
+    # and non-temporal stores (scatter_batch_major): a (48·m·69 doubles) and the
+    # backward's dx take that path, in 2 and 5 chunks of 222 batch columns, with
+    # odd row starts (m·T odd) and steps not a multiple of 8.
+    n_x, n_a, n_y, T = 48, 48, 3, 69
+    rng = np.random.default_rng(m)
+    x, a0 = sequence(rng, n_x, n_a, m, T)
+    da = rng.standard_normal((n_a, m, T))
+    for forward, backward, params in (("rnn_forward", "rnn_backward", rnn_parameters),
+                                      ("lstm_forward", "lstm_backward", lstm_parameters)):
+        p = params(rng, n_x, n_a, n_y, scale=0.3)
+        out, out_r = getattr(cyrnn, forward)(x, a0, p), getattr(ref, forward)(x, a0, p)
+        assert out[0].nbytes >= 8 << 20
+        for u, v in zip(out[:-1], out_r[:-1]):
+            assert_close(u, v, rtol=1e-9, atol=1e-11)
+        grads, grads_r = getattr(cyrnn, backward)(da, out[-1]), getattr(ref, backward)(da, out_r[-1])
+        assert grads["dx"].nbytes >= 8 << 20
+        for key in grads_r:  # sums over m·T terms: tolerance relative to the largest entry
+            assert_close(grads[key], grads_r[key], rtol=1e-9,
+                         atol=1e-11 * np.abs(grads_r[key]).max(), what=key)
+
+
 def test_large_lstm_cells_match_reference():
     # Above 65536 stacked weight elements the cells run one GEMM per gate.
     rng = np.random.default_rng(11)

@@ -58,6 +58,12 @@ def test_float32_pretransposed_recurrent_weights_match_float64_reference(n_a, m,
     check_against_float64_reference(5, n_a, 3, m, T, n_a + m, scale=1 / np.sqrt(n_a))
 
 
+def test_float32_large_outputs_match_float64_reference():
+    # a and dx of >= 8 MiB go through the staged, non-temporal layout change
+    # (2 chunks of 445 batch columns in float32; odd row starts).
+    check_against_float64_reference(64, 64, 3, 501, 69, 5, scale=1 / 8)
+
+
 def check_against_float64_reference(n_x, n_a, n_y, m, T, seed, scale=0.5):
     rng = np.random.default_rng(seed)
     x, a0 = sequence(rng, n_x, n_a, m, T, np.float32)
