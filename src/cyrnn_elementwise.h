@@ -58,7 +58,7 @@ CYRNN_INLINE void cyrnn_ftz_end(unsigned int old) { (void)old; }
 #include <stdint.h>
 #define CYRNN_HAVE_STREAM 1
 static void stream_copy_d(double *CYRNN_RESTRICT d, const double *CYRNN_RESTRICT s,
-                                ptrdiff_t n)
+                          ptrdiff_t n)
 {
     ptrdiff_t k = 0;
     for (; k < n && ((uintptr_t)(d + k) & 15); k++)   /* to a 16-byte boundary */
@@ -69,7 +69,7 @@ static void stream_copy_d(double *CYRNN_RESTRICT d, const double *CYRNN_RESTRICT
         d[k] = s[k];
 }
 static void stream_copy_f(float *CYRNN_RESTRICT d, const float *CYRNN_RESTRICT s,
-                                ptrdiff_t n)
+                          ptrdiff_t n)
 {
     ptrdiff_t k = 0;
     for (; k < n && ((uintptr_t)(d + k) & 15); k++)
