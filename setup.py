@@ -3,7 +3,8 @@
 Compiler directives are set once here. CYRNN_DEBUG=1 rebuilds with bounds
 checks, wraparound and initialised-memoryview checks on, assertions kept, and
 no optimisation, for a debug test run. CYRNN_SANITIZE=1 adds AddressSanitizer
-and UndefinedBehaviorSanitizer instrumentation (see tests/sanitize.sh).
+and UndefinedBehaviorSanitizer instrumentation (see .ci/sanitize). CYRNN_ARCH
+builds for one instruction set (see below and .ci/isa).
 """
 import glob
 import os
@@ -15,10 +16,18 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("CYRNN_DEBUG", "0") == "1"
 SANITIZE = os.environ.get("CYRNN_SANITIZE", "0") == "1"
+# CYRNN_ARCH=x86-64-v3 (or any -march value, or "baseline" for the compiler's
+# default) compiles everything for that one instruction set instead of cloning
+# the elementwise kernels for SSE2/AVX2/AVX-512: a CPU runs only the clone it
+# supports, so this is how CI tests, on an AVX-512 machine, the code that
+# AVX2-only and older CPUs run (.ci/isa).
+ARCH = os.environ.get("CYRNN_ARCH", "")
 # Each configuration generates and compiles in its own build folder: setuptools
 # and Cython only compare timestamps, so a shared folder would let a debug
 # build silently reuse optimised objects (or a release build sanitised ones).
 CONFIG = "sanitize" if SANITIZE else "debug" if DEBUG else "release"
+if ARCH:
+    CONFIG += "-" + ARCH
 
 directives = {
     "language_level": 3,
@@ -45,6 +54,10 @@ else:
         link_args += flags
 
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
+if ARCH:
+    macros.append(("CYRNN_NO_CLONES", None))
+    if ARCH != "baseline" and sys.platform != "win32":
+        compile_args.append(f"-march={ARCH}")
 if DEBUG:
     macros.append(("CYRNN_DEBUG", "1"))
 else:
