@@ -53,7 +53,12 @@ else:
         compile_args += flags + ["-O1", "-g"]
         link_args += flags
 
-macros = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
+# NPY_TARGET_VERSION: the oldest NumPy the built modules must run with (the
+# runtime lower bound in pyproject.toml). It also decides which C-API functions
+# the headers expose: NumPy 2.2's (the last for Python 3.10) default to the 1.21
+# API, which lacks PyDataMem_SetHandler, and the module failed to import there.
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
+          ("NPY_TARGET_VERSION", "NPY_1_25_API_VERSION")]
 if ARCH:
     macros.append(("CYRNN_NO_CLONES", None))
     if ARCH != "baseline" and sys.platform != "win32":
@@ -81,7 +86,9 @@ setup(
         [extension(name) for name in ("_pool", "_rnn", "_lstm", "_activations", "_floor")],
         compiler_directives=directives,
         include_path=["src"],
-        build_dir=f"build/{CONFIG}/cython",
+        # per interpreter and NumPy too: the generated C follows NumPy's .pxd, and
+        # builds for several Pythons from one tree must not reuse each other's
+        build_dir=f"build/{CONFIG}/cython-{sys.implementation.cache_tag}-numpy{np.__version__}",
     ),
     options={"build": {"build_base": f"build/{CONFIG}"}},
 )
