@@ -28,6 +28,10 @@ ARCH = os.environ.get("CYRNN_ARCH", "")
 CONFIG = "sanitize" if SANITIZE else "debug" if DEBUG else "release"
 if ARCH:
     CONFIG += "-" + ARCH
+# Generated C per interpreter and NumPy too: it follows NumPy's .pxd, and builds
+# for several Pythons from one tree must not reuse each other's.
+GENERATED_C = (f"build/{CONFIG}/cython-{sys.implementation.name}"
+               f"{sys.version_info[0]}{sys.version_info[1]}-numpy{np.__version__}")
 
 directives = {
     "language_level": 3,
@@ -86,9 +90,7 @@ setup(
         [extension(name) for name in ("_pool", "_rnn", "_lstm", "_activations", "_floor")],
         compiler_directives=directives,
         include_path=["src"],
-        # per interpreter and NumPy too: the generated C follows NumPy's .pxd, and
-        # builds for several Pythons from one tree must not reuse each other's
-        build_dir=f"build/{CONFIG}/cython-{sys.implementation.cache_tag}-numpy{np.__version__}",
+        build_dir=GENERATED_C,
     ),
     options={"build": {"build_base": f"build/{CONFIG}"}},
 )
