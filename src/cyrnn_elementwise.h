@@ -34,7 +34,9 @@
 #endif
 
 /* Flush denormals to zero inside the kernels: arithmetic on denormal numbers is
- * up to 100x slower on x86, and gradients that vanish through time get there. */
+ * up to 100x slower on x86, and gradients that vanish through time get there.
+ * ARM sets the same flush (FPCR.FZ, inputs and results alike) so that results
+ * do not depend on the platform. */
 #if defined(__SSE2__) || defined(_M_X64)
 #include <xmmintrin.h>
 CYRNN_INLINE unsigned int cyrnn_ftz_begin(void)
@@ -44,6 +46,20 @@ CYRNN_INLINE unsigned int cyrnn_ftz_begin(void)
     return old;
 }
 CYRNN_INLINE void cyrnn_ftz_end(unsigned int old) { _mm_setcsr(old); }
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#include <stdint.h>
+/* FPCR's bits above 26 are reserved (zero), so the old value fits 32 bits */
+CYRNN_INLINE unsigned int cyrnn_ftz_begin(void)
+{
+    uint64_t old;
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(old));
+    __asm__ __volatile__("msr fpcr, %0" : : "r"(old | ((uint64_t)1 << 24)));  /* FZ */
+    return (unsigned int)old;
+}
+CYRNN_INLINE void cyrnn_ftz_end(unsigned int old)
+{
+    __asm__ __volatile__("msr fpcr, %0" : : "r"((uint64_t)old));
+}
 #else
 CYRNN_INLINE unsigned int cyrnn_ftz_begin(void) { return 0; }
 CYRNN_INLINE void cyrnn_ftz_end(unsigned int old) { (void)old; }

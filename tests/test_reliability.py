@@ -1,6 +1,7 @@
 """Leaks, concurrency stress and numerical robustness (issue: reliability)."""
 import gc
 import os
+import platform
 import random
 import threading
 import time
@@ -192,6 +193,26 @@ def test_denormal_inputs_and_vanishing_gradients():
     for key in g_r:
         assert np.isfinite(g[key]).all()
         np.testing.assert_allclose(g[key], g_r[key], rtol=1e-6, atol=1e-305)
+
+
+# the platforms whose kernels flush denormals (src/cyrnn_elementwise.h)
+FLUSHES_DENORMALS = platform.machine().lower() in ("x86_64", "amd64", "aarch64", "arm64")
+
+
+@pytest.mark.skipif(not FLUSHES_DENORMALS, reason="no flush-to-zero control on this CPU")
+@pytest.mark.parametrize("dtype, tiny", [(np.float64, 1e-160), (np.float32, 1e-22)])
+def test_denormal_results_flush_to_zero_on_every_platform(dtype, tiny):
+    # a pre-activation of tiny**2 is denormal (1e-320 / 1e-44): README promises 0,
+    # on x86 (FTZ|DAZ) and ARM (FPCR.FZ) alike, where the reference keeps it
+    x, a0 = np.full((1, 3, 2), tiny, dtype), np.zeros((1, 3), dtype)
+    p = {"Wax": np.full((1, 1), tiny, dtype), "Waa": np.zeros((1, 1), dtype),
+         "Wya": np.ones((1, 1), dtype), "ba": np.zeros((1, 1), dtype),
+         "by": np.zeros((1, 1), dtype)}
+    a_ref = ref.rnn_forward(x, a0, p)[0]
+    assert (a_ref != 0).all() and (np.abs(a_ref) < np.finfo(dtype).tiny).all()
+    for kwargs in ({}, {"cache": False}):
+        a = cyrnn.rnn_forward(x, a0, p, **kwargs)[0]
+        assert (a == 0).all(), (kwargs, a)
 
 
 def test_float32_overflow_behaves_like_the_reference_or_better():
