@@ -5,17 +5,29 @@ Step by Step": same names, arguments, shapes, returned tuples, caches and
 gradient dicts. Kernels are Cython over SciPy's BLAS and run without the GIL.
 A plain NumPy version of the same API is `cyrnn.reference`.
 
-The public functions are compiled (src/_rnn.pyx, src/_lstm.pyx,
-src/_activations.pyx); inputs their fast paths do not take go through the
-validating layer, cyrnn/_checked.py.
+The public functions are thin shells over one sequence engine
+(src/_engine.pyx); the cells are described in cyrnn/_cells.py, and inputs the
+engine's fast checks do not take are checked and converted by
+cyrnn/_validation.py.
 """
+try:
+    from ._engine import (LSTMStepCaches, RNNStepCaches, lstm_backward, lstm_cell_backward,
+                          lstm_cell_forward, lstm_forward, rnn_backward, rnn_cell_backward,
+                          rnn_cell_forward, rnn_forward)
+except ImportError as exc:  # pragma: no cover - depends on how cyrnn was obtained
+    import os as _os
+
+    if not any(name.startswith("_engine.") for name in _os.listdir(_os.path.dirname(__file__))):
+        raise ImportError(
+            "cyrnn's compiled modules are missing: this looks like the source tree, not an "
+            "installed cyrnn. Install it (`pip install .` from the source root, which "
+            "compiles the kernels) and import it from another directory, or install a wheel "
+            "(`pip install cyrnn`).") from exc
+    raise
 from ._activations import sigmoid, softmax
-from ._lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
-from ._rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
-from ._caches import LSTMStepCaches, RNNStepCaches
 from ._pool import release_memory
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward",

@@ -1,11 +1,10 @@
-"""Threads: batch chunks for `n_threads`, and the BLAS thread policy.
+"""Threads: running batch chunks on `n_threads`, and the BLAS thread policy.
 
-Chunks. With ``cache=False`` or ``n_threads > 1`` the forward functions cut the
-batch into fixed column chunks that depend on m only (at least 64 columns, at
-most 16 chunks) and run each chunk over the whole sequence; threads take
-contiguous ranges of chunks. The arithmetic of every column is therefore the
-same whatever the number of threads, and results are bit-identical for any
-``n_threads``.
+Chunks. The forward functions cut the batch into column chunks that depend
+on m only (src/_engine.pyx, `n_chunks`) and run each chunk over the whole
+sequence; threads take contiguous ranges of chunks. The arithmetic of every
+column is therefore the same whatever the number of threads, and results are
+bit-identical for any ``n_threads``.
 
 BLAS threads. Inside cyrnn's own parallel region each thread must call BLAS
 single-threaded, or OpenBLAS's pool and ours fight over the cores; so while a
@@ -21,8 +20,6 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
-MIN_CHUNK = 64
-MAX_CHUNKS = 16
 # Calls smaller than this (n_a·m·T elements) never use multi-threaded BLAS
 # anyway, so the oversubscription check is skipped for them.
 CONCURRENCY_CHECK_SIZE = 100_000
@@ -37,14 +34,6 @@ _active_calls = 0       # large single-threaded calls running now
 _warned = False
 
 
-def chunking(m):
-    """(chunk, n_chunks): the column chunks of a batch of m, a function of m only."""
-    if m <= 0:
-        return 1, 0
-    chunk = max(MIN_CHUNK, -(-m // MAX_CHUNKS))
-    return chunk, -(-m // chunk)
-
-
 def resolve_threads(n_threads):
     """n_threads as a positive int (None: all cores), else TypeError/ValueError."""
     if n_threads is None:
@@ -54,11 +43,6 @@ def resolve_threads(n_threads):
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1 (or None for all cores); got {n_threads}")
     return n_threads
-
-
-def check_cache_flag(cache):
-    if not isinstance(cache, bool):
-        raise TypeError(f"cache must be True or False; got {cache!r}")
 
 
 def blas_controller():
@@ -71,14 +55,16 @@ def blas_controller():
 
 
 def _pool(workers):
+    """An executor with at least `workers` threads. A smaller one is replaced,
+    never shut down: a call in another thread may have fetched it and be about
+    to submit ("cannot schedule new futures after shutdown"). Its idle threads
+    exit once the last call holding it drops it (ThreadPoolExecutor's workers
+    stop when their executor is garbage-collected)."""
     global _executor, _executor_workers
     with _lock:
         if _executor is None or _executor_workers < workers:
-            old = _executor
             _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cyrnn")
             _executor_workers = workers
-            if old is not None:
-                old.shutdown(wait=False)
         return _executor
 
 

@@ -1,17 +1,30 @@
-"""Input checks shared by the public functions.
+"""The validating path: every check and conversion of the public functions.
 
-Every public function validates all of its inputs here, once, before any
-kernel runs, and hands the kernels arrays of one dtype with the layout they
-need. Errors name the argument, what it got and what it needs.
+The engine's entry points (src/_engine.pyx) first try a fast check that takes
+only kernel-ready inputs (exact ndarrays of one float dtype, C-contiguous and
+aligned, matching shapes, cyrnn's own caches). Everything else comes here and
+leaves either converted, kernel-ready arrays or an exception that names the
+argument, what it got and what it needs (SPEC §3). Both sides read the same
+parameter schema (cyrnn/_cells.py). Nothing here imports the engine.
+
+Shapes follow the notebook (SPEC §2): x is (n_x, m, T_x) with time last,
+states are (n_a, m), predictions (n_y, m) per step.
 """
+from collections.abc import Sequence
+
 import numpy as np
 
-# SciPy's cython_blas takes 32-bit sizes; bigger problems are refused up front.
+from ._cells import N_A, N_A_PLUS_N_X, N_X, N_Y, ONE, SYMBOLS
+
+# SciPy's cython_blas takes 32-bit sizes (LP64); bigger problems are refused up
+# front here and in the engine's fast checks.
 BLAS_INT_MAX = 2**31 - 1
 
 FLOAT32 = np.dtype(np.float32)
 FLOAT64 = np.dtype(np.float64)
 
+
+# ---------------------------------------------------------------- arrays
 
 def as_array(name, value):
     """`value` as an ndarray of a real numeric dtype, else TypeError naming it."""
@@ -40,6 +53,8 @@ def compute_dtype(arrays):
     run in: any float64 or integer input makes the whole call float64.
     """
     for a in arrays:
+        if a is None:
+            continue
         dt = a.dtype
         if dt.kind != "f" or dt.itemsize > 4:
             return FLOAT64
@@ -55,29 +70,9 @@ def check_ndim(name, arr, symbols):
 
 def check_shape(name, arr, symbols, dims):
     """ValueError unless arr.shape == dims, described as the symbols of SPEC."""
-    if arr.shape != dims:
+    if arr.shape != tuple(dims):
         raise ValueError(
             f"{name} has shape {arr.shape}; expected ({', '.join(symbols)}) = {tuple(dims)}")
-
-
-def get_parameter(parameters, key, what):
-    """parameters[key] as an array, with a KeyError that says what is missing."""
-    try:
-        value = parameters[key]
-    except KeyError:
-        have = ", ".join(repr(k) for k in list(parameters)[:20])
-        raise KeyError(
-            f"parameters is missing {key!r} ({what}); it has keys [{have}]") from None
-    except TypeError:
-        raise TypeError(
-            f"parameters must be a dict of arrays; got {type(parameters).__name__}") from None
-    return as_array(f"parameters[{key!r}]", value)
-
-
-def check_mapping(parameters):
-    if not hasattr(parameters, "__getitem__") or not hasattr(parameters, "keys"):
-        raise TypeError(
-            f"parameters must be a dict of arrays; got {type(parameters).__name__}")
 
 
 def check_blas_sizes(*sizes):
@@ -91,9 +86,8 @@ def check_blas_sizes(*sizes):
 
 def contiguous(arr, dtype):
     """C-contiguous `arr` in `dtype`; copies only when needed."""
-    if arr.dtype is dtype or arr.dtype == dtype:
-        if arr.flags.c_contiguous and arr.flags.aligned:
-            return arr
+    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned:
+        return arr
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
@@ -105,3 +99,198 @@ def strided(arr, dtype):
     if not arr.flags.aligned or any(s % arr.itemsize for s in arr.strides):
         return np.ascontiguousarray(arr)
     return arr
+
+
+def activation_input(x, min_ndim):
+    """x as a C-contiguous float32/float64 array of at least min_ndim dimensions."""
+    x = as_array("x", x)
+    if x.ndim < min_ndim:
+        raise ValueError("x has shape (); expected at least 1 dimension")
+    return contiguous(x, compute_dtype((x,)))
+
+
+# ---------------------------------------------------------------- flags
+
+def check_cache_flag(cache):
+    if not isinstance(cache, bool):
+        raise TypeError(f"cache must be True or False; got {cache!r}")
+
+
+# ---------------------------------------------------------------- parameters
+
+def check_mapping(parameters):
+    if not hasattr(parameters, "__getitem__") or not hasattr(parameters, "keys"):
+        raise TypeError(
+            f"parameters must be a dict of arrays; got {type(parameters).__name__}")
+
+
+def _symbols(rows, cols):
+    return SYMBOLS[rows], SYMBOLS[cols]
+
+
+def _parameter_arrays(cell, parameters):
+    """{key: array} of the cell's schema, with KeyError/TypeError naming a bad one."""
+    check_mapping(parameters)
+    p = {}
+    for key, rows, cols, what in cell.parameters:
+        symbols = _symbols(rows, cols)
+        try:
+            value = parameters[key]
+        except KeyError:
+            have = ", ".join(repr(k) for k in list(parameters)[:20])
+            raise KeyError(
+                f"parameters is missing {key!r} ({what}, shape ({', '.join(symbols)})); "
+                f"it has keys [{have}]") from None
+        p[key] = as_array(f"parameters[{key!r}]", value)
+    return p
+
+
+def _mismatch(cell, p, dims):
+    """The first (key, expected shape) the parameters break under dims, or None.
+    Fills dims[N_Y] from the first n_y entry."""
+    for key, rows, cols, _ in cell.parameters:
+        shape = p[key].shape
+        if dims[N_Y] is None and rows == N_Y:
+            check_ndim(f"parameters[{key!r}]", p[key], _symbols(rows, cols))
+            dims[N_Y] = shape[0]
+        want = (dims[rows], dims[cols])
+        if shape != want:
+            return key, want
+    return None
+
+
+def _implied_sizes(cell, p):
+    """(n_a, n_x) on which all the parameters agree, or None."""
+    n_a = n_x = None
+    if any(arr.ndim != 2 for arr in p.values()):
+        return None
+    for key, rows, cols, _ in cell.parameters:
+        shape = p[key].shape
+        if n_a is None and rows == N_A:
+            n_a = shape[0]
+        if n_x is None and n_a is not None and cols in (N_X, N_A_PLUS_N_X):
+            n_x = shape[1] - (n_a if cols == N_A_PLUS_N_X else 0)
+    if n_a is None or n_x is None or n_x < 0:
+        return None
+    dims = {ONE: 1, N_X: n_x, N_A: n_a, N_Y: None, N_A_PLUS_N_X: n_a + n_x}
+    return None if _mismatch(cell, p, dims) else (n_a, n_x)
+
+
+def check_parameters(cell, parameters, n_x, n_a, x_name="x", x_shape=None,
+                     a_name="a0", a_shape=None):
+    """The cell's parameters as arrays, checked against n_x and n_a; and n_y.
+
+    When the parameters agree among themselves on other sizes than those of
+    the data (a transposed x, a wrong a0), the error names the data argument.
+    """
+    p = _parameter_arrays(cell, parameters)
+    dims = {ONE: 1, N_X: n_x, N_A: n_a, N_Y: None, N_A_PLUS_N_X: n_a + n_x}
+    bad = _mismatch(cell, p, dims)
+    if bad is not None:
+        implied = _implied_sizes(cell, p)
+        if implied is not None:
+            implied_a, implied_x = implied
+            if implied_x != n_x and x_shape is not None:
+                raise ValueError(
+                    f"{x_name} has shape {x_shape}; its first dimension n_x must be "
+                    f"{implied_x}, the input size of the parameters")
+            if implied_a != n_a and a_shape is not None:
+                raise ValueError(
+                    f"{a_name} has shape {a_shape}; its first dimension n_a must be "
+                    f"{implied_a}, the hidden size of the parameters")
+        key, want = bad
+        rows, cols = next((r, c) for k, r, c, _ in cell.parameters if k == key)
+        check_shape(f"parameters[{key!r}]", p[key], _symbols(rows, cols), want)
+    return p, dims[N_Y]
+
+
+# ---------------------------------------------------------------- forward
+
+def forward_inputs(cell, x, a_prev, c_prev, parameters, sequence):
+    """Check a forward call (x (n_x, m, T) when `sequence`, else xt (n_x, m)).
+
+    Returns (x, a_prev, c_prev, parameters) kernel-ready: one dtype, x with
+    element-aligned strides (sequence) or C-contiguous (cell), the rest
+    C-contiguous; parameters as {key: array}.
+    """
+    x_name, a_name, c_name = ("x", "a0", "c0") if sequence else ("xt", "a_prev", "c_prev")
+    x, a_prev = as_array(x_name, x), as_array(a_name, a_prev)
+    check_ndim(x_name, x, ("n_x", "m", "T_x") if sequence else ("n_x", "m"))
+    n_x, m = x.shape[:2]
+    check_ndim(a_name, a_prev, ("n_a", "m"))
+    n_a = a_prev.shape[0]
+    if cell.has_c and (c_prev is not None or not sequence):  # c0 is optional, c_prev not
+        c_prev = as_array(c_name, c_prev)
+        check_ndim(c_name, c_prev, ("n_a", "m"))
+    p, n_y = check_parameters(cell, parameters, n_x, n_a, x_name, x.shape, a_name,
+                              a_prev.shape)
+    check_shape(a_name, a_prev, ("n_a", "m"), (n_a, m))
+    if c_prev is not None:
+        check_shape(c_name, c_prev, ("n_a", "m"), (n_a, m))
+    T = x.shape[2] if sequence else 1
+    check_blas_sizes(m * T, cell.gates * n_a + n_x, n_y)
+    dtype = compute_dtype((x, a_prev, c_prev, *p.values()))
+    p = {key: contiguous(arr, dtype) for key, arr in p.items()}
+    x = strided(x, dtype) if sequence else contiguous(x, dtype)
+    return (x, contiguous(a_prev, dtype),
+            None if c_prev is None else contiguous(c_prev, dtype), p)
+
+
+# ---------------------------------------------------------------- caches
+
+def _describe(value):
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+def split_caches(caches, cell):
+    if not isinstance(caches, (tuple, list)) or len(caches) != 2:
+        raise ValueError(
+            f"caches must be the (steps, x) pair returned by {cell.name}_forward; got "
+            + _describe(caches))
+    steps, x = caches
+    if not isinstance(steps, Sequence):
+        raise ValueError(f"caches[0] must be the sequence of step caches from "
+                         f"{cell.name}_forward; got a {type(steps).__name__}")
+    return steps, x
+
+
+def _unpack_step(cell, cache, where):
+    names = cell.step_cache
+    if not isinstance(cache, (tuple, list)) or len(cache) != len(names):
+        raise ValueError(f"{where} must be a tuple of {len(names)} ({', '.join(names)}); "
+                         f"got {_describe(cache)}")
+    return cache
+
+
+def step_arrays(cell, cache, where, n_a=None, m=None):
+    """The entries of one step cache, arrays checked: every state-shaped entry
+    (n_a, m), xt (n_x, m), parameters last."""
+    names = cell.step_cache
+    entries = list(_unpack_step(cell, cache, where))
+    first = as_array(f"{where}[0] ({names[0]})", entries[0])
+    check_ndim(f"{where}[0] ({names[0]})", first, ("n_a", "m"))
+    if n_a is None:
+        n_a, m = first.shape
+    xt_index = names.index("xt")
+    for k in range(xt_index):
+        arr = as_array(f"{where}[{k}] ({names[k]})", entries[k])
+        check_shape(f"{where}[{k}] ({names[k]})", arr, ("n_a", "m"), (n_a, m))
+        entries[k] = arr
+    xt = as_array(f"{where}[{xt_index}] (xt)", entries[xt_index])
+    check_ndim(f"{where}[{xt_index}] (xt)", xt, ("n_x", "m"))
+    check_shape(f"{where}[{xt_index}] (xt)", xt, ("n_x", "m"), (xt.shape[0], m))
+    entries[xt_index] = xt
+    return entries
+
+
+def check_da(da, n_steps, n_a, m):
+    check_ndim("da", da, ("n_a", "m", "T_x"))
+    T_da = da.shape[2]
+    check_shape("da", da, ("n_a", "m", "T_x"), (n_a, m, T_da))
+    if T_da > n_steps:
+        raise ValueError(
+            f"da has {T_da} time steps but caches hold only {n_steps}; "
+            f"da must have shape (n_a, m, T) with T <= {n_steps}")
+    return T_da

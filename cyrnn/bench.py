@@ -7,7 +7,7 @@ For each shape it times the eight functions of cyrnn and of cyrnn.reference
 (and PyTorch's nn.RNN/nn.LSTM + Linear + softmax when torch is installed),
 interleaving the implementations round by round and reporting medians, so
 machine noise hits them alike. It also times the BLAS-only floor (the GEMMs
-of cyrnn's algorithm alone, see cyrnn._floor) and a 2048^3 GEMM as the peak,
+of cyrnn's algorithm alone, see cyrnn._engine.GemmFloor) and a 2048^3 GEMM as the peak,
 and reports achieved GFLOP/s as a fraction of it. BLAS (and PyTorch) threads
 are pinned with threadpoolctl (--threads, default 1).
 """
@@ -179,7 +179,7 @@ def _timed(fn):
 def run(shapes, dtype, threads, budget, functions=FUNCTIONS, use_torch=True, progress=True):
     import cyrnn
     import cyrnn.reference
-    from cyrnn._floor import GemmFloor
+    from cyrnn._engine import GemmFloor
     from threadpoolctl import threadpool_info, threadpool_limits
 
     torch = None

@@ -9,6 +9,8 @@ from cython cimport floating
 from _arrays cimport typenum_of, float_typenum
 from _elementwise cimport cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, sigmoid_array
 
+from cyrnn._validation import activation_input
+
 cnp.import_array()
 
 
@@ -47,8 +49,7 @@ def softmax(x):
     ndarray of x's shape; float32 for float32 input, else float64.
     """
     if not kernel_ready(x, 1):
-        from cyrnn import _checked
-        x = _checked.activation_input(x, 1)
+        x = activation_input(x, 1)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         return _softmax[float](0, x)
     return _softmax[double](0, x)
@@ -79,8 +80,7 @@ def sigmoid(x):
     ndarray of x's shape; float32 for float32 input, else float64.
     """
     if not kernel_ready(x, 0):
-        from cyrnn import _checked
-        x = _checked.activation_input(x, 0)
+        x = activation_input(x, 0)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         return _sigmoid[float](0, x)
     return _sigmoid[double](0, x)

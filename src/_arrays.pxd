@@ -135,27 +135,6 @@ cdef inline void freeze(cnp.ndarray a) noexcept:
     cnp.PyArray_CLEARFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)
 
 
-# The chunked forward paths (cache=False, n_threads) run chunks narrower than
-# 64 columns (batches under 64) in blocks of whole steps of at least 64 GEMM
-# columns (steps × chunk columns): one input-projection and one output GEMM per
-# block instead of per step, as GEMMs of 1-32 columns run far below the BLAS's
-# speed. Measured (1 thread, against per-step GEMMs): inference at n_a = 128,
-# T = 50 and m = 1: RNN 23%, LSTM 16% faster; m = 4 (float32): 26%, 7%; the
-# wide shape (m = 32): 8-12%; LSTM at m = 8-16: from 1% faster to 6% slower.
-# Blocks of 256 columns helped the wide RNN more (-22%) but made the LSTM at
-# m = 8-16 9-19% slower: its block of gates then falls out of the L2 cache.
-cdef enum:
-    MIN_BLOCK_COLUMNS = 64
-
-
-cdef inline Py_ssize_t steps_per_block(Py_ssize_t ms, Py_ssize_t T) noexcept nogil:
-    """Steps per block for a chunk of ms columns (at least 1, at most T)."""
-    cdef Py_ssize_t tb = (MIN_BLOCK_COLUMNS + ms - 1) // ms if ms > 0 else 1
-    if tb > T:
-        tb = T
-    return tb if tb > 0 else 1
-
-
 # Releasing and retaking the GIL costs ~0.05 us uncontended and, when another
 # thread holds it, a wait of up to the switch interval (5 ms); below ~16k
 # multiply-adds (a few us) the cell functions keep it (rnn_cell_backward at the

@@ -6,8 +6,10 @@
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-# Sizes passed to BLAS. SciPy's cython_blas takes 32-bit ints (LP64); the Python
-# layer refuses problems whose sizes do not fit (see cyrnn/_validation.py).
+# Sizes passed to BLAS. SciPy's cython_blas takes 32-bit ints (LP64); every entry
+# point refuses problems whose sizes do not fit (cyrnn/_validation.py and the
+# engine's fast checks share BLAS_INT_MAX). Index products below are computed in
+# Py_ssize_t: i·ldc can pass 2^31 even when each factor fits.
 ctypedef int blas_int
 
 
@@ -19,14 +21,14 @@ cdef inline void gemm(bint trans_a, bint trans_b,
     """Row-major C[m×n] = alpha·op(A)[m×k]·op(B)[k×n] + beta·C."""
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
-    cdef blas_int i, j
+    cdef Py_ssize_t i, j
     if m <= 0 or n <= 0:
         return
     if k <= 0:
         # BLAS allows k == 0 but some builds still check lda/ldb; do it here.
         for i in range(m):
             for j in range(n):
-                C[i * ldc + j] = 0 if beta == 0 else beta * C[i * ldc + j]
+                C[i * <Py_ssize_t>ldc + j] = 0 if beta == 0 else beta * C[i * <Py_ssize_t>ldc + j]
         return
     # Leading dimensions must be >= 1 even for empty operands.
     if lda < 1:
@@ -61,7 +63,7 @@ cdef inline void gemm_abt(blas_int m, blas_int n, blas_int k,
                           floating* work) noexcept nogil:
     """Row-major C[m×n] = alpha·A[m×k]·B[n×k]ᵀ + beta·C. work: abt_work(m, n, k)
     elements, or NULL (then no copy)."""
-    cdef blas_int i, j
+    cdef Py_ssize_t i, j
     if work == NULL or abt_work(m, n, k) == 0:
         gemm(False, True, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         return
@@ -95,7 +97,7 @@ cdef inline void gemm_atb(blas_int m, blas_int n, blas_int k,
                           floating* work) noexcept nogil:
     """Row-major C[m×n] = alpha·A[k×m]ᵀ·B[k×n] + beta·C. work: atb_work(m, n, k)
     elements, or NULL (then the direct call)."""
-    cdef blas_int i, j
+    cdef Py_ssize_t i, j
     if work == NULL or atb_work(m, n, k, sizeof(floating) == 8) == 0:
         gemm(True, False, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         return

@@ -33,13 +33,15 @@ cdef extern from "cyrnn_elementwise.h" nogil:
     void row_sums_d(Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t, double*)
     void row_sums_f(Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t, float*)
     void gather_time_major_d(Py_ssize_t, Py_ssize_t, Py_ssize_t, const double*,
-                             Py_ssize_t, Py_ssize_t, Py_ssize_t, double*)
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, double*, Py_ssize_t,
+                             Py_ssize_t)
     void gather_time_major_f(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float*,
-                             Py_ssize_t, Py_ssize_t, Py_ssize_t, float*)
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, float*, Py_ssize_t,
+                             Py_ssize_t)
     void scatter_batch_major_d(Py_ssize_t, Py_ssize_t, Py_ssize_t, const double*,
-                               Py_ssize_t, double*)
+                               Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t)
     void scatter_batch_major_f(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float*,
-                               Py_ssize_t, float*)
+                               Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t)
 
 
 cdef inline void rnn_forward_step(Py_ssize_t n_a, Py_ssize_t m, floating* z, Py_ssize_t ld,
@@ -112,17 +114,21 @@ cdef inline void row_sums(Py_ssize_t rows, Py_ssize_t ncols, const floating* x, 
 
 cdef inline void gather_time_major(Py_ssize_t n, Py_ssize_t m, Py_ssize_t T, const floating* src,
                                    Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2,
-                                   floating* dst) noexcept nogil:
+                                   floating* dst, Py_ssize_t dst_ld,
+                                   Py_ssize_t dst_step) noexcept nogil:
+    """dst[i·dst_ld + t·dst_step + j] = src[i·s0 + j·s1 + t·s2]: (n, m, T) to time-major."""
     if floating is float:
-        gather_time_major_f(n, m, T, src, s0, s1, s2, dst)
+        gather_time_major_f(n, m, T, src, s0, s1, s2, dst, dst_ld, dst_step)
     else:
-        gather_time_major_d(n, m, T, src, s0, s1, s2, dst)
+        gather_time_major_d(n, m, T, src, s0, s1, s2, dst, dst_ld, dst_step)
 
 
 cdef inline void scatter_batch_major(Py_ssize_t n, Py_ssize_t m, Py_ssize_t T,
-                                     const floating* src, Py_ssize_t ld,
-                                     floating* dst) noexcept nogil:
+                                     const floating* src, Py_ssize_t src_ld,
+                                     Py_ssize_t src_step, floating* dst, Py_ssize_t dst_ld,
+                                     Py_ssize_t T_dst) noexcept nogil:
+    """dst[i·dst_ld + j·T_dst + t] = src[i·src_ld + t·src_step + j]: time-major to (n, m, T)."""
     if floating is float:
-        scatter_batch_major_f(n, m, T, src, ld, dst)
+        scatter_batch_major_f(n, m, T, src, src_ld, src_step, dst, dst_ld, T_dst)
     else:
-        scatter_batch_major_d(n, m, T, src, ld, dst)
+        scatter_batch_major_d(n, m, T, src, src_ld, src_step, dst, dst_ld, T_dst)

@@ -335,39 +335,44 @@ static void SFX(row_sums)(ptrdiff_t rows, ptrdiff_t ncols,
 enum { SFX(RUN) = 8 };
 
 /* dst (n, T, m) contiguous  <-  src (n, m, T) with element strides s0, s1, s2. */
+/* dst (n, T, m) time-major block, rows dst_ld apart and steps dst_step apart
+ * (a contiguous (n, T, m) array: dst_ld = T·m, dst_step = m)  <-  src (n, m, T)
+ * with element strides s0, s1, s2. */
 static void SFX(gather_time_major)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t T,
                                    const REAL *CYRNN_RESTRICT src, ptrdiff_t s0,
-                                   ptrdiff_t s1, ptrdiff_t s2, REAL *CYRNN_RESTRICT dst)
+                                   ptrdiff_t s1, ptrdiff_t s2, REAL *CYRNN_RESTRICT dst,
+                                   ptrdiff_t dst_ld, ptrdiff_t dst_step)
 {
     for (ptrdiff_t i = 0; i < n; i++) {
         const REAL *si = src + i * s0;
-        REAL *di = dst + i * T * m;
+        REAL *di = dst + i * dst_ld;
         ptrdiff_t j0 = 0;
         /* 8 batch columns at a time: one 64-byte run of dst per step t */
         for (; j0 + SFX(RUN) <= m; j0 += SFX(RUN))
             for (ptrdiff_t t = 0; t < T; t++)
                 for (int q = 0; q < SFX(RUN); q++)
-                    di[t * m + j0 + q] = si[(j0 + q) * s1 + t * s2];
+                    di[t * dst_step + j0 + q] = si[(j0 + q) * s1 + t * s2];
         for (; j0 < m; j0++)
             for (ptrdiff_t t = 0; t < T; t++)
-                di[t * m + j0] = si[j0 * s1 + t * s2];
+                di[t * dst_step + j0] = si[j0 * s1 + t * s2];
     }
 }
 
-/* Rows j0..j1-1 of one (m, T) slab of the user's layout, out[(j - j0)·T + t],
- * from the (T, m) time-major slab si (8 steps at a time: one 64-byte run of out
- * per batch column j, from 8 sequential streams of si). */
-static void SFX(transpose_columns)(ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t m, ptrdiff_t T,
-                                   const REAL *CYRNN_RESTRICT si, REAL *CYRNN_RESTRICT out)
+/* Columns j0..j1-1 of one (T, ·) time-major slab si (steps `step` apart) into
+ * the user's layout, out[(j - j0)·out_stride + t] (8 steps at a time: one
+ * 64-byte run of out per batch column j, from 8 sequential streams of si). */
+static void SFX(transpose_columns)(ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t step, ptrdiff_t T,
+                                   const REAL *CYRNN_RESTRICT si, REAL *CYRNN_RESTRICT out,
+                                   ptrdiff_t out_stride)
 {
     ptrdiff_t t0 = 0;
     for (; t0 + SFX(RUN) <= T; t0 += SFX(RUN))
         for (ptrdiff_t j = j0; j < j1; j++)
             for (int q = 0; q < SFX(RUN); q++)
-                out[(j - j0) * T + t0 + q] = si[(t0 + q) * m + j];
+                out[(j - j0) * out_stride + t0 + q] = si[(t0 + q) * step + j];
     for (; t0 < T; t0++)
         for (ptrdiff_t j = j0; j < j1; j++)
-            out[(j - j0) * T + t0] = si[t0 * m + j];
+            out[(j - j0) * out_stride + t0] = si[t0 * step + j];
 }
 
 /* Outputs of STREAM_MIN_BYTES and more are transposed into a small staging
@@ -377,31 +382,41 @@ static void SFX(transpose_columns)(ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t m, ptrd
  * from memory before it is written; staged, dst is written once, like a
  * memcpy. C harness, bigbatch's 52 MB a: 7.0 -> 4.5-5.0 ms (memcpy 3.0 ms);
  * medium's 13 MB: 1.6 -> 1.2 ms. Smaller outputs stay in the caches, where the
- * direct loop is faster (3 MB: 0.11 ms direct, 0.20 ms streamed). */
+ * direct loop is faster (3 MB: 0.11 ms direct, 0.20 ms streamed). Staging needs
+ * whole rows of dst (all of its T_dst steps), so blocks of fewer steps take the
+ * direct loop. */
 enum { SFX(STREAM_MIN_BYTES) = 8 << 20, SFX(STAGE) = (120 << 10) / sizeof(REAL) };
 
-/* dst (n, m, T) contiguous  <-  the first T steps of src (n, T_src, m), whose
- * rows are ld elements apart (ld = T_src·m). */
+/* Steps 0..T-1 of m batch columns of the user's (n, ·, T_dst) array dst (rows
+ * dst_ld apart, a column's steps contiguous)  <-  the time-major block src
+ * (n, T, m): rows src_ld apart, steps src_step apart, columns contiguous. */
 static void SFX(scatter_batch_major)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t T,
-                                     const REAL *CYRNN_RESTRICT src, ptrdiff_t ld,
-                                     REAL *CYRNN_RESTRICT dst)
+                                     const REAL *CYRNN_RESTRICT src, ptrdiff_t src_ld,
+                                     ptrdiff_t src_step, REAL *CYRNN_RESTRICT dst,
+                                     ptrdiff_t dst_ld, ptrdiff_t T_dst)
 {
     REAL *stage = NULL;
     ptrdiff_t rows_per_stage = SFX(STAGE) / (T > 0 ? T : 1);
-    if (CYRNN_HAVE_STREAM && T > 1 && m > 1 && rows_per_stage > 0 &&
+    if (CYRNN_HAVE_STREAM && T == T_dst && T > 1 && m > 1 && rows_per_stage > 0 &&
         (double)n * m * T * sizeof(REAL) >= SFX(STREAM_MIN_BYTES))
         stage = (REAL *)malloc(SFX(STAGE) * sizeof(REAL));   /* NULL: direct path */
     for (ptrdiff_t i = 0; i < n; i++) {
-        const REAL *si = src + i * ld;
-        REAL *di = dst + i * m * T;
-        if (T == 1 || m == 1) {  /* the two layouts coincide */
-            memcpy(di, si, (size_t)(m * T) * sizeof(REAL));
+        const REAL *si = src + i * src_ld;
+        REAL *di = dst + i * dst_ld;
+        if (T == 1 && m > 0) {   /* one step: a strided copy (nothing when in place) */
+            if (T_dst == 1) {
+                if (di != si)
+                    memcpy(di, si, (size_t)m * sizeof(REAL));
+            } else {
+                for (ptrdiff_t j = 0; j < m; j++)
+                    di[j * T_dst] = si[j];
+            }
         } else if (stage == NULL) {
-            SFX(transpose_columns)(0, m, m, T, si, di);
+            SFX(transpose_columns)(0, m, src_step, T, si, di, T_dst);
         } else {
             for (ptrdiff_t j0 = 0; j0 < m; j0 += rows_per_stage) {
                 const ptrdiff_t j1 = j0 + rows_per_stage < m ? j0 + rows_per_stage : m;
-                SFX(transpose_columns)(j0, j1, m, T, si, stage);
+                SFX(transpose_columns)(j0, j1, src_step, T, si, stage, T);
                 SFX(stream_copy)(di + j0 * T, stage, (j1 - j0) * T);
             }
         }

@@ -1,0 +1,1357 @@
+"""The sequence engine: one driver runs every cell forward and backward.
+
+A cell is described once (cyrnn/_cells.py for its parameters and caches,
+src/_cells.pxd for its step kernels); the driver below runs any of them over a
+range of batch columns and all steps, without the GIL:
+
+    forward, per block of steps:  G = Wx @ X          (input projection)
+                                  per step: G[t] += Wa @ a_prev; states = step(G[t])
+    then the output head          y = softmax(Wy @ a + by)     (optional)
+    backward, per step (reversed): dG[t] = step'(...); da_next = Wa.T @ dG[t]
+    then                          dx = Wx.T @ dG; dWx = dG @ X.T; dWa = dG @ A_prev.T
+
+Options every cell gets: the output head on or off, the direction (forward or
+reverse), caches on or off, and a column range (threads run disjoint ranges).
+The cell functions are the driver at T = 1, and the BLAS-only floor
+(`GemmFloor`) runs the driver with everything but its GEMMs switched off.
+
+Buffers are time-major, (rows, T, m) C-contiguous: one step is a (rows × m)
+matrix with row stride T·m that BLAS takes as is. The public functions at the
+end validate once (a fast check for kernel-ready input, else
+cyrnn/_validation.py), then call the driver.
+"""
+cimport numpy as cnp
+from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport PyObject
+from cython cimport floating
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+
+from _blas cimport (gemm, gemm_abt, abt_work, gemm_atb, atb_work, transpose_weights_once,
+                    gemm_atb_pretransposed)
+from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
+                      is_time_major_view, ready, float_typenum, use_pool, freeze,
+                      holds_gil_worth_releasing)
+from _cells cimport CellSpec, cell_spec, forward_step, backward_step, CELL_RNN, CELL_LSTM
+from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, row_sums,
+                           gather_time_major, scatter_batch_major)
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cyrnn import _cells, _validation
+from cyrnn._parallel import concurrent_use, resolve_threads, run_chunks, CONCURRENCY_CHECK_SIZE
+from cyrnn._validation import BLAS_INT_MAX
+
+cnp.import_array()
+use_pool()
+
+
+# ------------------------------------------------------------------ the plan
+# What a call computes depends on m only (never on n_threads or caches), so
+# results are bit-identical whatever the number of threads and with or
+# without caches: the batch is cut into chunks of at least MIN_CHUNK columns
+# (at most MAX_CHUNKS chunks), and each chunk runs its steps in blocks of
+# block_steps(). Per-step GEMMs narrower than ~256 columns lose 5-25% of
+# their speed (float64) and 20-55% (float32) against 1024 columns on the
+# bench machines' OpenBLAS, so chunks stay at least this wide; narrower
+# batches run as one chunk.
+cdef enum:
+    MIN_CHUNK = 256
+    MAX_CHUNKS = 16
+
+
+cdef inline Py_ssize_t n_chunks(Py_ssize_t m) noexcept nogil:
+    """How many column chunks a batch of m runs in (0 for an empty batch)."""
+    if m <= 0:
+        return 0
+    return max(1, min(<Py_ssize_t>MAX_CHUNKS, m // MIN_CHUNK))
+
+
+def chunk_bounds(Py_ssize_t m):
+    """The plan's column chunks of a batch of m, as [(first, end), ...]."""
+    cdef Py_ssize_t n = n_chunks(m), k
+    return [(chunk_start(m, k, n), chunk_start(m, k + 1, n)) for k in range(n)]
+
+
+cdef inline Py_ssize_t chunk_start(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    return m * k // n
+
+
+# Steps per block. A block's input projection is one GEMM over the block's
+# steps when they are contiguous columns (the chunk is the whole batch):
+# blocks of >= BLOCK_COLUMNS columns keep that GEMM at full speed. Batches
+# under SMALL_BATCH columns take blocks of SMALL_BLOCK_COLUMNS: their gate
+# blocks then stay in the L2 cache across the block's steps (LSTM inference at
+# m = 8-16 ran 9-19% slower in blocks of 256 columns than of 64).
+cdef enum:
+    SMALL_BATCH = 64
+    SMALL_BLOCK_COLUMNS = 64
+    BLOCK_COLUMNS = 512
+
+
+cdef inline Py_ssize_t block_steps(Py_ssize_t ms, Py_ssize_t T) noexcept nogil:
+    cdef Py_ssize_t columns = SMALL_BLOCK_COLUMNS if ms < SMALL_BATCH else BLOCK_COLUMNS
+    cdef Py_ssize_t tb = (columns + ms - 1) // ms if ms > 0 else 1
+    return max(1, min(tb, T))
+
+
+# ------------------------------------------------------------------ the driver
+
+cdef struct GateWeights:
+    # The gate block's weights as `blocks` row blocks of block_rows rows each:
+    # one block (all gates stacked, one GEMM) or one per gate (the cell
+    # functions with large weights, which are not worth copying per call).
+    int blocks
+    Py_ssize_t block_rows
+    const void* Wx[4]       # on the inputs: block_rows × n_x, rows ldwx apart
+    const void* Wa[4]       # on the hidden state: block_rows × n_a, rows ldwa apart
+    Py_ssize_t ldwx, ldwa
+
+
+cdef struct Forward:
+    CellSpec cell
+    Py_ssize_t n_x, n_a, n_y, m, T
+    const void* x           # (n_x, m, T), element strides sx0..sx2
+    Py_ssize_t sx0, sx1, sx2
+    bint x_time_major       # x views a C-contiguous (n_x, T, m) buffer: read in place
+    const void* a0          # (n_a, m)
+    const void* c0          # (n_a, m); NULL: zeros
+    GateWeights w
+    const void* b           # (gates·n_a,)
+    const void* Wy          # (n_y, n_a); NULL: no output head
+    const void* by
+    void* a_out             # (n_a, m, T); every output C-contiguous
+    void* c_out             # (n_a, m, T) or NULL
+    void* y_out             # (n_y, m, T) or NULL
+    void* G                 # caches, time-major: (gates·n_a, T, m); NULL: none
+    void* A                 # (n_a, T, m); the same buffer as G when gates_are_state
+    void* C                 # (n_a, T, m) when has_c
+    void* X                 # (n_x, T, m); NULL when x is read in place
+    bint reverse            # run the steps from T-1 down to 0
+    bint gemm_only          # the floor: GEMMs alone, nothing in between
+    bint single             # float32 (else float64)
+
+
+cdef inline void project(const GateWeights* w, bint recurrent, Py_ssize_t k, Py_ssize_t n,
+                         const floating* B, Py_ssize_t ldb, floating beta, floating* G,
+                         Py_ssize_t ldg) noexcept nogil:
+    """G (+)= W @ B for the input (k = n_x) or recurrent (k = n_a) weights."""
+    cdef int q
+    for q in range(w.blocks):
+        gemm(False, False, w.block_rows, n, k, <floating>1,
+             <const floating*>(w.Wa[q] if recurrent else w.Wx[q]),
+             w.ldwa if recurrent else w.ldwx, B, ldb, beta, G + q * w.block_rows * ldg, ldg)
+
+
+cdef inline void copy_rows(Py_ssize_t rows, Py_ssize_t cols, const floating* src, Py_ssize_t lds,
+                           floating* dst, Py_ssize_t ldd) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(rows):
+        memcpy(dst + i * ldd, src + i * lds, cols * sizeof(floating))
+
+
+cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0,
+                       Py_ssize_t j1) noexcept nogil:
+    """Run columns j0..j1-1 over all steps. -1 when the workspace cannot be had."""
+    cdef const CellSpec* cell = &r.cell
+    cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, T = r.T, Tm = r.T * r.m
+    cdef Py_ssize_t ms = j1 - j0, rows = cell.gates * r.n_a
+    cdef Py_ssize_t tb = block_steps(ms, T), tbb, s, p0, i, tt
+    # Block buffers are windows of the cache buffers when there are caches
+    # (direct), else a workspace of one block, reused.
+    cdef bint direct = r.G != NULL, whole = ms == m
+    cdef Py_ssize_t ld = Tm if direct else tb * ms, step = m if direct else ms
+    cdef Py_ssize_t col = j0 if direct else 0
+    cdef bint gather_x = not r.x_time_major
+    cdef Py_ssize_t ldx, stepx, colx
+    cdef floating* ws = NULL
+    cdef floating* Gbase
+    cdef floating* Abase
+    cdef floating* Cbase = NULL
+    cdef floating* Xbase
+    cdef floating* a_state = NULL
+    cdef floating* c_state = NULL
+    cdef size_t ws_size = 0
+    if not direct:
+        ws_size = (rows + (0 if cell.gates_are_state else n_a) + (n_a if cell.has_c else 0)
+                   + (n_x if gather_x else 0)) * tb * ms + 2 * n_a * ms
+        ws = <floating*>malloc(ws_size * sizeof(floating) + 1)
+        if ws == NULL:
+            return -1
+        Gbase = ws
+        Abase = Gbase + rows * tb * ms
+        Cbase = Abase + (0 if cell.gates_are_state else n_a * tb * ms)
+        Xbase = Cbase + (n_a * tb * ms if cell.has_c else 0)
+        a_state = Xbase + (n_x * tb * ms if gather_x else 0)
+        c_state = a_state + n_a * ms
+        if cell.gates_are_state:
+            Abase = Gbase
+    else:
+        Gbase, Abase, Cbase = <floating*>r.G, <floating*>r.A, <floating*>r.C
+        Xbase = <floating*>r.X
+    if not gather_x:
+        Xbase, ldx, stepx, colx = <floating*>r.x, Tm, m, j0
+    elif direct:
+        ldx, stepx, colx = Tm, m, j0
+    else:
+        ldx, stepx, colx = tb * ms, ms, 0
+    cdef const floating* x = <const floating*>r.x
+    cdef const floating* b = <const floating*>r.b
+    cdef const floating* a_prev = <const floating*>r.a0 + j0
+    cdef const floating* c_prev = NULL if r.c0 == NULL else <const floating*>r.c0 + j0
+    cdef Py_ssize_t ld_ap = m, ld_cp = m
+    cdef floating* Gb
+    cdef floating* Ab
+    cdef floating* Cb
+    cdef floating* Xb
+    cdef floating* a_out = <floating*>r.a_out + j0 * T
+    s = 0
+    while s < T:
+        tbb = min(tb, T - s)
+        p0 = T - s - tbb if r.reverse else s    # first step of the block, in time
+        Gb = Gbase + (p0 * step + col if direct else 0)
+        Ab = Abase + (p0 * step + col if direct else 0)
+        Cb = Cbase + (p0 * step + col if direct else 0) if cell.has_c else NULL
+        Xb = Xbase + (p0 * stepx + colx if (direct or not gather_x) else 0)
+        if gather_x and not r.gemm_only:
+            gather_time_major(n_x, ms, tbb, x + j0 * r.sx1 + p0 * r.sx2, r.sx0, r.sx1, r.sx2,
+                              Xb, ldx, stepx)
+        # G = Wx @ X for the block's steps: one GEMM when they are contiguous columns
+        if whole:
+            project(&r.w, False, n_x, tbb * ms, Xb, ldx, <floating>0, Gb, ld)
+        else:
+            for tt in range(tbb):
+                project(&r.w, False, n_x, ms, Xb + tt * stepx, ldx, <floating>0,
+                        Gb + tt * step, ld)
+        for i in range(tbb):
+            tt = tbb - 1 - i if r.reverse else i
+            # G[t] += Wa @ a_prev, then the cell's step
+            project(&r.w, True, n_a, ms, a_prev, ld_ap, <floating>1, Gb + tt * step, ld)
+            if not r.gemm_only:
+                forward_step(cell, n_a, ms, Gb + tt * step, ld, b, c_prev, ld_cp,
+                             Cb + tt * step if cell.has_c else NULL, Ab + tt * step)
+            a_prev, ld_ap = Ab + tt * step, ld
+            if cell.has_c:
+                c_prev, ld_cp = Cb + tt * step, ld
+        if not direct:
+            if not r.gemm_only:
+                scatter_batch_major(n_a, ms, tbb, Ab, ld, step, a_out + p0, m * T, T)
+                if r.c_out != NULL:
+                    scatter_batch_major(n_a, ms, tbb, Cb, ld, step,
+                                        <floating*>r.c_out + j0 * T + p0, m * T, T)
+            # the next block overwrites the workspace: carry the states out of it
+            if s + tbb < T:
+                copy_rows(n_a, ms, a_prev, ld, a_state, ms)
+                a_prev, ld_ap = a_state, ms
+                if cell.has_c:
+                    copy_rows(n_a, ms, c_prev, ld, c_state, ms)
+                    c_prev, ld_cp = c_state, ms
+        s += tbb
+    if direct and not r.gemm_only:
+        # whole rows of the outputs at once (see scatter_batch_major's staging)
+        scatter_batch_major(n_a, ms, T, Abase + j0, Tm, m, a_out, m * T, T)
+        if r.c_out != NULL:
+            scatter_batch_major(n_a, ms, T, Cbase + j0, Tm, m, <floating*>r.c_out + j0 * T,
+                                m * T, T)
+    if r.Wy != NULL and r.n_y > 0:
+        # y = softmax(Wy @ a + by) per column, from the user-layout a: no layout change
+        gemm(False, False, r.n_y, ms * T, n_a, <floating>1, <const floating*>r.Wy, n_a,
+             a_out, m * T, <floating>0, <floating*>r.y_out + j0 * T, m * T)
+        if not r.gemm_only:
+            softmax_columns(r.n_y, ms * T, <floating*>r.y_out + j0 * T, m * T,
+                            <const floating*>r.by)
+    free(ws)
+    return 0
+
+
+cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last) noexcept nogil:
+    """Chunks first..last-1 of the plan for r.m; -1 on allocation failure."""
+    cdef Py_ssize_t n = n_chunks(r.m), k, j0, j1
+    cdef unsigned int csr = cyrnn_ftz_begin()
+    cdef int status = 0
+    for k in range(first, last):
+        j0, j1 = chunk_start(r.m, k, n), chunk_start(r.m, k + 1, n)
+        if r.single:
+            status = forward_chunk[float](0, r, j0, j1)
+        else:
+            status = forward_chunk[double](0, r, j0, j1)
+        if status != 0:
+            break
+    cyrnn_ftz_end(csr)
+    return status
+
+
+cdef struct Backward:
+    CellSpec cell
+    Py_ssize_t n_x, n_a, m, T, T_da
+    const void* da          # (n_a, m, T_da), element strides sd0..sd2
+    Py_ssize_t sd0, sd1, sd2
+    const void* G           # the forward's caches, time-major (rows, T, m)
+    const void* A
+    const void* C
+    const void* X           # (n_x, T, m)
+    const void* a0          # (n_a, m)
+    const void* c0          # (n_a, m); NULL: zeros
+    GateWeights w
+    void* dA                # scratch (n_a, T_da, m): the upstream da, time-major (= dG
+                            # when gates_are_state)
+    void* dG                # scratch (rows, T_da, m): gate gradients
+    void* dX                # (n_x, T_da, m) scratch, or dx itself when T_da == 1
+    void* dc                # (n_a, m): gradient of c carried in (zeros, or dc_next) and out
+    void* dx                # outputs: (n_x, m, T_da)
+    void* da0               # (n_a, m)
+    void* dWx               # rows × n_x, rows lddwx apart
+    void* dWa               # rows × n_a, rows lddwa apart
+    void* db                # (rows,)
+    Py_ssize_t lddwx, lddwa
+    bint reverse            # the forward ran from T-1 down to 0 (then T_da == T)
+    bint gemm_only
+    bint single
+
+
+cdef inline void project_t(const GateWeights* w, bint recurrent, Py_ssize_t k, Py_ssize_t n,
+                           const floating* dG, Py_ssize_t ldg, floating* out, Py_ssize_t ldo,
+                           const floating* Wt, floating* work) noexcept nogil:
+    """out = W.T @ dG (k rows: n_a recurrent, n_x input), summed over the row blocks."""
+    cdef int q
+    cdef const floating* W
+    for q in range(w.blocks):
+        W = <const floating*>(w.Wa[q] if recurrent else w.Wx[q])
+        gemm_atb_pretransposed(Wt if q == 0 else <const floating*>NULL, k, n, w.block_rows,
+                               <floating>1, W, w.ldwa if recurrent else w.ldwx,
+                               dG + q * w.block_rows * ldg, ldg,
+                               <floating>(0 if q == 0 else 1), out, ldo, work)
+
+
+cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
+    """Backpropagate through the first T_da steps. -1 when scratch cannot be had."""
+    cdef const CellSpec* cell = &r.cell
+    cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, T = r.T, T_da = r.T_da
+    cdef Py_ssize_t rows = cell.gates * n_a, Tm = T * m, Tdm = T_da * m, k, t, prev
+    cdef bint dbl = sizeof(floating) == 8
+    cdef const floating* G = <const floating*>r.G
+    cdef const floating* A = <const floating*>r.A
+    cdef const floating* C = <const floating*>r.C
+    cdef const floating* X = <const floating*>r.X
+    cdef floating* dA = <floating*>r.dA
+    cdef floating* dG = <floating*>r.dG
+    cdef floating* dX = <floating*>r.dX
+    cdef floating* da0 = <floating*>r.da0
+    cdef floating* dc = <floating*>r.dc
+    cdef const floating* c_prev
+    cdef Py_ssize_t ld_cp
+    cdef floating* Wt = NULL
+    cdef Py_ssize_t first = T - 1 if r.reverse else 0   # the step that starts from a0, c0
+    cdef int q
+    if T_da == 0:
+        return 0
+    cdef floating* work = <floating*>malloc(max(
+        atb_work(n_a, m, r.w.block_rows, dbl), atb_work(n_x, Tdm, r.w.block_rows, dbl),
+        abt_work(rows, n_a, m), abt_work(rows, n_a, Tdm - m),
+        abt_work(rows, n_x, Tdm)) * sizeof(floating) + 1)
+    if work == NULL:
+        return -1
+    if r.w.blocks == 1 and transpose_weights_once(n_a, m, rows, T_da, dbl):
+        # Wt = Wa.T (n_a × rows; a 2-D transpose is gather's n = 1 case)
+        Wt = <floating*>malloc(rows * n_a * sizeof(floating))
+        if Wt != NULL:
+            gather_time_major(1, rows, n_a, <const floating*>r.w.Wa[0], 0, r.w.ldwa, 1,
+                              Wt, 0, rows)
+    if not r.gemm_only:
+        gather_time_major(n_a, m, T_da, <const floating*>r.da, r.sd0, r.sd1, r.sd2, dA, Tdm, m)
+    for k in range(T_da):
+        t = k if r.reverse else T_da - 1 - k
+        prev = t + 1 if r.reverse else t - 1
+        if not r.gemm_only:
+            if t == first:
+                c_prev, ld_cp = <const floating*>r.c0, m
+            else:
+                c_prev, ld_cp = (C + prev * m if cell.has_c else NULL), Tm
+            # dG[t] from da[t] + da_next (and dc carried); see backward_step
+            backward_step(cell, n_a, m, G + t * m, C + t * m if cell.has_c else NULL, Tm,
+                          c_prev, ld_cp, dA + t * m, Tdm, NULL if k == 0 else da0, m,
+                          dc, dG + t * m, Tdm)
+        # da_next = Wa.T @ dG[t]   (after the last step this is da0)
+        project_t(&r.w, True, n_a, m, dG + t * m, Tdm, da0, m, Wt, work)
+    free(Wt)
+    # dX = Wx.T @ dG
+    project_t(&r.w, False, n_x, Tdm, dG, Tdm, dX, Tdm, NULL, work)
+    # dWa = dG @ A_prev.T: the first step against a0, the others against A
+    gemm_abt(rows, n_a, m, <floating>1, dG + first * m, Tdm, <const floating*>r.a0, m,
+             <floating>0, <floating*>r.dWa, r.lddwa, work)
+    gemm_abt(rows, n_a, Tdm - m, <floating>1, dG if r.reverse else dG + m, Tdm,
+             A + m if r.reverse else A, Tm, <floating>1, <floating*>r.dWa, r.lddwa, work)
+    # dWx = dG @ X.T ; db = dG.sum(1)
+    gemm_abt(rows, n_x, Tdm, <floating>1, dG, Tdm, X, Tm, <floating>0, <floating*>r.dWx,
+             r.lddwx, work)
+    free(work)
+    if not r.gemm_only:
+        row_sums(rows, Tdm, dG, Tdm, <floating*>r.db)
+        if dX != <floating*>r.dx:
+            scatter_batch_major(n_x, m, T_da, dX, Tdm, m, <floating*>r.dx, m * T_da, T_da)
+    return 0
+
+
+cdef int backward_run(const Backward* r) noexcept nogil:
+    cdef unsigned int csr = cyrnn_ftz_begin()
+    cdef int status
+    if r.single:
+        status = backward_all[float](0, r)
+    else:
+        status = backward_all[double](0, r)
+    cyrnn_ftz_end(csr)
+    return status
+
+
+# ------------------------------------------------------------------ cells, as the engine reads them
+
+cdef enum:
+    MAX_KEYS = 16
+    # The cell functions stack per-gate weights into one matrix (one GEMM)
+    # only while that copy is cheap; above this many elements they run one GEMM
+    # per gate on the caller's matrices.
+    STACK_LIMIT = 65536
+
+
+cdef class CellInfo:
+    """A cell description of cyrnn/_cells.py in the form the fast checks read."""
+    cdef CellSpec spec
+    cdef readonly object cell
+    cdef tuple keys
+    cdef int rows[MAX_KEYS]
+    cdef int cols[MAX_KEYS]
+    cdef int n_keys, wy_index, by_index
+    cdef tuple weight_index, bias_index
+    cdef object caches_type
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.spec = cell_spec(cell.kind)
+        assert self.spec.gates == cell.gates and self.spec.has_c == cell.has_c
+        self.keys = tuple(entry[0] for entry in cell.parameters)
+        self.n_keys = len(self.keys)
+        assert self.n_keys <= MAX_KEYS
+        for q, (_, rows, cols, _) in enumerate(cell.parameters):
+            self.rows[q], self.cols[q] = rows, cols
+        self.weight_index = tuple(self.keys.index(k) for k in cell.gate_weights)
+        self.bias_index = tuple(self.keys.index(k) for k in cell.gate_biases)
+        self.wy_index, self.by_index = self.keys.index(cell.head[0]), self.keys.index(cell.head[1])
+
+
+cdef list fast_parameters(CellInfo info, object parameters, int tn, Py_ssize_t n_x,
+                          Py_ssize_t n_a):
+    """The parameters in schema order when every one is kernel-ready, else None
+    (then cyrnn/_validation.py checks them with the same schema)."""
+    if type(parameters) is not dict:
+        return None
+    cdef Py_ssize_t dims[5]
+    dims[_cells.ONE], dims[_cells.N_X], dims[_cells.N_A] = 1, n_x, n_a
+    dims[_cells.N_Y], dims[_cells.N_A_PLUS_N_X] = -1, n_a + n_x
+    cdef list out = []
+    cdef PyObject* item
+    cdef int q
+    for q in range(info.n_keys):
+        item = PyDict_GetItem(<dict>parameters, info.keys[q])
+        if item == NULL or not ready(<object>item, tn, 2, dims[info.rows[q]],
+                                     dims[info.cols[q]]):
+            return None
+        if dims[info.rows[q]] < 0:
+            dims[info.rows[q]] = cnp.PyArray_DIMS(<cnp.ndarray>item)[0]
+        out.append(<object>item)
+    return out
+
+
+cdef list validated_parameters(CellInfo info, dict p):
+    return [p[key] for key in info.keys]
+
+
+cdef inline bint strided_ready(object obj, int tn, int ndim) noexcept:
+    """obj is an exact ndarray of tn with ndim dims and element-aligned strides."""
+    if type(obj) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray a = <cnp.ndarray>obj
+    if cnp.PyArray_TYPE(a) != tn or cnp.PyArray_NDIM(a) != ndim or not cnp.PyArray_ISALIGNED(a):
+        return False
+    cdef int k
+    for k in range(ndim):
+        if cnp.PyArray_STRIDES(a)[k] % cnp.PyArray_ITEMSIZE(a) != 0:
+            return False
+    return True
+
+
+cdef inline bint blas_sizes_fit(Py_ssize_t columns, Py_ssize_t rows, Py_ssize_t n_y) noexcept:
+    return columns <= BLAS_INT_MAX and rows <= BLAS_INT_MAX and n_y <= BLAS_INT_MAX
+
+
+cdef inline const void* data(object a):
+    return NULL if a is None else <const void*>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_ssize_t n_a,
+                        bint stack, GateWeights* w):
+    """Fill w from the parameters; return (keep-alive objects, stacked bias b).
+
+    Per-gate weights on [a_prev; x] are stacked into one (gates·n_a, n_a + n_x)
+    matrix when `stack`, else used in place as one row block per gate."""
+    cdef Py_ssize_t width = n_a + n_x, gates = info.spec.gates, q
+    cdef size_t item = 4 if tn == cnp.NPY_FLOAT else 8
+    cdef cnp.ndarray W, b, Wq
+    if not info.cell.weights_on_concat:
+        Wx, Wa = params[info.weight_index[0]], params[info.weight_index[1]]
+        w.blocks, w.block_rows = 1, gates * n_a
+        w.Wx[0], w.ldwx, w.Wa[0], w.ldwa = data(Wx), n_x, data(Wa), n_a
+        return (), params[info.bias_index[0]]
+    b = new_array(tn, gates * n_a, 1)
+    for q in range(gates):
+        memcpy(<char*>cnp.PyArray_DATA(b) + q * n_a * item,
+               cnp.PyArray_DATA(<cnp.ndarray>params[info.bias_index[q]]), n_a * item)
+    w.ldwx = w.ldwa = width
+    if stack:
+        W = new_array(tn, gates * n_a, width)
+        for q in range(gates):
+            memcpy(<char*>cnp.PyArray_DATA(W) + q * n_a * width * item,
+                   cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_index[q]]),
+                   n_a * width * item)
+        w.blocks, w.block_rows = 1, gates * n_a
+        w.Wa[0] = cnp.PyArray_DATA(W)
+        w.Wx[0] = <char*>cnp.PyArray_DATA(W) + n_a * item
+        return (W,), b
+    w.blocks, w.block_rows = gates, n_a
+    for q in range(gates):
+        Wq = params[info.weight_index[q]]
+        w.Wa[q] = cnp.PyArray_DATA(Wq)
+        w.Wx[q] = <char*>cnp.PyArray_DATA(Wq) + n_a * item
+    return tuple(params[k] for k in info.weight_index), b
+
+
+cdef class _ForwardJob:
+    """A prepared forward call, for threads: job(first, last) runs those chunks."""
+    cdef Forward r
+    cdef object keep
+
+    def __call__(self, Py_ssize_t first, Py_ssize_t last):
+        cdef int status
+        with nogil:
+            status = forward_chunks(&self.r, first, last)
+        if status != 0:
+            raise MemoryError("could not allocate the per-thread workspace")
+
+
+cdef void run_forward(_ForwardJob job, int n_threads, Py_ssize_t work_size) except *:
+    cdef Py_ssize_t n = n_chunks(job.r.m)
+    cdef int status
+    if n_threads <= 1 or n <= 1:
+        if work_size >= CONCURRENCY_CHECK_SIZE:
+            with concurrent_use(work_size):
+                with nogil:
+                    status = forward_chunks(&job.r, 0, n)
+        else:
+            with nogil:
+                status = forward_chunks(&job.r, 0, n)
+        if status != 0:
+            raise MemoryError("could not allocate the per-thread workspace")
+        return
+    run_chunks(job, n, n_threads)
+
+
+# ------------------------------------------------------------------ caches
+
+cdef object _check_cache_array(str owner, str name, object value, int tn, int ndim,
+                               tuple dims, tuple symbols):
+    """A read-only view of value after checking it is a C-contiguous array of
+    dtype tn and shape dims (-1: any), else ValueError/TypeError naming it."""
+    where = f"{owner}.{name}"
+    if type(value) is not cnp.ndarray:
+        raise TypeError(f"{where} must be a NumPy array; got {type(value).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray>value
+    if tn < 0:
+        if cnp.PyArray_TYPE(a) not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE):
+            raise TypeError(f"{where} has dtype {a.dtype}; expected float32 or float64")
+        tn = cnp.PyArray_TYPE(a)
+    if cnp.PyArray_TYPE(a) != tn:
+        raise TypeError(f"{where} has dtype {a.dtype}; expected "
+                        f"{'float32' if tn == cnp.NPY_FLOAT else 'float64'} like the other buffers")
+    shape = value.shape
+    if len(shape) != ndim or any(d >= 0 and d != s for d, s in zip(dims, shape)):
+        want = ", ".join("any" if d < 0 else str(d) for d in dims)
+        raise ValueError(f"{where} has shape {shape}; expected ({', '.join(symbols)}) = "
+                         f"({want})")
+    if not cnp.PyArray_ISCARRAY_RO(a):
+        raise ValueError(f"{where} must be C-contiguous and aligned")
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+cdef class StepCaches:
+    """The stacked time-major buffers of one forward pass, read as the sequence
+    of per-step cache tuples the notebook's cell functions build (each made when
+    it is read). Every buffer is checked when the object is made and held as a
+    read-only view; the weights are read from `parameters` when backward runs
+    (the notebook's and cyrnn.reference's rule: the cache holds the dict)."""
+    cdef readonly object A, C, G, a0, c0, X, x, parameters
+    cdef readonly Py_ssize_t T
+    cdef bint valid
+    cdef object _zeros
+
+    cdef CellInfo info(self):
+        raise NotImplementedError
+
+    cdef void trusted(self, A, C, G, a0, c0, X, x, parameters):
+        """Fill from the engine's own (already read-only) buffers, unchecked."""
+        self.A, self.C, self.G, self.a0, self.c0 = A, C, G, a0, c0
+        self.X, self.x, self.parameters = X, x, parameters
+        self.T = (<cnp.ndarray>A).shape[1]
+        self.valid = True
+
+    cdef void checked(self, A, C, G, a0, c0, X, x, parameters) except *:
+        cdef CellInfo info = self.info()
+        owner = type(self).__name__
+        A = _check_cache_array(owner, "A", A, -1, 3, (-1, -1, -1), ("n_a", "T", "m"))
+        cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>A)
+        n_a, T, m = A.shape
+        if info.spec.gates_are_state:
+            G = A
+        else:
+            G = _check_cache_array(owner, "G", G, tn, 3, (info.spec.gates * n_a, T, m),
+                                   (f"{info.spec.gates}·n_a", "T", "m"))
+        if info.spec.has_c:
+            C = _check_cache_array(owner, "C", C, tn, 3, (n_a, T, m), ("n_a", "T", "m"))
+            if c0 is not None:
+                c0 = _check_cache_array(owner, "c0", c0, tn, 2, (n_a, m), ("n_a", "m"))
+        a0 = _check_cache_array(owner, "a0", a0, tn, 2, (n_a, m), ("n_a", "m"))
+        X = _check_cache_array(owner, "X", X, tn, 3, (-1, T, m), ("n_x", "T", "m"))
+        x = _validation.as_array(f"{owner}.x", x)
+        _validation.check_shape(f"{owner}.x", x, ("n_x", "m", "T"), (X.shape[0], m, T))
+        self.trusted(A, C, G, a0, c0, X, x, parameters)
+
+    def __len__(self):
+        return self.T
+
+    def __getitem__(self, index):
+        if not self.valid:
+            raise ValueError(f"this {type(self).__name__} was not initialised")
+        if isinstance(index, slice):
+            return [self.step(t) for t in range(*index.indices(self.T))]
+        cdef Py_ssize_t t = index
+        if t < 0:
+            t += self.T
+        if not 0 <= t < self.T:
+            raise IndexError(f"step {index} out of range for {self.T} steps")
+        return self.step(t)
+
+    cdef tuple step(self, Py_ssize_t t):
+        raise NotImplementedError
+
+    def initial_cell_state(self):
+        """c0, or (made once) a read-only zeros array when the forward started at 0."""
+        if self.c0 is not None:
+            return self.c0
+        if self._zeros is None:
+            self._zeros = np.zeros(self.a0.shape, self.a0.dtype)
+            self._zeros.flags.writeable = False
+        return self._zeros
+
+    def __repr__(self):
+        return f"<{type(self).__name__}: {self.T} steps>"
+
+
+cdef class RNNStepCaches(StepCaches):
+    """Step t is (a_next, a_prev, xt, parameters), as from rnn_cell_forward.
+
+    RNNStepCaches(A, a0, X, x, parameters): A (n_a, T, m) and X (n_x, T, m)
+    time-major, a0 (n_a, m), x (n_x, m, T) as given to rnn_forward."""
+
+    def __init__(self, A, a0, X, x, parameters):
+        self.checked(A, None, None, a0, None, X, x, parameters)
+
+    cdef CellInfo info(self):
+        return RNN_INFO
+
+    cdef tuple step(self, Py_ssize_t t):
+        a_prev = self.a0 if t == 0 else self.A[:, t - 1, :]
+        return (self.A[:, t, :], a_prev, self.x[:, :, t], self.parameters)
+
+    def __reduce__(self):
+        return type(self), (self.A, self.a0, self.X, self.x, self.parameters)
+
+
+cdef class LSTMStepCaches(StepCaches):
+    """Step t is (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
+    parameters), as from lstm_cell_forward.
+
+    LSTMStepCaches(A, C, G, a0, c0, X, x, parameters): A, C (n_a, T, m), the
+    activated gates G (4·n_a, T, m) in the order f, i, c~, o, X (n_x, T, m),
+    all time-major; a0, c0 (n_a, m) (c0 None: zeros); x as given."""
+
+    def __init__(self, A, C, G, a0, c0, X, x, parameters):
+        self.checked(A, C, G, a0, c0, X, x, parameters)
+
+    cdef CellInfo info(self):
+        return LSTM_INFO
+
+    cdef tuple step(self, Py_ssize_t t):
+        cdef Py_ssize_t n_a = self.A.shape[0]
+        G = self.G
+        if t == 0:
+            a_prev, c_prev = self.a0, self.initial_cell_state()
+        else:
+            a_prev, c_prev = self.A[:, t - 1, :], self.C[:, t - 1, :]
+        return (self.A[:, t, :], self.C[:, t, :], a_prev, c_prev,
+                G[:n_a, t, :], G[n_a:2 * n_a, t, :], G[2 * n_a:3 * n_a, t, :],
+                G[3 * n_a:, t, :], self.x[:, :, t], self.parameters)
+
+    def __reduce__(self):
+        return type(self), (self.A, self.C, self.G, self.a0, self.c0, self.X, self.x,
+                            self.parameters)
+
+
+Sequence.register(StepCaches)
+
+cdef CellInfo RNN_INFO = CellInfo(_cells.RNN)
+cdef CellInfo LSTM_INFO = CellInfo(_cells.LSTM)
+RNN_INFO.caches_type = RNNStepCaches
+LSTM_INFO.caches_type = LSTMStepCaches
+
+
+# ------------------------------------------------------------------ calls
+
+cdef class _BackwardJob:
+    cdef Backward r
+    cdef object keep
+
+    def __call__(self):
+        cdef int status
+        with nogil:
+            status = backward_run(&self.r)
+        if status != 0:
+            raise MemoryError("could not allocate the backward pass's scratch")
+
+
+cdef _ForwardJob make_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, object c0,
+                              list params, bint cache, bint reverse):
+    """A forward call on kernel-ready inputs, ready to run: outputs and (with
+    `cache`) the cache buffers allocated, in job.keep[:7] as (a, y, c, G, A, C, X)."""
+    cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2], n_a = a0.shape[0]
+    cdef Py_ssize_t rows = info.spec.gates * n_a
+    cdef cnp.ndarray Wy = params[info.wy_index]
+    cdef Py_ssize_t n_y = Wy.shape[0]
+    cdef _ForwardJob job = _ForwardJob.__new__(_ForwardJob)
+    cdef Forward* r = &job.r
+    keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
+    a = new_array(tn, n_a, m, T)
+    y = new_array(tn, n_y, m, T)
+    c = new_array(tn, n_a, m, T) if info.spec.has_c else None
+    cdef bint time_major = is_time_major_view(x)
+    G = A = C = X = None
+    if cache:
+        G = new_array(tn, rows, T, m)
+        A = G if info.spec.gates_are_state else new_array(tn, n_a, T, m)
+        C = new_array(tn, n_a, T, m) if info.spec.has_c else None
+        X = x.transpose(0, 2, 1) if time_major else new_array(tn, n_x, T, m)
+    r.cell = info.spec
+    r.n_x, r.n_a, r.n_y, r.m, r.T = n_x, n_a, n_y, m, T
+    r.x, r.x_time_major = data(x), time_major
+    r.sx0, r.sx1, r.sx2 = elem_stride(x, 0), elem_stride(x, 1), elem_stride(x, 2)
+    r.a0, r.c0, r.b = data(a0), data(c0), data(b)
+    r.Wy, r.by = data(Wy), data(params[info.by_index])
+    r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
+    r.G, r.A, r.C = <void*>data(G), <void*>data(A), <void*>data(C)
+    r.X = NULL if time_major else <void*>data(X)
+    r.reverse, r.gemm_only, r.single = reverse, False, tn == cnp.NPY_FLOAT
+    job.keep = (a, y, c, G, A, C, X, x, a0, c0, params, keep, b)
+    return job
+
+
+cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threads,
+                            bint reverse=False):
+    """(a, y, c, caches) of a sequence forward; c None for cells without one,
+    caches None without `cache`."""
+    cdef int tn = float_typenum(x)
+    cdef list params = None
+    cdef Py_ssize_t n_x, m, T, n_a
+    if cache is not True and cache is not False:
+        _validation.check_cache_flag(cache)
+    cdef int threads = 1 if type(n_threads) is int and n_threads == 1 else \
+        resolve_threads(n_threads)
+    x_given = x
+    if (tn >= 0 and strided_ready(x, tn, 3)
+            and ready(a0, tn, 2, -1, cnp.PyArray_DIMS(<cnp.ndarray>x)[1])
+            and (c0 is None or (info.spec.has_c and ready(
+                c0, tn, 2, cnp.PyArray_DIMS(<cnp.ndarray>a0)[0],
+                cnp.PyArray_DIMS(<cnp.ndarray>x)[1])))):
+        n_x, m, T = x.shape
+        n_a = a0.shape[0]
+        params = fast_parameters(info, parameters, tn, n_x, n_a)
+        if params is not None and not blas_sizes_fit(
+                m * T, info.spec.gates * n_a + n_x, params[info.wy_index].shape[0]):
+            params = None
+    if params is None:
+        x_given = _validation.as_array("x", x)
+        x, a0, c0, p = _validation.forward_inputs(info.cell, x_given, a0, c0, parameters, True)
+        params = validated_parameters(info, p)
+        tn = float_typenum(x)
+    cdef _ForwardJob job = make_forward(info, tn, x, a0, c0, params, cache, reverse)
+    run_forward(job, threads, job.r.n_a * job.r.m * job.r.T if threads == 1 else 0)
+    a, y, c, G, A, C, X = job.keep[:7]
+    if not cache:
+        return a, y, c, None
+    cdef StepCaches steps = info.caches_type.__new__(info.caches_type)
+    for buffer in (G, A, C, X):
+        if buffer is not None:
+            freeze(buffer)
+    steps.trusted(A, C, G, a0, c0, X, x_given, parameters)
+    return a, y, c, (steps, x_given)
+
+
+cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
+    """(a_next, c_next, yt_pred, gates) of one step; c_next None for cells
+    without one; gates: views of the activated gate block, one per gate."""
+    cdef int tn = float_typenum(xt)
+    cdef list params = None
+    cdef Py_ssize_t n_x, m, n_a
+    if (tn >= 0 and ready(xt, tn, 2, -1)
+            and ready(a_prev, tn, 2, -1, cnp.PyArray_DIMS(<cnp.ndarray>xt)[1])
+            and (not info.spec.has_c or ready(c_prev, tn, 2,
+                                              cnp.PyArray_DIMS(<cnp.ndarray>a_prev)[0],
+                                              cnp.PyArray_DIMS(<cnp.ndarray>xt)[1]))):
+        n_x, m = xt.shape
+        n_a = a_prev.shape[0]
+        params = fast_parameters(info, parameters, tn, n_x, n_a)
+        if params is not None and not blas_sizes_fit(
+                m, info.spec.gates * n_a + n_x, params[info.wy_index].shape[0]):
+            params = None
+    if params is None:
+        xt, a_prev, c_prev, p = _validation.forward_inputs(info.cell, xt, a_prev, c_prev,
+                                                           parameters, False)
+        params = validated_parameters(info, p)
+        tn = float_typenum(xt)
+    n_x, m = xt.shape
+    n_a = a_prev.shape[0]
+    cdef Py_ssize_t rows = info.spec.gates * n_a, width = n_a + n_x, q
+    cdef cnp.ndarray Wy = params[info.wy_index]
+    cdef Py_ssize_t n_y = Wy.shape[0]
+    cdef Forward r
+    keep, b = gate_weights(info, params, tn, n_x, n_a, rows * width <= STACK_LIMIT, &r.w)
+    a = new_array(tn, n_a, m)
+    y = new_array(tn, n_y, m)
+    c = new_array(tn, n_a, m) if info.spec.has_c else None
+    G = a if info.spec.gates_are_state else new_array(tn, rows, m)
+    # T = 1: the outputs are the time-major buffers themselves, xt is read in place
+    r.cell = info.spec
+    r.n_x, r.n_a, r.n_y, r.m, r.T = n_x, n_a, n_y, m, 1
+    r.x, r.x_time_major, r.sx0, r.sx1, r.sx2 = data(xt), True, m, 1, m
+    r.a0, r.c0, r.b = data(a_prev), data(c_prev), data(b)
+    r.Wy, r.by = data(Wy), data(params[info.by_index])
+    r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
+    r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(a), <void*>data(c), NULL
+    r.reverse, r.gemm_only, r.single = False, False, tn == cnp.NPY_FLOAT
+    cdef int status
+    if holds_gil_worth_releasing(<double>m * (rows * width + n_y * n_a)):
+        with nogil:
+            status = forward_chunks(&r, 0, n_chunks(m))
+    else:
+        status = forward_chunks(&r, 0, n_chunks(m))
+    if status != 0:
+        raise MemoryError("could not allocate the workspace")
+    gates = tuple(block_view(G, q * n_a * m, n_a, m) for q in range(len(info.cell.gate_cache)))
+    return a, c, y, gates
+
+
+cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, object G,
+                       object A, object C, object a0, object c0, object X, list params,
+                       object dc_init, Py_ssize_t T, bint reverse=False, bint gemm_only=False,
+                       _BackwardJob into=None):
+    """The gradient dict of a backward call on kernel-ready buffers. A, C, G, X
+    hold T steps (time-major; for a cell call, T = 1 and they are 2-D), da
+    (n_a, m, T_da) or, for a cell call, (n_a, m)."""
+    cdef Py_ssize_t n_a = a0.shape[0], m = a0.shape[1], n_x = X.shape[0]
+    cdef Py_ssize_t T_da = 1 if cell_call else da.shape[2]
+    cdef Py_ssize_t rows = info.spec.gates * n_a, width = n_a + n_x, q
+    cdef _BackwardJob job = into if into is not None else _BackwardJob.__new__(_BackwardJob)
+    cdef Backward* r = &job.r
+    keep, _ = gate_weights(info, params, tn, n_x, n_a,
+                           not cell_call or rows * width <= STACK_LIMIT, &r.w)
+    dG = new_array(tn, rows, T_da, m)
+    dA = dG if info.spec.gates_are_state else new_array(tn, n_a, T_da, m)
+    dx = new_array(tn, n_x, m) if cell_call else new_array(tn, n_x, m, T_da)
+    dX = dx if T_da <= 1 else new_array(tn, n_x, T_da, m)
+    da0 = new_zeros(tn, n_a, m)
+    dc = None
+    if info.spec.has_c:
+        dc = new_zeros(tn, n_a, m) if dc_init is None else np.array(dc_init, copy=True)
+    if info.cell.weights_on_concat:
+        dW = new_zeros(tn, rows, width)
+        db = new_zeros(tn, rows, 1)
+        dWx, dWa = block_view(dW, n_a, rows, width), dW
+    else:
+        dWx, dWa, db = new_zeros(tn, rows, n_x), new_zeros(tn, rows, n_a), new_zeros(tn, rows, 1)
+    r.cell = info.spec
+    r.n_x, r.n_a, r.m, r.T, r.T_da = n_x, n_a, m, T, T_da
+    r.da = data(da)
+    r.sd0, r.sd1 = elem_stride(da, 0), elem_stride(da, 1)
+    r.sd2 = 0 if cell_call else elem_stride(da, 2)
+    r.G, r.A, r.C, r.X = data(G), data(A), data(C), data(X)
+    r.a0, r.c0 = data(a0), data(c0)
+    r.dA, r.dG, r.dX, r.dc = <void*>data(dA), <void*>data(dG), <void*>data(dX), <void*>data(dc)
+    r.dx, r.da0 = <void*>data(dx), <void*>data(da0)
+    r.dWx, r.dWa, r.db = <void*>data(dWx), <void*>data(dWa), <void*>data(db)
+    r.lddwx = width if info.cell.weights_on_concat else n_x
+    r.lddwa = width if info.cell.weights_on_concat else n_a
+    r.reverse, r.gemm_only, r.single = reverse, gemm_only, tn == cnp.NPY_FLOAT
+    job.keep = (da, G, A, C, a0, c0, X, params, keep, dG, dA, dx, dX, da0, dc, dWx, dWa, db)
+    if into is not None:
+        return None
+    cdef int status
+    if not cell_call or holds_gil_worth_releasing(2.0 * m * rows * width):
+        with nogil:
+            status = backward_run(r)
+    else:
+        status = backward_run(r)
+    if status != 0:
+        raise MemoryError("could not allocate the backward pass's scratch")
+    cdef dict grads
+    if cell_call:
+        grads = {"dxt": dx, "da_prev": da0}
+        if info.spec.has_c:
+            grads["dc_prev"] = dc
+    else:
+        grads = {"dx": dx, "da0": da0}
+    dW_keys, db_keys = info.cell.gradient_keys
+    if info.cell.weights_on_concat:
+        for q in range(info.spec.gates):
+            grads[dW_keys[q]] = block_view(dW, q * n_a * width, n_a, width)
+            grads[db_keys[q]] = block_view(db, q * n_a, n_a, 1)
+    else:
+        grads[dW_keys[0]], grads[dW_keys[1]], grads[db_keys[0]] = dWx, dWa, db
+    return grads
+
+
+cdef object stacked_gates(int tn, tuple gates, Py_ssize_t n_a, Py_ssize_t m):
+    """The activated gates of a step cache as one (gates·n_a, m) block."""
+    cdef cnp.ndarray G = new_array(tn, len(gates) * n_a, m)
+    cdef size_t nbytes = n_a * m * (4 if tn == cnp.NPY_FLOAT else 8)
+    cdef Py_ssize_t q
+    for q in range(len(gates)):
+        memcpy(<char*>cnp.PyArray_DATA(G) + q * nbytes, cnp.PyArray_DATA(gates[q]), nbytes)
+    return G
+
+
+cdef dict cell_backward(CellInfo info, da_next, dc_next, cache):
+    cdef tuple names = info.cell.step_cache
+    cdef Py_ssize_t n_state = names.index("xt"), k, n_a, m, n_x
+    cdef int tn = float_typenum(da_next)
+    cdef list params = None
+    cdef tuple entries
+    if (tn >= 0 and type(cache) is tuple and len(<tuple>cache) == len(names)
+            and ready(da_next, tn, 2, -1)):
+        entries = <tuple>cache
+        n_a, m = da_next.shape
+        params = [] if not info.spec.has_c or ready(dc_next, tn, 2, n_a, m) else None
+        for k in range(n_state):
+            if params is None or not ready(entries[k], tn, 2, n_a, m):
+                params = None
+                break
+        if params is not None and ready(entries[n_state], tn, 2, -1, m):
+            n_x = entries[n_state].shape[0]
+            params = fast_parameters(info, entries[len(entries) - 1], tn, n_x, n_a)
+            if params is not None and not blas_sizes_fit(m, info.spec.gates * n_a + n_x, 0):
+                params = None
+        else:
+            params = None
+    if params is None:
+        return cell_backward_checked(info, da_next, dc_next, cache)
+    return cell_backward_ready(info, tn, da_next, dc_next, list(entries), params)
+
+
+cdef dict cell_backward_ready(CellInfo info, int tn, da_next, dc_next, list entries,
+                              list params):
+    cdef tuple names = info.cell.step_cache
+    cdef Py_ssize_t n_a = da_next.shape[0], m = da_next.shape[1]
+    a_next = entries[0]
+    a_prev = entries[names.index("a_prev")]
+    xt = entries[names.index("xt")]
+    if info.spec.gates_are_state:
+        G = a_next
+    else:
+        G = stacked_gates(tn, tuple(entries[names.index(g)] for g in info.cell.gate_cache),
+                          n_a, m)
+    C = c_prev = None
+    if info.spec.has_c:
+        C, c_prev = entries[names.index("c_next")], entries[names.index("c_prev")]
+    return run_backward(info, tn, True, da_next, G, a_next, C, a_prev, c_prev, xt, params,
+                        dc_next, 1)
+
+
+cdef dict cell_backward_checked(CellInfo info, da_next, dc_next, cache):
+    cell = info.cell
+    da_next = _validation.as_array("da_next", da_next)
+    if info.spec.has_c:
+        dc_next = _validation.as_array("dc_next", dc_next)
+    entries = _validation.step_arrays(cell, cache, "cache")
+    n_a, m = entries[0].shape
+    xt = entries[cell.step_cache.index("xt")]
+    n_x = xt.shape[0]
+    _validation.check_shape("da_next", da_next, ("n_a", "m"), (n_a, m))
+    if info.spec.has_c:
+        _validation.check_shape("dc_next", dc_next, ("n_a", "m"), (n_a, m))
+    parameters = entries[len(entries) - 1]
+    p, _ = _validation.check_parameters(cell, parameters, n_x, n_a)
+    _validation.check_blas_sizes(m, cell.gates * n_a + n_x)
+    weights = [p[key] for key in cell.gate_weights]
+    dtype = _validation.compute_dtype([da_next, dc_next, *entries[:len(entries) - 1], *weights])
+    entries = [_validation.contiguous(e, dtype) for e in entries[:len(entries) - 1]] + [parameters]
+    params = validated_parameters(info, {k: _validation.contiguous(v, dtype)
+                                         for k, v in p.items()})
+    dc_next = None if dc_next is None else _validation.contiguous(dc_next, dtype)
+    return cell_backward_ready(info, float_typenum(entries[0]),
+                               _validation.contiguous(da_next, dtype), dc_next, entries, params)
+
+
+cdef dict sequence_backward(CellInfo info, da, caches):
+    cdef int tn
+    cdef StepCaches steps
+    cdef list params
+    cdef Py_ssize_t n_a, T, m
+    if type(caches) is tuple and len(<tuple>caches) == 2 and \
+            type((<tuple>caches)[0]) is info.caches_type:
+        steps = (<tuple>caches)[0]
+        if steps.valid:
+            tn = cnp.PyArray_TYPE(<cnp.ndarray>steps.A)
+            n_a, T, m = steps.A.shape
+            if ready(da, tn, 3, n_a, m) and da.shape[2] <= T:
+                params = fast_parameters(info, steps.parameters, tn, steps.X.shape[0], n_a)
+                if params is not None and blas_sizes_fit(
+                        da.shape[2] * m, info.spec.gates * n_a + steps.X.shape[0], 0):
+                    return run_backward(info, tn, False, da, steps.G, steps.A, steps.C,
+                                        steps.a0, steps.c0, steps.X, params, None, T)
+    return sequence_backward_checked(info, da, caches)
+
+
+cdef dict sequence_backward_checked(CellInfo info, da, caches):
+    cell = info.cell
+    names = cell.step_cache
+    da = _validation.as_array("da", da)
+    steps, _ = _validation.split_caches(caches, cell)
+    if type(steps) is info.caches_type:
+        if not (<StepCaches>steps).valid:
+            raise ValueError(f"caches[0] is a {type(steps).__name__} that was not initialised")
+        n_a, T, m = steps.A.shape
+        T_da = _validation.check_da(da, T, n_a, m)
+        G, A, C, a0, c0, X = steps.G, steps.A, steps.C, steps.a0, steps.c0, steps.X
+        parameters = steps.parameters
+    else:
+        if len(steps) == 0:
+            raise ValueError("caches[0] is empty; it needs one step cache per time step")
+        first = _validation.step_arrays(cell, steps[0], "caches[0][0]")
+        n_a, m = first[0].shape
+        T_da = _validation.check_da(da, len(steps), n_a, m)
+        arrays = [first] + [_validation.step_arrays(cell, steps[t], f"caches[0][{t}]", n_a, m)
+                            for t in range(1, T_da)]
+
+        def stacked(name, rows):
+            k = names.index(name)
+            if T_da == 0:
+                return np.zeros((rows, 0, m))
+            return np.stack([s[k] for s in arrays], axis=1)
+
+        n_x = first[names.index("xt")].shape[0]
+        A, X = stacked("a_next", n_a), stacked("xt", n_x)
+        a0 = first[names.index("a_prev")]
+        C = c0 = None
+        if cell.has_c:
+            C, c0 = stacked("c_next", n_a), first[names.index("c_prev")]
+        G = A if info.spec.gates_are_state else np.concatenate(
+            [stacked(g, n_a) for g in cell.gate_cache], axis=0)
+        parameters = first[len(first) - 1]
+    n_x = X.shape[0]
+    p, _ = _validation.check_parameters(cell, parameters, n_x, n_a)
+    _validation.check_blas_sizes(T_da * m, cell.gates * n_a + n_x)
+    weights = [p[key] for key in cell.gate_weights]
+    dtype = _validation.compute_dtype([da, G, A, C, a0, c0, X, *weights])
+    G, A, C, a0, c0, X = [None if v is None else _validation.contiguous(v, dtype)
+                          for v in (G, A, C, a0, c0, X)]
+    if info.spec.gates_are_state:
+        G = A
+    params = validated_parameters(info, {k: _validation.contiguous(v, dtype)
+                                         for k, v in p.items()})
+    return run_backward(info, float_typenum(A), False, _validation.strided(da, dtype), G, A, C,
+                        a0, c0, X, params, None, A.shape[1])
+
+
+# ------------------------------------------------------------------ the BLAS-only floor
+
+cdef class GemmFloor:
+    """GemmFloor(cell, n_x, n_a, n_y, m, T, dtype): .forward() / .backward()
+    run the engine's driver for that problem with everything but the GEMMs
+    switched off: the same plan (chunks, blocks, GEMM shapes and layouts) as
+    the default call, nothing in between. No implementation of this design
+    on this BLAS can be faster, which makes it the yardstick of benchmarks/."""
+    cdef _ForwardJob fwd
+    cdef _BackwardJob bwd
+
+    def __init__(self, cell, Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y, Py_ssize_t m,
+                 Py_ssize_t T, dtype=np.float64):
+        cdef CellInfo info = {"rnn": RNN_INFO, "lstm": LSTM_INFO}[cell]
+        dtype = np.dtype(dtype)
+        cdef int tn = cnp.NPY_FLOAT if dtype == np.float32 else cnp.NPY_DOUBLE
+        rng = np.random.default_rng(0)
+
+        def buf(*shape):
+            return np.ascontiguousarray(rng.uniform(-0.5, 0.5, shape), dtype=dtype)
+
+        dims = {_cells.ONE: 1, _cells.N_X: n_x, _cells.N_A: n_a, _cells.N_Y: n_y,
+                _cells.N_A_PLUS_N_X: n_a + n_x}
+        params = [buf(dims[rows], dims[cols]) for _, rows, cols, _ in info.cell.parameters]
+        x, a0 = buf(n_x, m, T), buf(n_a, m)
+        c0 = buf(n_a, m) if info.spec.has_c else None
+        self.fwd = make_forward(info, tn, x, a0, c0, params, True, False)
+        self.fwd.r.gemm_only = True
+        G, A, C, X = self.fwd.keep[3:7]
+        self.bwd = _BackwardJob.__new__(_BackwardJob)
+        run_backward(info, tn, False, buf(n_a, m, T), G, A, C, a0, c0, X, params, None, T,
+                     False, True, self.bwd)
+
+    def forward(self):
+        self.fwd(0, n_chunks(self.fwd.r.m))
+
+    def backward(self):
+        self.bwd()
+
+
+# ------------------------------------------------------------------ public functions
+# Each is a thin shell over the engine: the cell's description, the notebook's
+# tuple. Compiled, these entry points cost ~0.1 us less per call than Python
+# wrappers (about a tenth of a cell function's time at the notebook's sizes).
+
+def rnn_cell_forward(xt, a_prev, parameters):
+    """One step of the basic RNN.
+
+    Parameters
+    ----------
+    xt : array, shape (n_x, m)
+        Input at this step.
+    a_prev : array, shape (n_a, m)
+        Hidden state of the previous step.
+    parameters : dict
+        ``Wax`` (n_a, n_x), ``Waa`` (n_a, n_a), ``Wya`` (n_y, n_a),
+        ``ba`` (n_a, 1), ``by`` (n_y, 1). Other keys are ignored.
+
+    Returns
+    -------
+    a_next : ndarray, shape (n_a, m)
+        ``tanh(Wax @ xt + Waa @ a_prev + ba)``
+    yt_pred : ndarray, shape (n_y, m)
+        ``softmax(Wya @ a_next + by)``
+    cache : tuple
+        ``(a_next, a_prev, xt, parameters)``, for `rnn_cell_backward`.
+    """
+    a_next, _, yt_pred, _ = cell_forward(RNN_INFO, xt, a_prev, None, parameters)
+    return a_next, yt_pred, (a_next, a_prev, xt, parameters)
+
+
+def rnn_forward(x, a0, parameters, *, cache=True, n_threads=1):
+    """The basic RNN over all time steps.
+
+    Parameters
+    ----------
+    x : array, shape (n_x, m, T_x)
+        Inputs, time last. Any memory layout; read without copying when it is
+        a transposed view of a C-contiguous (n_x, T_x, m) array.
+    a0 : array, shape (n_a, m)
+        Initial hidden state.
+    parameters : dict
+        As for `rnn_cell_forward`.
+    cache : bool, keyword-only
+        False for inference: no caches are kept (``None`` is returned in their
+        place) and nothing is allocated beyond the outputs and a workspace of
+        one block of steps per thread (see "Memory" in the README).
+    n_threads : int or None, keyword-only
+        Split the batch over this many native threads (None: all cores), each
+        running the whole sequence on its part with single-threaded BLAS.
+        Results do not depend on it, nor on `cache` (see src/_engine.pyx).
+
+    Returns
+    -------
+    a : ndarray, shape (n_a, m, T_x)
+        Hidden states of every step.
+    y_pred : ndarray, shape (n_y, m, T_x)
+        Predictions of every step.
+    caches : tuple or None
+        ``(steps, x)``; ``steps[t]`` is step t's ``(a_next, a_prev, xt,
+        parameters)``, made on access (see `RNNStepCaches`). None when
+        ``cache=False``.
+    """
+    a, y, _, caches = sequence_forward(RNN_INFO, x, a0, None, parameters, cache, n_threads)
+    return a, y, caches
+
+
+def rnn_cell_backward(da_next, cache):
+    """Backward pass of one RNN step (without the output layer).
+
+    Parameters
+    ----------
+    da_next : array, shape (n_a, m)
+        Gradient of the loss with respect to this step's hidden state.
+    cache : tuple
+        ``(a_next, a_prev, xt, parameters)`` from `rnn_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt`` (n_x, m), ``da_prev`` (n_a, m), ``dWax`` (n_a, n_x),
+        ``dWaa`` (n_a, n_a), ``dba`` (n_a, 1).
+    """
+    return cell_backward(RNN_INFO, da_next, None, cache)
+
+
+def rnn_backward(da, caches):
+    """Backpropagation through time for the basic RNN.
+
+    Parameters
+    ----------
+    da : array, shape (n_a, m, T)
+        Upstream gradients of the hidden states. T may be smaller than the
+        number of forward steps; then steps ``0 .. T-1`` are used.
+    caches : tuple
+        ``(steps, x)`` from `rnn_forward` (cyrnn's or `cyrnn.reference`'s).
+        The weights are read from the parameters the caches hold.
+
+    Returns
+    -------
+    dict
+        ``dx`` (n_x, m, T), ``da0`` (n_a, m), ``dWax`` (n_a, n_x),
+        ``dWaa`` (n_a, n_a), ``dba`` (n_a, 1).
+    """
+    return sequence_backward(RNN_INFO, da, caches)
+
+
+def lstm_cell_forward(xt, a_prev, c_prev, parameters):
+    """One LSTM step.
+
+    Parameters
+    ----------
+    xt : array, shape (n_x, m)
+    a_prev, c_prev : array, shape (n_a, m)
+        Hidden and cell state of the previous step.
+    parameters : dict
+        ``Wf, Wi, Wc, Wo`` (n_a, n_a + n_x) acting on ``concat = [a_prev; xt]``,
+        ``bf, bi, bc, bo`` (n_a, 1), ``Wy`` (n_y, n_a), ``by`` (n_y, 1).
+        Other keys are ignored.
+
+    Returns
+    -------
+    a_next, c_next : ndarray, shape (n_a, m)
+    yt_pred : ndarray, shape (n_y, m)
+    cache : tuple
+        ``(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
+    """
+    a_next, c_next, yt_pred, (ft, it, cct, ot) = cell_forward(LSTM_INFO, xt, a_prev, c_prev,
+                                                              parameters)
+    return a_next, c_next, yt_pred, (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
+                                     parameters)
+
+
+def lstm_forward(x, a0, parameters, *, c0=None, cache=True, n_threads=1):
+    """The LSTM over all time steps.
+
+    Parameters
+    ----------
+    x : array, shape (n_x, m, T_x)
+        Inputs, time last (any memory layout, see `rnn_forward`).
+    a0 : array, shape (n_a, m)
+        Initial hidden state.
+    parameters : dict
+        As for `lstm_cell_forward`.
+    c0 : array, shape (n_a, m), optional, keyword-only
+        Initial cell state; zeros (the notebook's choice) when omitted.
+    cache : bool, keyword-only
+        False for inference: no caches (``None`` in their place), nothing
+        allocated beyond the outputs and a workspace of one block of steps per
+        thread.
+    n_threads : int or None, keyword-only
+        Split the batch over this many native threads (None: all cores); results
+        do not depend on it (see `rnn_forward`).
+
+    Returns
+    -------
+    a : ndarray, shape (n_a, m, T_x)
+        Hidden states of every step.
+    y : ndarray, shape (n_y, m, T_x)
+        Predictions of every step.
+    c : ndarray, shape (n_a, m, T_x)
+        Cell states of every step.
+    caches : tuple or None
+        ``(steps, x)``; ``steps[t]`` is step t's 10-tuple as from
+        `lstm_cell_forward`, made on access (see `LSTMStepCaches`). None when
+        ``cache=False``.
+    """
+    return sequence_forward(LSTM_INFO, x, a0, c0, parameters, cache, n_threads)
+
+
+def lstm_cell_backward(da_next, dc_next, cache):
+    """Backward pass of one LSTM step (without the output layer).
+
+    Parameters
+    ----------
+    da_next, dc_next : array, shape (n_a, m)
+        Gradients of the loss with respect to this step's hidden and cell state.
+    cache : tuple
+        The 10-tuple from `lstm_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt`` (n_x, m), ``da_prev``, ``dc_prev`` (n_a, m), ``dWf, dWi, dWc,
+        dWo`` (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
+    """
+    return cell_backward(LSTM_INFO, da_next, dc_next, cache)
+
+
+def lstm_backward(da, caches):
+    """Backpropagation through time for the LSTM.
+
+    Parameters
+    ----------
+    da : array, shape (n_a, m, T)
+        Upstream gradients of the hidden states. T may be smaller than the
+        number of forward steps; then steps ``0 .. T-1`` are used.
+    caches : tuple
+        ``(steps, x)`` from `lstm_forward` (cyrnn's or `cyrnn.reference`'s).
+        The weights are read from the parameters the caches hold.
+
+    Returns
+    -------
+    dict
+        ``dx`` (n_x, m, T), ``da0`` (n_a, m), ``dWf, dWi, dWc, dWo``
+        (n_a, n_a + n_x), ``dbf, dbi, dbc, dbo`` (n_a, 1).
+    """
+    return sequence_backward(LSTM_INFO, da, caches)
+
+
+# ------------------------------------------------------------------ for the models to come
+
+def _run_direction(cell, x, a0, parameters, *, c0=None, reverse=False, cache=False,
+                   n_threads=1):
+    """A layer's direction: (a, y, c, caches) with the steps run from T-1 down to
+    0 when `reverse` (its step caches then follow the reverse order: see
+    _backward_direction). Engine entry for stacked and bidirectional models."""
+    info = RNN_INFO if cell == "rnn" else LSTM_INFO
+    return sequence_forward(info, x, a0, c0, parameters, cache, n_threads, reverse)
+
+
+def _backward_direction(cell, da, caches, *, reverse=False):
+    """Gradients of a `_run_direction` call with caches, all steps (T_da = T)."""
+    cdef CellInfo info = RNN_INFO if cell == "rnn" else LSTM_INFO
+    cdef StepCaches steps = caches[0]
+    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>steps.A)
+    n_a, T, m = steps.A.shape
+    da = _validation.contiguous(_validation.as_array("da", da), steps.A.dtype)
+    _validation.check_shape("da", da, ("n_a", "m", "T_x"), (n_a, m, T))
+    p, _ = _validation.check_parameters(info.cell, steps.parameters, steps.X.shape[0], n_a)
+    params = validated_parameters(info, {k: _validation.contiguous(v, steps.A.dtype)
+                                         for k, v in p.items()})
+    return run_backward(info, tn, False, da, steps.G, steps.A, steps.C, steps.a0, steps.c0,
+                        steps.X, params, None, T, reverse)
