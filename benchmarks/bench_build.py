@@ -1,32 +1,90 @@
-"""Time the sequence functions of the installed cyrnn build, to compare builds.
+"""A/B: time the functions of two (or more) cyrnn builds on this machine.
 
-Run it with the Python of each environment to compare, alternating, e.g. the
-default build (elementwise kernels cloned for SSE2/AVX2/AVX-512) against
-`CYRNN_ARCH=x86-64-v3 pip install .` (AVX2 only), and compare the medians:
+Each build lives in its own environment (two builds of one package cannot be
+imported into one process), so the comparison runs worker processes, one per
+build and (shape, dtype), alternating builds round by round so the machine's
+noise hits them alike, and reports medians over the rounds:
 
-    python benchmarks/bench_build.py > default.txt
-    other-venv/bin/python benchmarks/bench_build.py > avx2.txt
+    python benchmarks/bench_build.py --build old=/path/venv-0.1/bin/python \\
+        --build new=/path/venv/bin/python --rounds 5 --json ab.json
 
-Prints "shape function milliseconds" per line (float64, 1 BLAS thread, medians;
-problems and timing as in cyrnn.bench).
+Every function is timed (the eight notebook functions, and the forward
+functions with cache=False), float64 and float32, 1 BLAS thread; problems and
+timing as in cyrnn.bench. Prints, per row, each build's milliseconds and the
+ratio of every build to the first.
 """
-import numpy as np
-from threadpoolctl import threadpool_limits
+import argparse
+import json
+import statistics
+import subprocess
+import sys
 
-import cyrnn
-from cyrnn.bench import SHAPES, calls_for, make_problem, measure
-
-FUNCTIONS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward")
+SHAPES = ("tiny", "small", "medium", "bigbatch", "wide")
+DTYPES = ("float64", "float32")
 
 
-def main(shapes=("tiny", "small", "medium", "bigbatch"), budget=1.0):
+def worker(shape, dtype, budget):
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    import cyrnn
+    from cyrnn.bench import SHAPES as PROBLEMS, calls_for, make_problem, measure
+
+    prob = make_problem(PROBLEMS[shape], np.dtype(dtype))
+    calls = calls_for(cyrnn, prob)
+    x, a0, p = prob["x"], prob["a0"], prob["p"]
+    calls["rnn_forward cache=False"] = lambda: cyrnn.rnn_forward(x, a0, p, cache=False)
+    calls["lstm_forward cache=False"] = lambda: cyrnn.lstm_forward(x, a0, p, cache=False)
     with threadpool_limits(1):
-        for shape in shapes:
-            calls = calls_for(cyrnn, make_problem(SHAPES[shape], np.float64))
-            for function in FUNCTIONS:
-                seconds = measure({function: calls[function]}, budget)[function]
-                print(f"{shape} {function} {seconds * 1e3:.5f}", flush=True)
+        # one function at a time: the long ones would crowd the short ones' rounds
+        times = {name: measure({name: fn}, budget)[name] for name, fn in calls.items()}
+    print(json.dumps(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--build", action="append", required=True,
+                        help="NAME=PYTHON: a build's name and its environment's Python")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=0.3, help="seconds per function")
+    parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--dtypes", default=",".join(DTYPES))
+    parser.add_argument("--json", help="write every sample here")
+    parser.add_argument("--worker", nargs=2, metavar=("SHAPE", "DTYPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker, args.budget)
+        return
+    builds = dict(b.split("=", 1) for b in args.build)
+    names = list(builds)
+    samples = {}
+    for shape in args.shapes.split(","):
+        for dtype in args.dtypes.split(","):
+            for r in range(args.rounds):
+                for name in (names if r % 2 == 0 else names[::-1]):
+                    out = subprocess.run(
+                        [builds[name], __file__, "--build", "x=x", "--budget", str(args.budget),
+                         "--worker", shape, dtype], check=True, capture_output=True, text=True,
+                        cwd="/")
+                    for function, seconds in json.loads(out.stdout.splitlines()[-1]).items():
+                        samples.setdefault((shape, dtype, function), {}).setdefault(
+                            name, []).append(seconds)
+            print_rows(samples, shape, dtype, names)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{"shape": s, "dtype": d, "function": fn, "seconds": v}
+                       for (s, d, fn), v in samples.items()], f, indent=1)
+
+
+def print_rows(samples, shape, dtype, names):
+    for (s, d, function), by_build in samples.items():
+        if (s, d) != (shape, dtype):
+            continue
+        med = {n: statistics.median(by_build[n]) for n in names}
+        cells = " ".join(f"{med[n] * 1e3:10.4f}" for n in names)
+        ratios = " ".join(f"{med[n] / med[names[0]]:.3f}" for n in names[1:])
+        print(f"{shape:9s} {dtype:8s} {function:26s} {cells}  {ratios}", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

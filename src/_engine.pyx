@@ -58,7 +58,7 @@ use_pool()
 # bench machines' OpenBLAS, so chunks stay at least this wide; narrower
 # batches run as one chunk.
 cdef enum:
-    MIN_CHUNK = 256
+    MIN_CHUNK = 1024
     MAX_CHUNKS = 16
 
 
@@ -81,20 +81,25 @@ cdef inline Py_ssize_t chunk_start(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noe
 
 # Steps per block. A block's input projection is one GEMM over the block's
 # steps when they are contiguous columns (the chunk is the whole batch):
-# blocks of >= BLOCK_COLUMNS columns keep that GEMM at full speed. Batches
-# under SMALL_BATCH columns take blocks of SMALL_BLOCK_COLUMNS: their gate
-# blocks then stay in the L2 cache across the block's steps (LSTM inference at
-# m = 8-16 ran 9-19% slower in blocks of 256 columns than of 64).
+# blocks of >= BLOCK_COLUMNS columns keep that GEMM near full speed (512
+# columns of a (1024 × 256) GEMM: within 2% of 1024). Blocks of at least
+# MIN_BLOCK_STEPS steps move whole 64-byte lines of the user's (n, m, T)
+# arrays when inputs are gathered and outputs scattered block by block
+# (blocks of one step made bigbatch inference 13% slower). Batches under
+# SMALL_BATCH columns take blocks of SMALL_BLOCK_COLUMNS: their gate blocks
+# then stay in the L2 cache across the block's steps (LSTM inference at m =
+# 8-16 ran 9-19% slower in blocks of 256 columns than of 64).
 cdef enum:
     SMALL_BATCH = 64
     SMALL_BLOCK_COLUMNS = 64
     BLOCK_COLUMNS = 512
+    MIN_BLOCK_STEPS = 8
 
 
 cdef inline Py_ssize_t block_steps(Py_ssize_t ms, Py_ssize_t T) noexcept nogil:
     cdef Py_ssize_t columns = SMALL_BLOCK_COLUMNS if ms < SMALL_BATCH else BLOCK_COLUMNS
     cdef Py_ssize_t tb = (columns + ms - 1) // ms if ms > 0 else 1
-    return max(1, min(tb, T))
+    return max(1, min(max(tb, <Py_ssize_t>MIN_BLOCK_STEPS), T))
 
 
 # ------------------------------------------------------------------ the driver
@@ -152,9 +157,20 @@ cdef inline void copy_rows(Py_ssize_t rows, Py_ssize_t cols, const floating* src
         memcpy(dst + i * ldd, src + i * lds, cols * sizeof(floating))
 
 
-cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0,
-                       Py_ssize_t j1) noexcept nogil:
-    """Run columns j0..j1-1 over all steps. -1 when the workspace cannot be had."""
+cdef inline size_t workspace_size(const Forward* r, Py_ssize_t ms) noexcept nogil:
+    """Elements of workspace a chunk of ms columns needs (0 with caches: the
+    blocks are windows of the cache buffers)."""
+    cdef Py_ssize_t tb = block_steps(ms, r.T), n_a = r.n_a
+    if r.G != NULL:
+        return 0
+    return ((r.cell.gates * n_a + (0 if r.cell.gates_are_state else n_a)
+             + (n_a if r.cell.has_c else 0) + (0 if r.x_time_major else r.n_x)) * tb * ms
+            + 2 * n_a * ms)
+
+
+cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize_t j1,
+                       floating* ws) noexcept nogil:
+    """Run columns j0..j1-1 over all steps; ws: workspace_size() elements."""
     cdef const CellSpec* cell = &r.cell
     cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, T = r.T, Tm = r.T * r.m
     cdef Py_ssize_t ms = j1 - j0, rows = cell.gates * r.n_a
@@ -166,20 +182,13 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0,
     cdef Py_ssize_t col = j0 if direct else 0
     cdef bint gather_x = not r.x_time_major
     cdef Py_ssize_t ldx, stepx, colx
-    cdef floating* ws = NULL
     cdef floating* Gbase
     cdef floating* Abase
     cdef floating* Cbase = NULL
     cdef floating* Xbase
     cdef floating* a_state = NULL
     cdef floating* c_state = NULL
-    cdef size_t ws_size = 0
     if not direct:
-        ws_size = (rows + (0 if cell.gates_are_state else n_a) + (n_a if cell.has_c else 0)
-                   + (n_x if gather_x else 0)) * tb * ms + 2 * n_a * ms
-        ws = <floating*>malloc(ws_size * sizeof(floating) + 1)
-        if ws == NULL:
-            return -1
         Gbase = ws
         Abase = Gbase + rows * tb * ms
         Cbase = Abase + (0 if cell.gates_are_state else n_a * tb * ms)
@@ -207,6 +216,10 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0,
     cdef floating* Cb
     cdef floating* Xb
     cdef floating* a_out = <floating*>r.a_out + j0 * T
+    if gather_x and direct and not r.gemm_only:
+        # all steps into the X cache at once: whole 64-byte lines of x (blocks of
+        # steps would read the lines at their edges twice)
+        gather_time_major(n_x, ms, T, x + j0 * r.sx1, r.sx0, r.sx1, r.sx2, Xbase + j0, Tm, m)
     s = 0
     while s < T:
         tbb = min(tb, T - s)
@@ -215,7 +228,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0,
         Ab = Abase + (p0 * step + col if direct else 0)
         Cb = Cbase + (p0 * step + col if direct else 0) if cell.has_c else NULL
         Xb = Xbase + (p0 * stepx + colx if (direct or not gather_x) else 0)
-        if gather_x and not r.gemm_only:
+        if gather_x and not direct and not r.gemm_only:
             gather_time_major(n_x, ms, tbb, x + j0 * r.sx1 + p0 * r.sx2, r.sx0, r.sx1, r.sx2,
                               Xb, ldx, stepx)
         # G = Wx @ X for the block's steps: one GEMM when they are contiguous columns
@@ -262,25 +275,41 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0,
         if not r.gemm_only:
             softmax_columns(r.n_y, ms * T, <floating*>r.y_out + j0 * T, m * T,
                             <const floating*>r.by)
-    free(ws)
     return 0
 
 
-cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last) noexcept nogil:
-    """Chunks first..last-1 of the plan for r.m; -1 on allocation failure."""
+cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last,
+                        void* ws) noexcept nogil:
+    """Chunks first..last-1 of the plan for r.m, with one workspace of
+    chunk_workspace() elements (NULL: none needed, or allocate one here; -1
+    when that fails). Callers pass a pooled one: fresh pages cost page faults."""
     cdef Py_ssize_t n = n_chunks(r.m), k, j0, j1
     cdef unsigned int csr = cyrnn_ftz_begin()
     cdef int status = 0
+    cdef void* own = NULL
+    cdef size_t need = chunk_workspace(r)
+    if ws == NULL and need > 0:
+        ws = own = malloc(need * (4 if r.single else 8))
+        if ws == NULL:
+            cyrnn_ftz_end(csr)
+            return -1
     for k in range(first, last):
         j0, j1 = chunk_start(r.m, k, n), chunk_start(r.m, k + 1, n)
         if r.single:
-            status = forward_chunk[float](0, r, j0, j1)
+            status = forward_chunk[float](0, r, j0, j1, <float*>ws)
         else:
-            status = forward_chunk[double](0, r, j0, j1)
+            status = forward_chunk[double](0, r, j0, j1, <double*>ws)
         if status != 0:
             break
+    free(own)
     cyrnn_ftz_end(csr)
     return status
+
+
+cdef inline size_t chunk_workspace(const Forward* r) noexcept nogil:
+    """Workspace elements for the widest chunk of the plan."""
+    cdef Py_ssize_t n = n_chunks(r.m)
+    return workspace_size(r, (r.m + n - 1) // n) if n > 0 else 0
 
 
 cdef struct Backward:
@@ -407,6 +436,10 @@ cdef int backward_run(const Backward* r) noexcept nogil:
 
 # ------------------------------------------------------------------ cells, as the engine reads them
 
+# Inference (cache=False) keeps its time-major buffers in pooled scratch up to
+# this size (see sequence_forward); larger problems run in blocks of steps.
+DEF SCRATCH_BYTES = 512.0 * 1024 * 1024
+
 cdef enum:
     MAX_KEYS = 16
     # The cell functions stack per-gate weights into one matrix (one GEMM)
@@ -532,26 +565,28 @@ cdef class _ForwardJob:
     cdef object keep
 
     def __call__(self, Py_ssize_t first, Py_ssize_t last):
+        """Run chunks first..last-1 (from any thread; disjoint ranges at once)."""
+        cdef size_t need = chunk_workspace(&self.r)
+        # from cyrnn's recycling pool (see cyrnn_pool.h): repeated calls skip the
+        # page faults of fresh memory
+        ws = new_array(cnp.NPY_FLOAT if self.r.single else cnp.NPY_DOUBLE, need, 1) \
+            if need > 0 else None
+        cdef void* pws = <void*>data(ws)
         cdef int status
         with nogil:
-            status = forward_chunks(&self.r, first, last)
+            status = forward_chunks(&self.r, first, last, pws)
         if status != 0:
             raise MemoryError("could not allocate the per-thread workspace")
 
 
 cdef void run_forward(_ForwardJob job, int n_threads, Py_ssize_t work_size) except *:
     cdef Py_ssize_t n = n_chunks(job.r.m)
-    cdef int status
     if n_threads <= 1 or n <= 1:
         if work_size >= CONCURRENCY_CHECK_SIZE:
             with concurrent_use(work_size):
-                with nogil:
-                    status = forward_chunks(&job.r, 0, n)
+                job(0, n)
         else:
-            with nogil:
-                status = forward_chunks(&job.r, 0, n)
-        if status != 0:
-            raise MemoryError("could not allocate the per-thread workspace")
+            job(0, n)
         return
     run_chunks(job, n, n_threads)
 
@@ -793,8 +828,19 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
         x, a0, c0, p = _validation.forward_inputs(info.cell, x_given, a0, c0, parameters, True)
         params = validated_parameters(info, p)
         tn = float_typenum(x)
-    cdef _ForwardJob job = make_forward(info, tn, x, a0, c0, params, cache, reverse)
-    run_forward(job, threads, job.r.n_a * job.r.m * job.r.T if threads == 1 else 0)
+    # Without caches, the time-major buffers are still the fastest place for the
+    # steps (whole output rows leave them at once, streamed): they come from the
+    # pool and go back to it after the call, up to SCRATCH_BYTES; beyond, blocks
+    # of steps run in a small workspace. Both compute the same GEMMs and passes,
+    # so results are bit-identical to the cached call either way.
+    n_x, m, T = x.shape
+    n_a = a0.shape[0]
+    cdef double scratch = (<double>(info.spec.gates + (0 if info.spec.gates_are_state else 1)
+                                    + info.spec.has_c) * n_a + n_x) * T * m * \
+        (4 if tn == cnp.NPY_FLOAT else 8)
+    cdef _ForwardJob job = make_forward(info, tn, x, a0, c0, params,
+                                        cache or scratch <= SCRATCH_BYTES, reverse)
+    run_forward(job, threads, n_a * m * T if threads == 1 else 0)
     a, y, c, G, A, C, X = job.keep[:7]
     if not cache:
         return a, y, c, None
@@ -851,9 +897,9 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     cdef int status
     if holds_gil_worth_releasing(<double>m * (rows * width + n_y * n_a)):
         with nogil:
-            status = forward_chunks(&r, 0, n_chunks(m))
+            status = forward_chunks(&r, 0, n_chunks(m), NULL)
     else:
-        status = forward_chunks(&r, 0, n_chunks(m))
+        status = forward_chunks(&r, 0, n_chunks(m), NULL)
     if status != 0:
         raise MemoryError("could not allocate the workspace")
     gates = tuple(block_view(G, q * n_a * m, n_a, m) for q in range(len(info.cell.gate_cache)))
