@@ -376,12 +376,18 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     cdef int q
     if T_da == 0:
         return 0
-    cdef floating* work = <floating*>malloc(max(
+    cdef size_t work_size = max(
         atb_work(n_a, m, r.w.block_rows, dbl), atb_work(n_x, Tdm, r.w.block_rows, dbl),
-        abt_work(rows, n_a, m), abt_work(rows, n_a, Tdm - m),
-        abt_work(rows, n_x, Tdm)) * sizeof(floating) + 1)
+        abt_work(rows, n_a, m), abt_work(rows, n_a, Tdm - m), abt_work(rows, n_x, Tdm))
+    # scratch for dG (and dA) here when the caller gave none (the cell functions:
+    # small; sequences pass pooled arrays)
+    cdef size_t own = 0 if dG != NULL else (rows + (0 if cell.gates_are_state else n_a)) * Tdm
+    cdef floating* work = <floating*>malloc((work_size + own) * sizeof(floating) + 1)
     if work == NULL:
         return -1
+    if own:
+        dG = work + work_size
+        dA = dG if cell.gates_are_state else dG + rows * Tdm
     if r.w.blocks == 1 and transpose_weights_once(n_a, m, rows, T_da, dbl):
         # Wt = Wa.T (n_a × rows; a 2-D transpose is gather's n = 1 case)
         Wt = <floating*>malloc(rows * n_a * sizeof(floating))
@@ -415,11 +421,11 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     # dWx = dG @ X.T ; db = dG.sum(1)
     gemm_abt(rows, n_x, Tdm, <floating>1, dG, Tdm, X, Tm, <floating>0, <floating*>r.dWx,
              r.lddwx, work)
-    free(work)
     if not r.gemm_only:
         row_sums(rows, Tdm, dG, Tdm, <floating*>r.db)
         if dX != <floating*>r.dx:
             scatter_batch_major(n_x, m, T_da, dX, Tdm, m, <floating*>r.dx, m * T_da, T_da)
+    free(work)  # last: it may hold dG
     return 0
 
 
@@ -448,8 +454,18 @@ cdef enum:
     STACK_LIMIT = 65536
 
 
+# The schema's dimension codes (cyrnn/_cells.py), as C constants.
+cdef enum:
+    DIM_ONE = 0
+    DIM_N_X = 1
+    DIM_N_A = 2
+    DIM_N_Y = 3
+    DIM_N_A_PLUS_N_X = 4
+
+
 cdef class CellInfo:
-    """A cell description of cyrnn/_cells.py in the form the fast checks read."""
+    """A cell description of cyrnn/_cells.py in the form the fast paths read
+    (C fields: no Python attribute lookups per call)."""
     cdef CellSpec spec
     cdef readonly object cell
     cdef tuple keys
@@ -458,11 +474,30 @@ cdef class CellInfo:
     cdef int n_keys, wy_index, by_index
     cdef tuple weight_index, bias_index
     cdef object caches_type
+    cdef bint weights_on_concat
+    # positions in a step cache tuple (-1: none)
+    cdef Py_ssize_t n_entries, i_a_next, i_c_next, i_a_prev, i_c_prev, i_xt, i_parameters
+    cdef tuple i_gates
+    cdef tuple dW_keys, db_keys
 
     def __init__(self, cell):
         self.cell = cell
         self.spec = cell_spec(cell.kind)
         assert self.spec.gates == cell.gates and self.spec.has_c == cell.has_c
+        assert (_cells.ONE, _cells.N_X, _cells.N_A, _cells.N_Y, _cells.N_A_PLUS_N_X) == (
+            DIM_ONE, DIM_N_X, DIM_N_A, DIM_N_Y, DIM_N_A_PLUS_N_X)
+        self.weights_on_concat = cell.weights_on_concat
+        names = cell.step_cache
+        self.n_entries = len(names)
+
+        def at(name):
+            return names.index(name) if name in names else -1
+
+        self.i_a_next, self.i_c_next = at("a_next"), at("c_next")
+        self.i_a_prev, self.i_c_prev = at("a_prev"), at("c_prev")
+        self.i_xt, self.i_parameters = at("xt"), at("parameters")
+        self.i_gates = tuple(at(g) for g in cell.gate_cache)
+        self.dW_keys, self.db_keys = cell.gradient_keys
         self.keys = tuple(entry[0] for entry in cell.parameters)
         self.n_keys = len(self.keys)
         assert self.n_keys <= MAX_KEYS
@@ -480,8 +515,8 @@ cdef list fast_parameters(CellInfo info, object parameters, int tn, Py_ssize_t n
     if type(parameters) is not dict:
         return None
     cdef Py_ssize_t dims[5]
-    dims[_cells.ONE], dims[_cells.N_X], dims[_cells.N_A] = 1, n_x, n_a
-    dims[_cells.N_Y], dims[_cells.N_A_PLUS_N_X] = -1, n_a + n_x
+    dims[DIM_ONE], dims[DIM_N_X], dims[DIM_N_A] = 1, n_x, n_a
+    dims[DIM_N_Y], dims[DIM_N_A_PLUS_N_X] = -1, n_a + n_x
     cdef list out = []
     cdef PyObject* item
     cdef int q
@@ -531,7 +566,7 @@ cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_s
     cdef Py_ssize_t width = n_a + n_x, gates = info.spec.gates, q
     cdef size_t item = 4 if tn == cnp.NPY_FLOAT else 8
     cdef cnp.ndarray W, b, Wq
-    if not info.cell.weights_on_concat:
+    if not info.weights_on_concat:
         Wx, Wa = params[info.weight_index[0]], params[info.weight_index[1]]
         w.blocks, w.block_rows = 1, gates * n_a
         w.Wx[0], w.ldwx, w.Wa[0], w.ldwa = data(Wx), n_x, data(Wa), n_a
@@ -566,29 +601,13 @@ cdef class _ForwardJob:
 
     def __call__(self, Py_ssize_t first, Py_ssize_t last):
         """Run chunks first..last-1 (from any thread; disjoint ranges at once)."""
-        cdef size_t need = chunk_workspace(&self.r)
-        # from cyrnn's recycling pool (see cyrnn_pool.h): repeated calls skip the
-        # page faults of fresh memory
-        ws = new_array(cnp.NPY_FLOAT if self.r.single else cnp.NPY_DOUBLE, need, 1) \
-            if need > 0 else None
-        cdef void* pws = <void*>data(ws)
+        workspace = pooled_workspace(&self.r)
+        cdef void* ws = <void*>data(workspace)
         cdef int status
         with nogil:
-            status = forward_chunks(&self.r, first, last, pws)
+            status = forward_chunks(&self.r, first, last, ws)
         if status != 0:
             raise MemoryError("could not allocate the per-thread workspace")
-
-
-cdef void run_forward(_ForwardJob job, int n_threads, Py_ssize_t work_size) except *:
-    cdef Py_ssize_t n = n_chunks(job.r.m)
-    if n_threads <= 1 or n <= 1:
-        if work_size >= CONCURRENCY_CHECK_SIZE:
-            with concurrent_use(work_size):
-                job(0, n)
-        else:
-            job(0, n)
-        return
-    run_chunks(job, n, n_threads)
 
 
 # ------------------------------------------------------------------ caches
@@ -745,6 +764,13 @@ cdef class LSTMStepCaches(StepCaches):
 
 Sequence.register(StepCaches)
 
+
+cdef StepCaches new_step_caches(CellInfo info):
+    """An empty caches object of the cell's type (tp_new directly: no lookup)."""
+    if info.spec.kind == CELL_LSTM:
+        return LSTMStepCaches.__new__(LSTMStepCaches)
+    return RNNStepCaches.__new__(RNNStepCaches)
+
 cdef CellInfo RNN_INFO = CellInfo(_cells.RNN)
 cdef CellInfo LSTM_INFO = CellInfo(_cells.LSTM)
 RNN_INFO.caches_type = RNNStepCaches
@@ -765,16 +791,16 @@ cdef class _BackwardJob:
             raise MemoryError("could not allocate the backward pass's scratch")
 
 
-cdef _ForwardJob make_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, object c0,
-                              list params, bint cache, bint reverse):
-    """A forward call on kernel-ready inputs, ready to run: outputs and (with
-    `cache`) the cache buffers allocated, in job.keep[:7] as (a, y, c, G, A, C, X)."""
-    cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2], n_a = a0.shape[0]
+cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, object c0,
+                           list params, bint cache, bint reverse, Forward* r):
+    """Fill r for a forward call on kernel-ready inputs, allocating the outputs
+    and (with `cache`) the cache buffers; returns them as (a, y, c, G, A, C, X,
+    keep-alive objects)."""
+    cdef Py_ssize_t n_x = cnp.PyArray_DIMS(x)[0], m = cnp.PyArray_DIMS(x)[1]
+    cdef Py_ssize_t T = cnp.PyArray_DIMS(x)[2], n_a = cnp.PyArray_DIMS(a0)[0]
     cdef Py_ssize_t rows = info.spec.gates * n_a
     cdef cnp.ndarray Wy = params[info.wy_index]
-    cdef Py_ssize_t n_y = Wy.shape[0]
-    cdef _ForwardJob job = _ForwardJob.__new__(_ForwardJob)
-    cdef Forward* r = &job.r
+    cdef Py_ssize_t n_y = cnp.PyArray_DIMS(Wy)[0]
     keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
     a = new_array(tn, n_a, m, T)
     y = new_array(tn, n_y, m, T)
@@ -796,8 +822,37 @@ cdef _ForwardJob make_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray 
     r.G, r.A, r.C = <void*>data(G), <void*>data(A), <void*>data(C)
     r.X = NULL if time_major else <void*>data(X)
     r.reverse, r.gemm_only, r.single = reverse, False, tn == cnp.NPY_FLOAT
-    job.keep = (a, y, c, G, A, C, X, x, a0, c0, params, keep, b)
-    return job
+    return a, y, c, G, A, C, X, (keep, b)
+
+
+cdef object pooled_workspace(const Forward* r):
+    """A workspace for one thread's chunks from cyrnn's recycling pool (see
+    cyrnn_pool.h: repeated calls skip the page faults of fresh memory), or None."""
+    cdef size_t need = chunk_workspace(r)
+    return new_array(cnp.NPY_FLOAT if r.single else cnp.NPY_DOUBLE, need, 1) if need else None
+
+
+cdef void run_forward(Forward* r, object keep, int n_threads, Py_ssize_t work_size) except *:
+    cdef Py_ssize_t n = n_chunks(r.m)
+    cdef _ForwardJob job
+    cdef int status
+    cdef void* ws
+    if n_threads <= 1 or n <= 1:
+        workspace = pooled_workspace(r)
+        ws = <void*>data(workspace)
+        if work_size >= CONCURRENCY_CHECK_SIZE:
+            with concurrent_use(work_size):
+                with nogil:
+                    status = forward_chunks(r, 0, n, ws)
+        else:
+            with nogil:
+                status = forward_chunks(r, 0, n, ws)
+        if status != 0:
+            raise MemoryError("could not allocate the per-thread workspace")
+        return
+    job = _ForwardJob.__new__(_ForwardJob)
+    job.r, job.keep = r[0], keep
+    run_chunks(job, n, n_threads)
 
 
 cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threads,
@@ -817,11 +872,14 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
             and (c0 is None or (info.spec.has_c and ready(
                 c0, tn, 2, cnp.PyArray_DIMS(<cnp.ndarray>a0)[0],
                 cnp.PyArray_DIMS(<cnp.ndarray>x)[1])))):
-        n_x, m, T = x.shape
-        n_a = a0.shape[0]
+        n_x = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
+        m = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
+        T = cnp.PyArray_DIMS(<cnp.ndarray>x)[2]
+        n_a = cnp.PyArray_DIMS(<cnp.ndarray>a0)[0]
         params = fast_parameters(info, parameters, tn, n_x, n_a)
         if params is not None and not blas_sizes_fit(
-                m * T, info.spec.gates * n_a + n_x, params[info.wy_index].shape[0]):
+                m * T, info.spec.gates * n_a + n_x,
+                cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0]):
             params = None
     if params is None:
         x_given = _validation.as_array("x", x)
@@ -833,18 +891,21 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
     # pool and go back to it after the call, up to SCRATCH_BYTES; beyond, blocks
     # of steps run in a small workspace. Both compute the same GEMMs and passes,
     # so results are bit-identical to the cached call either way.
-    n_x, m, T = x.shape
-    n_a = a0.shape[0]
+    n_x = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
+    m = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
+    T = cnp.PyArray_DIMS(<cnp.ndarray>x)[2]
+    n_a = cnp.PyArray_DIMS(<cnp.ndarray>a0)[0]
     cdef double scratch = (<double>(info.spec.gates + (0 if info.spec.gates_are_state else 1)
                                     + info.spec.has_c) * n_a + n_x) * T * m * \
         (4 if tn == cnp.NPY_FLOAT else 8)
-    cdef _ForwardJob job = make_forward(info, tn, x, a0, c0, params,
-                                        cache or scratch <= SCRATCH_BYTES, reverse)
-    run_forward(job, threads, n_a * m * T if threads == 1 else 0)
-    a, y, c, G, A, C, X = job.keep[:7]
+    cdef Forward r
+    a, y, c, G, A, C, X, keep = prepare_forward(info, tn, x, a0, c0, params,
+                                                cache or scratch <= SCRATCH_BYTES, reverse, &r)
+    run_forward(&r, (x, a0, c0, params, keep, a, y, c, G, A, C, X), threads,
+                n_a * m * T if threads == 1 else 0)
     if not cache:
         return a, y, c, None
-    cdef StepCaches steps = info.caches_type.__new__(info.caches_type)
+    cdef StepCaches steps = new_step_caches(info)
     for buffer in (G, A, C, X):
         if buffer is not None:
             freeze(buffer)
@@ -863,19 +924,22 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
             and (not info.spec.has_c or ready(c_prev, tn, 2,
                                               cnp.PyArray_DIMS(<cnp.ndarray>a_prev)[0],
                                               cnp.PyArray_DIMS(<cnp.ndarray>xt)[1]))):
-        n_x, m = xt.shape
-        n_a = a_prev.shape[0]
+        n_x = cnp.PyArray_DIMS(<cnp.ndarray>xt)[0]
+        m = cnp.PyArray_DIMS(<cnp.ndarray>xt)[1]
+        n_a = cnp.PyArray_DIMS(<cnp.ndarray>a_prev)[0]
         params = fast_parameters(info, parameters, tn, n_x, n_a)
         if params is not None and not blas_sizes_fit(
-                m, info.spec.gates * n_a + n_x, params[info.wy_index].shape[0]):
+                m, info.spec.gates * n_a + n_x,
+                cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0]):
             params = None
     if params is None:
         xt, a_prev, c_prev, p = _validation.forward_inputs(info.cell, xt, a_prev, c_prev,
                                                            parameters, False)
         params = validated_parameters(info, p)
         tn = float_typenum(xt)
-    n_x, m = xt.shape
-    n_a = a_prev.shape[0]
+    n_x = cnp.PyArray_DIMS(<cnp.ndarray>xt)[0]
+    m = cnp.PyArray_DIMS(<cnp.ndarray>xt)[1]
+    n_a = cnp.PyArray_DIMS(<cnp.ndarray>a_prev)[0]
     cdef Py_ssize_t rows = info.spec.gates * n_a, width = n_a + n_x, q
     cdef cnp.ndarray Wy = params[info.wy_index]
     cdef Py_ssize_t n_y = Wy.shape[0]
@@ -902,8 +966,12 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
         status = forward_chunks(&r, 0, n_chunks(m), NULL)
     if status != 0:
         raise MemoryError("could not allocate the workspace")
-    gates = tuple(block_view(G, q * n_a * m, n_a, m) for q in range(len(info.cell.gate_cache)))
-    return a, c, y, gates
+    if info.spec.gates_are_state:
+        return a, c, y, ()
+    cdef list gates = []
+    for q in range(info.spec.gates):
+        gates.append(block_view(G, q * n_a * m, n_a, m))
+    return a, c, y, tuple(gates)
 
 
 cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, object G,
@@ -913,27 +981,34 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
     """The gradient dict of a backward call on kernel-ready buffers. A, C, G, X
     hold T steps (time-major; for a cell call, T = 1 and they are 2-D), da
     (n_a, m, T_da) or, for a cell call, (n_a, m)."""
-    cdef Py_ssize_t n_a = a0.shape[0], m = a0.shape[1], n_x = X.shape[0]
-    cdef Py_ssize_t T_da = 1 if cell_call else da.shape[2]
+    cdef Py_ssize_t n_a = cnp.PyArray_DIMS(<cnp.ndarray>a0)[0]
+    cdef Py_ssize_t m = cnp.PyArray_DIMS(<cnp.ndarray>a0)[1]
+    cdef Py_ssize_t n_x = cnp.PyArray_DIMS(<cnp.ndarray>X)[0]
+    cdef Py_ssize_t T_da = 1 if cell_call else cnp.PyArray_DIMS(da)[2]
     cdef Py_ssize_t rows = info.spec.gates * n_a, width = n_a + n_x, q
-    cdef _BackwardJob job = into if into is not None else _BackwardJob.__new__(_BackwardJob)
-    cdef Backward* r = &job.r
+    cdef Backward rb
+    cdef Backward* r = &rb if into is None else &into.r
     keep, _ = gate_weights(info, params, tn, n_x, n_a,
                            not cell_call or rows * width <= STACK_LIMIT, &r.w)
-    dG = new_array(tn, rows, T_da, m)
-    dA = dG if info.spec.gates_are_state else new_array(tn, n_a, T_da, m)
+    dG = dA = None
+    if not cell_call:
+        dG = new_array(tn, rows, T_da, m)
+        dA = dG if info.spec.gates_are_state else new_array(tn, n_a, T_da, m)
     dx = new_array(tn, n_x, m) if cell_call else new_array(tn, n_x, m, T_da)
     dX = dx if T_da <= 1 else new_array(tn, n_x, T_da, m)
-    da0 = new_zeros(tn, n_a, m)
+    # every gradient is written in full when there is a step; zeros when none
+    new = new_array if T_da > 0 else new_zeros
+    da0 = new(tn, n_a, m)
     dc = None
     if info.spec.has_c:
-        dc = new_zeros(tn, n_a, m) if dc_init is None else np.array(dc_init, copy=True)
-    if info.cell.weights_on_concat:
-        dW = new_zeros(tn, rows, width)
-        db = new_zeros(tn, rows, 1)
+        dc = new_zeros(tn, n_a, m) if dc_init is None else cnp.PyArray_NewCopy(dc_init,
+                                                                                cnp.NPY_CORDER)
+    if info.weights_on_concat:
+        dW = new(tn, rows, width)
+        db = new(tn, rows, 1)
         dWx, dWa = block_view(dW, n_a, rows, width), dW
     else:
-        dWx, dWa, db = new_zeros(tn, rows, n_x), new_zeros(tn, rows, n_a), new_zeros(tn, rows, 1)
+        dWx, dWa, db = new(tn, rows, n_x), new(tn, rows, n_a), new(tn, rows, 1)
     r.cell = info.spec
     r.n_x, r.n_a, r.m, r.T, r.T_da = n_x, n_a, m, T, T_da
     r.da = data(da)
@@ -944,11 +1019,12 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
     r.dA, r.dG, r.dX, r.dc = <void*>data(dA), <void*>data(dG), <void*>data(dX), <void*>data(dc)
     r.dx, r.da0 = <void*>data(dx), <void*>data(da0)
     r.dWx, r.dWa, r.db = <void*>data(dWx), <void*>data(dWa), <void*>data(db)
-    r.lddwx = width if info.cell.weights_on_concat else n_x
-    r.lddwa = width if info.cell.weights_on_concat else n_a
+    r.lddwx = width if info.weights_on_concat else n_x
+    r.lddwa = width if info.weights_on_concat else n_a
     r.reverse, r.gemm_only, r.single = reverse, gemm_only, tn == cnp.NPY_FLOAT
-    job.keep = (da, G, A, C, a0, c0, X, params, keep, dG, dA, dx, dX, da0, dc, dWx, dWa, db)
     if into is not None:
+        into.keep = (da, G, A, C, a0, c0, X, params, keep, dG, dA, dx, dX, da0, dc, dWx, dWa,
+                     db)
         return None
     cdef int status
     if not cell_call or holds_gil_worth_releasing(2.0 * m * rows * width):
@@ -965,8 +1041,8 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
             grads["dc_prev"] = dc
     else:
         grads = {"dx": dx, "da0": da0}
-    dW_keys, db_keys = info.cell.gradient_keys
-    if info.cell.weights_on_concat:
+    dW_keys, db_keys = info.dW_keys, info.db_keys
+    if info.weights_on_concat:
         for q in range(info.spec.gates):
             grads[dW_keys[q]] = block_view(dW, q * n_a * width, n_a, width)
             grads[db_keys[q]] = block_view(db, q * n_a, n_a, 1)
@@ -986,49 +1062,46 @@ cdef object stacked_gates(int tn, tuple gates, Py_ssize_t n_a, Py_ssize_t m):
 
 
 cdef dict cell_backward(CellInfo info, da_next, dc_next, cache):
-    cdef tuple names = info.cell.step_cache
-    cdef Py_ssize_t n_state = names.index("xt"), k, n_a, m, n_x
     cdef int tn = float_typenum(da_next)
     cdef list params = None
     cdef tuple entries
-    if (tn >= 0 and type(cache) is tuple and len(<tuple>cache) == len(names)
+    cdef Py_ssize_t k, n_a, m, n_x
+    if (tn >= 0 and type(cache) is tuple and len(<tuple>cache) == info.n_entries
             and ready(da_next, tn, 2, -1)):
         entries = <tuple>cache
-        n_a, m = da_next.shape
-        params = [] if not info.spec.has_c or ready(dc_next, tn, 2, n_a, m) else None
-        for k in range(n_state):
-            if params is None or not ready(entries[k], tn, 2, n_a, m):
-                params = None
-                break
-        if params is not None and ready(entries[n_state], tn, 2, -1, m):
-            n_x = entries[n_state].shape[0]
-            params = fast_parameters(info, entries[len(entries) - 1], tn, n_x, n_a)
-            if params is not None and not blas_sizes_fit(m, info.spec.gates * n_a + n_x, 0):
-                params = None
-        else:
-            params = None
+        n_a = cnp.PyArray_DIMS(<cnp.ndarray>da_next)[0]
+        m = cnp.PyArray_DIMS(<cnp.ndarray>da_next)[1]
+        if not info.spec.has_c or ready(dc_next, tn, 2, n_a, m):
+            for k in range(info.i_xt):
+                if not ready(entries[k], tn, 2, n_a, m):
+                    break
+            else:
+                xt = entries[info.i_xt]
+                if ready(xt, tn, 2, -1, m):
+                    n_x = cnp.PyArray_DIMS(<cnp.ndarray>xt)[0]
+                    params = fast_parameters(info, entries[info.i_parameters], tn, n_x, n_a)
+                    if params is not None and not blas_sizes_fit(
+                            m, info.spec.gates * n_a + n_x, 0):
+                        params = None
     if params is None:
         return cell_backward_checked(info, da_next, dc_next, cache)
-    return cell_backward_ready(info, tn, da_next, dc_next, list(entries), params)
+    return cell_backward_ready(info, tn, da_next, dc_next, entries, params)
 
 
-cdef dict cell_backward_ready(CellInfo info, int tn, da_next, dc_next, list entries,
+cdef dict cell_backward_ready(CellInfo info, int tn, da_next, dc_next, tuple entries,
                               list params):
-    cdef tuple names = info.cell.step_cache
-    cdef Py_ssize_t n_a = da_next.shape[0], m = da_next.shape[1]
-    a_next = entries[0]
-    a_prev = entries[names.index("a_prev")]
-    xt = entries[names.index("xt")]
+    cdef Py_ssize_t n_a = cnp.PyArray_DIMS(<cnp.ndarray>da_next)[0]
+    cdef Py_ssize_t m = cnp.PyArray_DIMS(<cnp.ndarray>da_next)[1]
+    a_next = entries[info.i_a_next]
     if info.spec.gates_are_state:
         G = a_next
     else:
-        G = stacked_gates(tn, tuple(entries[names.index(g)] for g in info.cell.gate_cache),
-                          n_a, m)
+        G = stacked_gates(tn, tuple([entries[k] for k in info.i_gates]), n_a, m)
     C = c_prev = None
     if info.spec.has_c:
-        C, c_prev = entries[names.index("c_next")], entries[names.index("c_prev")]
-    return run_backward(info, tn, True, da_next, G, a_next, C, a_prev, c_prev, xt, params,
-                        dc_next, 1)
+        C, c_prev = entries[info.i_c_next], entries[info.i_c_prev]
+    return run_backward(info, tn, True, da_next, G, a_next, C, entries[info.i_a_prev], c_prev,
+                        entries[info.i_xt], params, dc_next, 1)
 
 
 cdef dict cell_backward_checked(CellInfo info, da_next, dc_next, cache):
@@ -1053,24 +1126,28 @@ cdef dict cell_backward_checked(CellInfo info, da_next, dc_next, cache):
                                          for k, v in p.items()})
     dc_next = None if dc_next is None else _validation.contiguous(dc_next, dtype)
     return cell_backward_ready(info, float_typenum(entries[0]),
-                               _validation.contiguous(da_next, dtype), dc_next, entries, params)
+                               _validation.contiguous(da_next, dtype), dc_next, tuple(entries),
+                               params)
 
 
 cdef dict sequence_backward(CellInfo info, da, caches):
     cdef int tn
     cdef StepCaches steps
     cdef list params
-    cdef Py_ssize_t n_a, T, m
+    cdef Py_ssize_t n_a, T, m, n_x
     if type(caches) is tuple and len(<tuple>caches) == 2 and \
             type((<tuple>caches)[0]) is info.caches_type:
         steps = (<tuple>caches)[0]
         if steps.valid:
             tn = cnp.PyArray_TYPE(<cnp.ndarray>steps.A)
-            n_a, T, m = steps.A.shape
-            if ready(da, tn, 3, n_a, m) and da.shape[2] <= T:
-                params = fast_parameters(info, steps.parameters, tn, steps.X.shape[0], n_a)
+            n_a = cnp.PyArray_DIMS(<cnp.ndarray>steps.A)[0]
+            T = cnp.PyArray_DIMS(<cnp.ndarray>steps.A)[1]
+            m = cnp.PyArray_DIMS(<cnp.ndarray>steps.A)[2]
+            n_x = cnp.PyArray_DIMS(<cnp.ndarray>steps.X)[0]
+            if ready(da, tn, 3, n_a, m) and cnp.PyArray_DIMS(<cnp.ndarray>da)[2] <= T:
+                params = fast_parameters(info, steps.parameters, tn, n_x, n_a)
                 if params is not None and blas_sizes_fit(
-                        da.shape[2] * m, info.spec.gates * n_a + steps.X.shape[0], 0):
+                        cnp.PyArray_DIMS(<cnp.ndarray>da)[2] * m, info.spec.gates * n_a + n_x, 0):
                     return run_backward(info, tn, False, da, steps.G, steps.A, steps.C,
                                         steps.a0, steps.c0, steps.X, params, None, T)
     return sequence_backward_checked(info, da, caches)
@@ -1153,9 +1230,11 @@ cdef class GemmFloor:
         params = [buf(dims[rows], dims[cols]) for _, rows, cols, _ in info.cell.parameters]
         x, a0 = buf(n_x, m, T), buf(n_a, m)
         c0 = buf(n_a, m) if info.spec.has_c else None
-        self.fwd = make_forward(info, tn, x, a0, c0, params, True, False)
+        self.fwd = _ForwardJob.__new__(_ForwardJob)
+        out = prepare_forward(info, tn, x, a0, c0, params, True, False, &self.fwd.r)
+        self.fwd.keep = (x, a0, c0, params, out)
         self.fwd.r.gemm_only = True
-        G, A, C, X = self.fwd.keep[3:7]
+        G, A, C, X = out[3:7]
         self.bwd = _BackwardJob.__new__(_BackwardJob)
         run_backward(info, tn, False, buf(n_a, m, T), G, A, C, a0, c0, X, params, None, T,
                      False, True, self.bwd)
