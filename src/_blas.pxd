@@ -26,6 +26,8 @@ cdef inline void gemm(bint trans_a, bint trans_b,
         return
     if k <= 0:
         # BLAS allows k == 0 but some builds still check lda/ldb; do it here.
+        if beta == 1:
+            return
         for i in range(m):
             for j in range(n):
                 C[i * <Py_ssize_t>ldc + j] = 0 if beta == 0 else beta * C[i * <Py_ssize_t>ldc + j]

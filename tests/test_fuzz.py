@@ -186,20 +186,24 @@ def cache_mutation(c, name, mutation, rng):
     return c
 
 
-def same(got, want, tol):
+def same(got, want, tol, nonfinite_inputs=False):
     if isinstance(want, dict):
         assert list(got) == list(want)
         for k in want:
-            same(got[k], want[k], tol)
+            same(got[k], want[k], tol, nonfinite_inputs)
     elif isinstance(want, (tuple, list)):
         for u, v in zip(got, want):
-            same(u, v, tol)
+            same(u, v, tol, nonfinite_inputs)
     else:
         got, want = np.asarray(got), np.asarray(want)
         assert got.shape == want.shape
+        finite = np.isfinite(want)
+        if not nonfinite_inputs:
+            # NaN or inf where the reference is finite is a bug
+            assert np.isfinite(got[finite]).all(), "non-finite values where the reference is finite"
         # Where an input holds NaN/inf, which outputs turn NaN may differ between
         # two BLAS libraries (0·inf inside a GEMM); compare where both are finite.
-        both = np.isfinite(got) & np.isfinite(want)
+        both = np.isfinite(got) & finite
         np.testing.assert_allclose(got[both], want[both], rtol=tol, atol=tol)
 
 
@@ -224,5 +228,6 @@ def test_fuzz_public_api(name, mutation, seed, data):
         assert mutation in VALID, f"invalid call ({mutation}) returned a result"
         with np.errstate(all="ignore"):
             want = run(ref, name, c, cache_from=cyrnn if mutation == "list_cache" else ref)
-        same(got, want, 2e-4 if mutation == "float32" else 1e-9)
+        same(got, want, 2e-4 if mutation == "float32" else 1e-9,
+             nonfinite_inputs=mutation in ("nan", "inf"))
     assert fingerprint({k: v for k, v in c.items() if k not in ("cache", "caches")}) == before

@@ -1,0 +1,300 @@
+"""The sequence engine's own options and guarantees (src/_engine.pyx).
+
+Reverse direction, the plan (chunks that depend on m only), inference in
+blocks of steps, the BLAS-only floor, the caches' checks and semantics, and
+the thread pool under concurrent calls.
+"""
+import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import cyrnn
+import cyrnn.reference as ref
+from cyrnn import _engine
+from problems import assert_close, lstm_parameters, rnn_parameters, sequence
+
+FORWARD = {"rnn": cyrnn.rnn_forward, "lstm": cyrnn.lstm_forward}
+BACKWARD = {"rnn": cyrnn.rnn_backward, "lstm": cyrnn.lstm_backward}
+PARAMETERS = {"rnn": rnn_parameters, "lstm": lstm_parameters}
+
+
+def problem(kind, n_x, n_a, n_y, m, T, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    x, a0 = sequence(rng, n_x, n_a, m, T, dtype)
+    return x, a0, PARAMETERS[kind](rng, n_x, n_a, n_y, dtype, scale=0.5), rng
+
+
+# ---------------------------------------------------------------- reverse direction
+
+@settings(max_examples=30)
+@given(kind=st.sampled_from(["rnn", "lstm"]), n_x=st.integers(1, 4), n_a=st.integers(1, 5),
+       m=st.integers(1, 70), T=st.integers(1, 20), seed=st.integers(0, 2**16))
+def test_reverse_direction_is_the_forward_pass_on_reversed_time(kind, n_x, n_a, m, T, seed):
+    """Run backwards natively (no reversed copies of x), the engine must equal
+    the forward pass over x[..., ::-1], outputs reversed back; its gradients
+    likewise."""
+    x, a0, p, rng = problem(kind, n_x, n_a, 3, m, T, seed)
+    c0 = rng.standard_normal(a0.shape) if kind == "lstm" else None
+    a, y, c, caches = _engine._run_direction(kind, x, a0, p, c0=c0, reverse=True, cache=True)
+    flipped = np.ascontiguousarray(x[:, :, ::-1])
+    if kind == "lstm":
+        fa, fy, fc, fcaches = ref.lstm_forward(flipped, a0, p) if c0 is None else \
+            cyrnn.lstm_forward(flipped, a0, p, c0=c0)
+        assert_close(c, fc[:, :, ::-1])
+    else:
+        fa, fy, fcaches = ref.rnn_forward(flipped, a0, p)
+    assert_close(a, fa[:, :, ::-1])
+    assert_close(y, fy[:, :, ::-1])
+    # the same bits without caches and on two threads
+    for cache, threads in ((False, 1), (True, 2)):
+        again = _engine._run_direction(kind, x, a0, p, c0=c0, reverse=True, cache=cache,
+                                       n_threads=threads)
+        np.testing.assert_array_equal(again[0], a)
+
+    da = rng.standard_normal(a.shape)
+    grads = _engine._backward_direction(kind, da, caches, reverse=True)
+    want = BACKWARD[kind](np.ascontiguousarray(da[:, :, ::-1]), fcaches)
+    assert list(grads) == list(want)
+    for key in want:
+        got = grads[key][:, :, ::-1] if key == "dx" else grads[key]
+        assert_close(got, want[key], rtol=1e-9, atol=1e-11)
+
+
+# ---------------------------------------------------------------- the plan
+
+def test_chunks_depend_on_m_only_and_cover_the_batch():
+    for m in (0, 1, 63, 1023, 1024, 2047, 2048, 5000, 10**6):
+        bounds = _engine.chunk_bounds(m)
+        assert (len(bounds) == 0) == (m == 0)
+        if m:
+            assert bounds[0][0] == 0 and bounds[-1][1] == m
+            assert all(b[1] == c[0] for b, c in zip(bounds, bounds[1:]))
+            assert all(hi > lo for lo, hi in bounds)
+            assert len(bounds) <= 16
+    assert len(_engine.chunk_bounds(2048)) == 2
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_several_chunks_blocks_and_workspace_give_identical_bits(kind, dtype):
+    """m = 2100 runs as two chunks; T = 19 in blocks of 8 steps. Every way of
+    running it (caches or not, scratch or the block workspace, 1-3 threads)
+    computes the same GEMMs and passes, so the bits agree; and they match the
+    reference."""
+    x, a0, p, rng = problem(kind, 3, 4, 2, 2100, 19, dtype=dtype)
+    forward = FORWARD[kind]
+    base = forward(x, a0, p)
+    runs = [forward(x, a0, p, cache=False), forward(x, a0, p, n_threads=2),
+            forward(x, a0, p, cache=False, n_threads=3)]
+    limit = _engine._scratch_bytes(0)      # inference in blocks, in a workspace
+    try:
+        runs += [forward(x, a0, p, cache=False), forward(x, a0, p, cache=False, n_threads=2)]
+    finally:
+        _engine._scratch_bytes(limit)
+    for run in runs:
+        for got, want in zip(run[:-1], base[:-1]):
+            np.testing.assert_array_equal(got, want)
+    want = (ref.rnn_forward if kind == "rnn" else ref.lstm_forward)(
+        x.astype(np.float64), a0.astype(np.float64),
+        {k: v.astype(np.float64) for k, v in p.items()})
+    tol = 1e-11 if dtype == np.float64 else 2e-5
+    for got, expected in zip(base[:-1], want[:-1]):
+        assert_close(got, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_gemm_floor_runs_the_drivers_plan(kind):
+    # the floor runs the driver with its GEMMs only, on the problem's own
+    # buffers: any shape the engine runs must run here (and under the sanitizers)
+    for shape in ((3, 5, 2, 10, 7), (4, 6, 3, 2100, 3), (2, 3, 0, 1, 1), (2, 3, 2, 5, 0)):
+        floor = _engine.GemmFloor(kind, *shape)
+        floor.forward()
+        floor.backward()
+        _engine.GemmFloor(kind, *shape, dtype=np.float32).forward()
+
+
+# ---------------------------------------------------------------- caches
+
+def test_caches_read_the_weights_when_backward_runs_for_both_cells():
+    """Like the notebook's and the reference's caches, which hold the
+    parameters dict: a change made in place between forward and backward is
+    seen by both implementations alike."""
+    for kind in ("rnn", "lstm"):
+        x, a0, p, rng = problem(kind, 3, 4, 2, 5, 6)
+        _, _, *rest = FORWARD[kind](x, a0, p)
+        _, _, *ref_rest = (ref.rnn_forward if kind == "rnn" else ref.lstm_forward)(x, a0, p)
+        for w in p.values():
+            w *= 1.5
+        da = rng.standard_normal((4, 5, 6))
+        got = BACKWARD[kind](da, rest[-1])
+        want = (ref.rnn_backward if kind == "rnn" else ref.lstm_backward)(da, ref_rest[-1])
+        for key in want:
+            assert_close(got[key], want[key])
+
+
+def test_caches_from_pickle_are_checked_and_read_only():
+    x, a0, p, rng = problem("lstm", 3, 4, 2, 5, 6)
+    caches = cyrnn.lstm_forward(x, a0, p)[3]
+    steps = pickle.loads(pickle.dumps(caches[0]))
+    for name in ("A", "C", "G", "a0", "X"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(steps, name)[...] = 0
+    with pytest.raises(AttributeError):
+        steps.A = np.zeros((4, 6, 5))
+    # a payload altered in transit is refused when it is loaded
+    cls, args = caches[0].__reduce__()
+    bad = list(args)
+    bad[2] = bad[2][:, :3]
+    with pytest.raises(ValueError, match=r"LSTMStepCaches\.G has shape"):
+        cls(*bad)
+
+
+def test_uninitialised_caches_are_refused():
+    for cls, forward, backward in ((cyrnn.RNNStepCaches, cyrnn.rnn_forward, cyrnn.rnn_backward),
+                                   (cyrnn.LSTMStepCaches, cyrnn.lstm_forward,
+                                    cyrnn.lstm_backward)):
+        empty = cls.__new__(cls)
+        with pytest.raises(ValueError, match="not initialised"):
+            backward(np.zeros((4, 5, 1)), (empty, np.zeros((3, 5, 1))))
+        with pytest.raises(ValueError, match="not initialised"):
+            empty[0]
+        assert len(empty) == 0
+
+
+def _cache_fields(kind, rng):
+    x, a0, p, _ = problem(kind, 3, 4, 2, 5, 6, seed=int(rng.integers(1000)))
+    steps = FORWARD[kind](x, a0, p)[-1][0]
+    if kind == "rnn":
+        return ["A", "a0", "X", "x", "parameters"], [steps.A, steps.a0, steps.X, steps.x, p]
+    return (["A", "C", "G", "a0", "c0", "X", "x", "parameters"],
+            [steps.A, steps.C, steps.G, steps.a0, None, steps.X, steps.x, p])
+
+
+def _tampered(value, how, rng):
+    if not isinstance(value, np.ndarray) or value.ndim == 0:
+        how = ("none", "scalar", "list")[int(rng.integers(3))]
+    if how == "none":
+        return None
+    if how == "list":
+        return np.asarray(value).tolist()
+    if how == "dtype":
+        v = np.asarray(value)
+        v = v.real if np.iscomplexobj(v) else v
+        return v.astype(np.int32 if rng.random() < 0.5 else np.complex128)
+    if how == "float32":
+        return np.asarray(value, np.float32)
+    if how == "transpose":
+        return np.asarray(value).T
+    if how == "strided":
+        v = np.asarray(value)
+        return np.repeat(v, 2, axis=-1)[..., ::2]
+    if how == "truncate":
+        v = np.asarray(value)
+        axis = int(rng.integers(v.ndim))
+        return np.take(v, range(max(0, v.shape[axis] - 1)), axis=axis)
+    if how == "grow":
+        v = np.asarray(value)
+        axis = int(rng.integers(v.ndim))
+        return np.concatenate([v, np.take(v, [0], axis=axis)], axis=axis)
+    if how == "ndim":
+        return np.asarray(value)[..., None]
+    if how == "scalar":
+        return np.float64(1.0)
+    raise AssertionError(how)
+
+
+TAMPERING = ("none", "list", "dtype", "float32", "transpose", "strided", "truncate", "grow",
+             "ndim", "scalar")
+
+
+def test_tampered_caches_raise_clear_errors_never_crash():
+    """Thousands of hand-built caches with one or two broken fields: each is
+    refused with a TypeError/ValueError naming the field, or (when the change
+    still leaves a consistent object, e.g. a smaller-T x) works like the
+    intact one. Never a crash, never garbage."""
+    rng = np.random.default_rng(7)
+    refused = 0
+    for attempt in range(2000):
+        kind = ("rnn", "lstm")[attempt % 2]
+        cls = cyrnn.RNNStepCaches if kind == "rnn" else cyrnn.LSTMStepCaches
+        names, fields = _cache_fields(kind, rng)
+        for _ in range(1 + attempt % 2):
+            k = int(rng.integers(len(names) - 1))   # parameters are checked at backward
+            fields[k] = _tampered(fields[k], TAMPERING[int(rng.integers(len(TAMPERING)))], rng)
+        try:
+            steps = cls(*fields)
+        except (TypeError, ValueError) as exc:
+            assert cls.__name__ in str(exc), exc
+            refused += 1
+            continue
+        da = rng.standard_normal((steps.A.shape[0], steps.A.shape[2], steps.A.shape[1]))
+        grads = BACKWARD[kind](da, (steps, steps.x))
+        assert all(np.isfinite(g).all() for g in grads.values())
+    assert refused > 1500
+
+
+def test_step_tuples_of_rebuilt_caches_match_the_originals():
+    x, a0, p, rng = problem("lstm", 3, 4, 2, 5, 6)
+    caches = cyrnn.lstm_forward(x, a0, p)[3]
+    s = caches[0]
+    rebuilt = cyrnn.LSTMStepCaches(s.A, s.C, s.G, s.a0, s.c0, s.X, s.x, p)
+    for t in range(6):
+        for u, v in zip(rebuilt[t][:9], s[t][:9]):
+            np.testing.assert_array_equal(u, v)
+
+
+# ---------------------------------------------------------------- errors name the data
+
+def test_transposed_x_and_wrong_a0_are_blamed_on_them():
+    x, a0, p, _ = problem("lstm", 3, 4, 2, 5, 6)
+    with pytest.raises(ValueError, match=r"^x has shape \(5, 3, 6\); its first dimension n_x "
+                                         r"must be 3"):
+        cyrnn.lstm_forward(x.transpose(1, 0, 2), a0, p)
+    with pytest.raises(ValueError, match=r"^a0 has shape \(3, 5\); its first dimension n_a "
+                                         r"must be 4"):
+        cyrnn.lstm_forward(x, a0[:3], p)
+    xr, a0r, pr, _ = problem("rnn", 3, 4, 2, 5, 6)
+    with pytest.raises(ValueError, match=r"^xt has shape \(5, 3\)"):
+        cyrnn.rnn_cell_forward(xr[:, :, 0].T, a0r, pr)
+    # parameters that disagree among themselves are blamed themselves
+    with pytest.raises(ValueError, match=r"^parameters\['Wc'\] has shape \(4, 6\)"):
+        cyrnn.lstm_forward(x, a0, dict(p, Wc=p["Wc"][:, :6]))
+
+
+def test_cell_sizes_beyond_the_blas_range_raise_memory_error():
+    big = np.broadcast_to(np.float64(0), (3, 2**31))
+    p = rnn_parameters(np.random.default_rng(0), 3, 2, 2)
+    with pytest.raises(MemoryError, match="32-bit BLAS"):
+        cyrnn.rnn_cell_forward(big, np.broadcast_to(np.float64(0), (2, 2**31)), p)
+
+
+# ---------------------------------------------------------------- threads
+
+def test_pool_survives_concurrent_calls_with_growing_n_threads():
+    """Calls that need more pool threads replace the executor while others
+    still submit to the old one; that must never fail ("cannot schedule new
+    futures after shutdown") nor change results."""
+    from cyrnn import _parallel
+
+    x, a0, p, _ = problem("rnn", 2, 3, 2, 2048 * 3, 2)
+    want = cyrnn.rnn_forward(x, a0, p, cache=False)[0]
+    errors = []
+    start = threading.Barrier(8)
+
+    def caller(k):
+        try:
+            start.wait(timeout=30)
+            for i in range(12):
+                _parallel._executor = None if (k + i) % 5 == 0 else _parallel._executor
+                got = cyrnn.rnn_forward(x, a0, p, cache=False, n_threads=2 + (k + i) % 7)[0]
+                np.testing.assert_array_equal(got, want)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(caller, range(8)))
+    assert not errors, errors[:3]
