@@ -41,6 +41,17 @@ cdef extern from "cyrnn_debug.h" nogil:
     void check_block "cyrnn_check_block" (const char* what, const void* p, Py_ssize_t rows,
                                           Py_ssize_t ld, Py_ssize_t cols, const void* base,
                                           Py_ssize_t length, size_t item)
+    int CYRNN_DEBUG_CHECKS
+
+# True in the debug build, whose driver checks every block against its buffer
+DEBUG_CHECKS = bool(CYRNN_DEBUG_CHECKS)
+
+
+def _check_block_selftest():
+    """Hand the debug check a block one element past its buffer: the debug
+    build aborts here (tests run this in a subprocess); others return."""
+    cdef double buf[8]
+    check_block("selftest", buf + 1, 2, 4, 4, buf, 8, sizeof(double))
 
 from collections.abc import Sequence
 

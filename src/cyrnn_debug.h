@@ -13,6 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef CYRNN_DEBUG
+#define CYRNN_DEBUG_CHECKS 1
+#else
+#define CYRNN_DEBUG_CHECKS 0
+#endif
+
 static inline void cyrnn_check_block(const char *what, const void *p, ptrdiff_t rows,
                                      ptrdiff_t ld, ptrdiff_t cols, const void *base,
                                      ptrdiff_t len, size_t item)

@@ -298,3 +298,35 @@ def test_pool_survives_concurrent_calls_with_growing_n_threads():
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(caller, range(8)))
     assert not errors, errors[:3]
+
+
+def test_importing_the_source_tree_says_how_to_install(tmp_path):
+    """`import cyrnn` from a source checkout (no compiled modules) must say what
+    to do, not fail with a bare ModuleNotFoundError deep inside."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    package = os.path.dirname(cyrnn.__file__)
+    shutil.copytree(package, tmp_path / "cyrnn",
+                    ignore=lambda d, names: [n for n in names if not n.endswith(".py")])
+    out = subprocess.run([sys.executable, "-c", "import cyrnn"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "compiled modules are missing" in out.stderr and "pip install" in out.stderr
+
+
+def test_debug_build_checks_blocks_against_their_buffers():
+    """In the debug build a block past its buffer aborts the process with the
+    block's name; other builds compile the checks away."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c",
+                          "from cyrnn import _engine; _engine._check_block_selftest()"],
+                         capture_output=True, text=True, cwd="/")
+    if _engine.DEBUG_CHECKS:
+        assert out.returncode != 0 and "block selftest" in out.stderr, out
+    else:
+        assert out.returncode == 0, out.stderr
