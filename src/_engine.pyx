@@ -97,9 +97,10 @@ cdef inline Py_ssize_t chunk_start(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noe
 
 
 # Steps per block. A block's input projection is one GEMM over the block's
-# steps when they are contiguous columns (the chunk is the whole batch):
-# blocks of >= BLOCK_COLUMNS columns keep that GEMM near full speed (512
-# columns of a (1024 × 256) GEMM: within 2% of 1024). Blocks of at least
+# steps when they are contiguous columns (the chunk is the whole batch): the
+# more columns the better, in float32 especially (medium LSTM forward: blocks
+# of 2048 columns 5% slower than one GEMM over all 6400), so blocks take
+# BLOCK_COLUMNS, their buffers capped at BLOCK_BYTES. Blocks of at least
 # MIN_BLOCK_STEPS steps move whole 64-byte lines of the user's (n, m, T)
 # arrays when inputs are gathered and outputs scattered block by block
 # (blocks of one step made bigbatch inference 13% slower). Batches under
@@ -109,14 +110,27 @@ cdef inline Py_ssize_t chunk_start(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noe
 cdef enum:
     SMALL_BATCH = 64
     SMALL_BLOCK_COLUMNS = 64
-    BLOCK_COLUMNS = 2048
+    BLOCK_COLUMNS = 8192
+    BLOCK_BYTES = 64 << 20
     MIN_BLOCK_STEPS = 8
 
 
-cdef inline Py_ssize_t block_steps(Py_ssize_t ms, Py_ssize_t T) noexcept nogil:
+cdef inline Py_ssize_t block_rows(const Forward* r) noexcept nogil:
+    """Rows of the time-major buffers a block holds: gates, states, inputs."""
+    return (r.cell.gates * r.n_a + (0 if r.cell.gates_are_state else r.n_a)
+            + (r.n_a if r.cell.has_c else 0) + r.n_x)
+
+
+cdef inline Py_ssize_t block_steps(const Forward* r, Py_ssize_t ms) noexcept nogil:
+    """Steps per block for a chunk of ms columns: a function of the problem's
+    sizes only, so every way of running it computes the same GEMMs."""
     cdef Py_ssize_t columns = SMALL_BLOCK_COLUMNS if ms < SMALL_BATCH else BLOCK_COLUMNS
-    cdef Py_ssize_t tb = (columns + ms - 1) // ms if ms > 0 else 1
-    return max(1, min(max(tb, <Py_ssize_t>MIN_BLOCK_STEPS), T))
+    cdef Py_ssize_t tb = max((columns + ms - 1) // ms if ms > 0 else 1,
+                             <Py_ssize_t>MIN_BLOCK_STEPS)
+    cdef Py_ssize_t step_bytes = block_rows(r) * ms * (4 if r.single else 8)
+    if step_bytes > 0:
+        tb = min(tb, max(<Py_ssize_t>1, BLOCK_BYTES // step_bytes))
+    return max(1, min(tb, r.T))
 
 
 # ------------------------------------------------------------------ the driver
@@ -130,6 +144,9 @@ cdef struct GateWeights:
     const void* Wx[4]       # on the inputs: block_rows × n_x, rows ldwx apart
     const void* Wa[4]       # on the hidden state: block_rows × n_a, rows ldwa apart
     Py_ssize_t ldwx, ldwa
+    # Each row is [Wa | Wx] in one piece (Wx[q] = Wa[q] + n_a): a single step
+    # can then run as one GEMM on concat = [a_prev; x] (see uses_concat).
+    bint on_concat
 
 
 cdef struct Forward:
@@ -174,15 +191,23 @@ cdef inline void copy_rows(Py_ssize_t rows, Py_ssize_t cols, const floating* src
         memcpy(dst + i * ldd, src + i * lds, cols * sizeof(floating))
 
 
+# A single step (T = 1: the cell functions) whose weights act on [a_prev; x]
+# runs one GEMM on that concatenation instead of one per operand: a quarter
+# fewer BLAS calls per gate block (lstm_cell_forward, medium shape: 8 GEMMs of
+# K = 128 and 256 became 4 of K = 384).
+cdef inline bint uses_concat(const GateWeights* w, Py_ssize_t T) noexcept nogil:
+    return T == 1 and w.on_concat
+
+
 cdef inline size_t workspace_size(const Forward* r, Py_ssize_t ms) noexcept nogil:
-    """Elements of workspace a chunk of ms columns needs (0 with caches: the
-    blocks are windows of the cache buffers)."""
-    cdef Py_ssize_t tb = block_steps(ms, r.T), n_a = r.n_a
+    """Elements of workspace a chunk of ms columns needs: concat for a single
+    step, and without caches a block's buffers (with caches the blocks are
+    windows of the cache buffers)."""
+    cdef size_t concat = (r.n_a + r.n_x) * ms if uses_concat(&r.w, r.T) else 0
     if r.G != NULL:
-        return 0
-    return ((r.cell.gates * n_a + (0 if r.cell.gates_are_state else n_a)
-             + (n_a if r.cell.has_c else 0) + (0 if r.x_time_major else r.n_x)) * tb * ms
-            + 2 * n_a * ms)
+        return concat
+    return (block_rows(r) - (r.n_x if r.x_time_major else 0)) * block_steps(r, ms) * ms \
+        + 2 * r.n_a * ms + concat
 
 
 cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize_t j1,
@@ -191,7 +216,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef const CellSpec* cell = &r.cell
     cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, T = r.T, Tm = r.T * r.m
     cdef Py_ssize_t ms = j1 - j0, rows = cell.gates * r.n_a
-    cdef Py_ssize_t tb = block_steps(ms, T), tbb, s, p0, i, tt
+    cdef Py_ssize_t tb = block_steps(r, ms), tbb, s, p0, i, tt
     # Block buffers are windows of the cache buffers when there are caches
     # (direct), else a workspace of one block, reused.
     cdef bint direct = r.G != NULL, whole = ms == m
@@ -205,6 +230,9 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef floating* Xbase
     cdef floating* a_state = NULL
     cdef floating* c_state = NULL
+    cdef bint concat = uses_concat(&r.w, T)
+    cdef floating* cat = ws + (workspace_size(r, ms) - (n_a + n_x) * ms) if concat else NULL
+    cdef int q
     if not direct:
         Gbase = ws
         Abase = Gbase + rows * tb * ms
@@ -264,8 +292,16 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
         if gather_x and not direct and not r.gemm_only:
             gather_time_major(n_x, ms, tbb, x + j0 * r.sx1 + p0 * r.sx2, r.sx0, r.sx1, r.sx2,
                               Xb, ldx, stepx)
+        if concat:
+            # G = W @ [a_prev; x], one GEMM per row block (T = 1)
+            copy_rows(n_a, ms, a_prev, ld_ap, cat, ms)
+            copy_rows(n_x, ms, Xb, ldx, cat + n_a * ms, ms)
+            for q in range(r.w.blocks):
+                gemm(False, False, r.w.block_rows, ms, n_a + n_x, <floating>1,
+                     <const floating*>r.w.Wa[q], r.w.ldwa, cat, ms, <floating>0,
+                     Gb + q * r.w.block_rows * ld, ld)
         # G = Wx @ X for the block's steps: one GEMM when they are contiguous columns
-        if whole:
+        elif whole:
             project(&r.w, False, n_x, tbb * ms, Xb, ldx, <floating>0, Gb, ld)
         else:
             for tt in range(tbb):
@@ -274,7 +310,8 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
         for i in range(tbb):
             tt = tbb - 1 - i if r.reverse else i
             # G[t] += Wa @ a_prev, then the cell's step
-            project(&r.w, True, n_a, ms, a_prev, ld_ap, <floating>1, Gb + tt * step, ld)
+            if not concat:
+                project(&r.w, True, n_a, ms, a_prev, ld_ap, <floating>1, Gb + tt * step, ld)
             if not r.gemm_only:
                 forward_step(cell, n_a, ms, Gb + tt * step, ld, b, c_prev, ld_cp,
                              Cb + tt * step if cell.has_c else NULL, Ab + tt * step)
@@ -413,18 +450,24 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     cdef int q
     if T_da == 0:
         return 0
+    cdef bint concat = uses_concat(&r.w, T_da)
+    cdef Py_ssize_t width = n_a + n_x
     cdef size_t work_size = max(
         atb_work(n_a, m, r.w.block_rows, dbl), atb_work(n_x, Tdm, r.w.block_rows, dbl),
-        abt_work(rows, n_a, m), abt_work(rows, n_a, Tdm - m), abt_work(rows, n_x, Tdm))
+        abt_work(rows, n_a, m), abt_work(rows, n_a, Tdm - m), abt_work(rows, n_x, Tdm),
+        atb_work(width, m, r.w.block_rows, dbl), abt_work(rows, width, m))
     # scratch for dG (and dA) here when the caller gave none (the cell functions:
-    # small; sequences pass pooled arrays)
+    # small; sequences pass pooled arrays); concat and its gradient for one step
     cdef size_t own = 0 if dG != NULL else (rows + (0 if cell.gates_are_state else n_a)) * Tdm
-    cdef floating* work = <floating*>malloc((work_size + own) * sizeof(floating) + 1)
+    cdef size_t cat_size = 2 * width * m if concat else 0
+    cdef floating* work = <floating*>malloc((work_size + own + cat_size) * sizeof(floating) + 1)
     if work == NULL:
         return -1
     if own:
         dG = work + work_size
         dA = dG if cell.gates_are_state else dG + rows * Tdm
+    cdef floating* cat = work + work_size + own
+    cdef floating* dcat = cat + width * m
     if r.w.blocks == 1 and transpose_weights_once(n_a, m, rows, T_da, dbl):
         # Wt = Wa.T (n_a × rows; a 2-D transpose is gather's n = 1 case)
         Wt = <floating*>malloc(rows * n_a * sizeof(floating))
@@ -453,19 +496,35 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
             backward_step(cell, n_a, m, G + t * m, C + t * m if cell.has_c else NULL, Tm,
                           c_prev, ld_cp, dA + t * m, Tdm, NULL if k == 0 else da0, m,
                           dc, dG + t * m, Tdm)
+        if concat:
+            break
         # da_next = Wa.T @ dG[t]   (after the last step this is da0)
         project_t(&r.w, True, n_a, m, dG + t * m, Tdm, da0, m, Wt, work)
     free(Wt)
-    # dX = Wx.T @ dG
-    project_t(&r.w, False, n_x, Tdm, dG, Tdm, dX, Tdm, NULL, work)
-    # dWa = dG @ A_prev.T: the first step against a0, the others against A
-    gemm_abt(rows, n_a, m, <floating>1, dG + first * m, Tdm, <const floating*>r.a0, m,
-             <floating>0, <floating*>r.dWa, r.lddwa, work)
-    gemm_abt(rows, n_a, Tdm - m, <floating>1, dG if r.reverse else dG + m, Tdm,
-             A + m if r.reverse else A, Tm, <floating>1, <floating*>r.dWa, r.lddwa, work)
-    # dWx = dG @ X.T ; db = dG.sum(1)
-    gemm_abt(rows, n_x, Tdm, <floating>1, dG, Tdm, X, Tm, <floating>0, <floating*>r.dWx,
-             r.lddwx, work)
+    if concat:
+        # one step on [a0; x]: dcat = W.T @ dG, dW = dG @ [a0; x].T
+        copy_rows(n_a, m, <const floating*>r.a0, m, cat, m)
+        copy_rows(n_x, m, X, Tm, cat + n_a * m, m)
+        for q in range(r.w.blocks):
+            gemm_atb(width, m, r.w.block_rows, <floating>1, <const floating*>r.w.Wa[q],
+                     r.w.ldwa, dG + q * r.w.block_rows * Tdm, Tdm,
+                     <floating>(0 if q == 0 else 1), dcat, m, work)
+        copy_rows(n_a, m, dcat, m, da0, m)
+        copy_rows(n_x, m, dcat + n_a * m, m, dX, Tdm)
+        gemm_abt(rows, width, m, <floating>1, dG, Tdm, cat, m, <floating>0,
+                 <floating*>r.dWa, r.lddwa, work)
+    else:
+        # dX = Wx.T @ dG
+        project_t(&r.w, False, n_x, Tdm, dG, Tdm, dX, Tdm, NULL, work)
+        # dWa = dG @ A_prev.T: the first step against a0, the others against A
+        gemm_abt(rows, n_a, m, <floating>1, dG + first * m, Tdm, <const floating*>r.a0, m,
+                 <floating>0, <floating*>r.dWa, r.lddwa, work)
+        gemm_abt(rows, n_a, Tdm - m, <floating>1, dG if r.reverse else dG + m, Tdm,
+                 A + m if r.reverse else A, Tm, <floating>1, <floating*>r.dWa, r.lddwa, work)
+        # dWx = dG @ X.T
+        gemm_abt(rows, n_x, Tdm, <floating>1, dG, Tdm, X, Tm, <floating>0,
+                 <floating*>r.dWx, r.lddwx, work)
+    # db = dG.sum(1)
     if not r.gemm_only:
         row_sums(rows, Tdm, dG, Tdm, <floating*>r.db)
         if dX != <floating*>r.dx:
@@ -615,23 +674,27 @@ cdef inline const void* data(object a):
 
 
 cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_ssize_t n_a,
-                        bint stack, GateWeights* w):
-    """Fill w from the parameters; return (keep-alive objects, stacked bias b).
+                        bint stack, GateWeights* w, bint need_bias=True):
+    """Fill w from the parameters; return (keep-alive objects, stacked bias b
+    (None unless need_bias)).
 
     Per-gate weights on [a_prev; x] are stacked into one (gates·n_a, n_a + n_x)
     matrix when `stack`, else used in place as one row block per gate."""
     cdef Py_ssize_t width = n_a + n_x, gates = info.spec.gates, q
     cdef size_t item = 4 if tn == cnp.NPY_FLOAT else 8
     cdef cnp.ndarray W, b, Wq
+    w.on_concat = info.weights_on_concat
     if not info.weights_on_concat:
         Wx, Wa = params[info.weight_index[0]], params[info.weight_index[1]]
         w.blocks, w.block_rows = 1, gates * n_a
         w.Wx[0], w.ldwx, w.Wa[0], w.ldwa = data(Wx), n_x, data(Wa), n_a
         return (), params[info.bias_index[0]]
-    b = new_array(tn, gates * n_a, 1)
-    for q in range(gates):
-        memcpy(<char*>cnp.PyArray_DATA(b) + q * n_a * item,
-               cnp.PyArray_DATA(<cnp.ndarray>params[info.bias_index[q]]), n_a * item)
+    b = None
+    if need_bias:
+        b = new_array(tn, gates * n_a, 1)
+        for q in range(gates):
+            memcpy(<char*>cnp.PyArray_DATA(b) + q * n_a * item,
+                   cnp.PyArray_DATA(<cnp.ndarray>params[info.bias_index[q]]), n_a * item)
     w.ldwx = w.ldwa = width
     if stack:
         W = new_array(tn, gates * n_a, width)
@@ -1050,7 +1113,7 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
     cdef Backward rb
     cdef Backward* r = &rb if into is None else &into.r
     keep, _ = gate_weights(info, params, tn, n_x, n_a,
-                           not cell_call or rows * width <= STACK_LIMIT, &r.w)
+                           not cell_call or rows * width <= STACK_LIMIT, &r.w, False)
     dG = dA = None
     if not cell_call:
         dG = new_array(tn, rows, T_da, m)
@@ -1067,7 +1130,7 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
     if info.weights_on_concat:
         dW = new(tn, rows, width)
         db = new(tn, rows, 1)
-        dWx, dWa = block_view(dW, n_a, rows, width), dW
+        dWx, dWa = None, dW     # dWx: the columns from n_a on, see r.dWx below
     else:
         dWx, dWa, db = new(tn, rows, n_x), new(tn, rows, n_a), new(tn, rows, 1)
     r.cell = info.spec
@@ -1079,7 +1142,9 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
     r.a0, r.c0 = data(a0), data(c0)
     r.dA, r.dG, r.dX, r.dc = <void*>data(dA), <void*>data(dG), <void*>data(dX), <void*>data(dc)
     r.dx, r.da0 = <void*>data(dx), <void*>data(da0)
-    r.dWx, r.dWa, r.db = <void*>data(dWx), <void*>data(dWa), <void*>data(db)
+    r.dWa, r.db = <void*>data(dWa), <void*>data(db)
+    r.dWx = <char*>data(dW) + n_a * (4 if tn == cnp.NPY_FLOAT else 8) \
+        if info.weights_on_concat else <void*>data(dWx)
     r.lddwx = width if info.weights_on_concat else n_x
     r.lddwa = width if info.weights_on_concat else n_a
     r.reverse, r.gemm_only, r.single = reverse, gemm_only, tn == cnp.NPY_FLOAT
