@@ -60,6 +60,7 @@ import numpy as np
 from cyrnn import _cells, _validation
 from cyrnn._parallel import concurrent_use, resolve_threads, run_chunks, CONCURRENCY_CHECK_SIZE
 from cyrnn._validation import BLAS_INT_MAX
+assert BLAS_INT_MAX == 2147483647
 
 cnp.import_array()
 use_pool()
@@ -104,12 +105,16 @@ cdef inline Py_ssize_t chunk_start(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noe
 # MIN_BLOCK_STEPS steps move whole 64-byte lines of the user's (n, m, T)
 # arrays when inputs are gathered and outputs scattered block by block
 # (blocks of one step made bigbatch inference 13% slower). Batches under
-# SMALL_BATCH columns take blocks of SMALL_BLOCK_COLUMNS: their gate blocks
-# then stay in the L2 cache across the block's steps (LSTM inference at m =
-# 8-16 ran 9-19% slower in blocks of 256 columns than of 64).
+# SMALL_BATCH columns take blocks of SMALL_BLOCK_COLUMNS when such a block
+# fits the L2 cache (SMALL_BLOCK_BYTES): it then stays there across the
+# block's steps (LSTM inference at m = 8-16 ran 9-19% slower in blocks of 256
+# columns than of 64); with larger weights (the wide shape) it would not, and
+# the input projection's GEMMs want the columns (64-column blocks: wide
+# forward 6-7% slower).
 cdef enum:
     SMALL_BATCH = 64
     SMALL_BLOCK_COLUMNS = 64
+    SMALL_BLOCK_BYTES = 1 << 20
     BLOCK_COLUMNS = 8192
     BLOCK_BYTES = 64 << 20
     MIN_BLOCK_STEPS = 8
@@ -124,10 +129,13 @@ cdef inline Py_ssize_t block_rows(const Forward* r) noexcept nogil:
 cdef inline Py_ssize_t block_steps(const Forward* r, Py_ssize_t ms) noexcept nogil:
     """Steps per block for a chunk of ms columns: a function of the problem's
     sizes only, so every way of running it computes the same GEMMs."""
-    cdef Py_ssize_t columns = SMALL_BLOCK_COLUMNS if ms < SMALL_BATCH else BLOCK_COLUMNS
+    cdef Py_ssize_t item = 4 if r.single else 8
+    cdef Py_ssize_t columns = BLOCK_COLUMNS
+    if ms < SMALL_BATCH and block_rows(r) * SMALL_BLOCK_COLUMNS * item <= SMALL_BLOCK_BYTES:
+        columns = SMALL_BLOCK_COLUMNS
     cdef Py_ssize_t tb = max((columns + ms - 1) // ms if ms > 0 else 1,
                              <Py_ssize_t>MIN_BLOCK_STEPS)
-    cdef Py_ssize_t step_bytes = block_rows(r) * ms * (4 if r.single else 8)
+    cdef Py_ssize_t step_bytes = block_rows(r) * ms * item
     if step_bytes > 0:
         tb = min(tb, max(<Py_ssize_t>1, BLOCK_BYTES // step_bytes))
     return max(1, min(tb, r.T))
@@ -665,8 +673,13 @@ cdef inline bint strided_ready(object obj, int tn, int ndim) noexcept:
     return True
 
 
+cdef enum:
+    # SciPy's cython_blas takes 32-bit sizes (cyrnn/_validation.py BLAS_INT_MAX)
+    C_BLAS_INT_MAX = 2147483647
+
+
 cdef inline bint blas_sizes_fit(Py_ssize_t columns, Py_ssize_t rows, Py_ssize_t n_y) noexcept:
-    return columns <= BLAS_INT_MAX and rows <= BLAS_INT_MAX and n_y <= BLAS_INT_MAX
+    return columns <= C_BLAS_INT_MAX and rows <= C_BLAS_INT_MAX and n_y <= C_BLAS_INT_MAX
 
 
 cdef inline const void* data(object a):
