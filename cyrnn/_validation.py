@@ -128,11 +128,17 @@ def _symbols(rows, cols):
     return SYMBOLS[rows], SYMBOLS[cols]
 
 
-def _parameter_arrays(cell, parameters):
-    """{key: array} of the cell's schema, with KeyError/TypeError naming a bad one."""
+def _entries(cell, keys):
+    """The schema entries of `keys` (None: all), in schema order."""
+    return [e for e in cell.parameters if keys is None or e[0] in keys]
+
+
+def _parameter_arrays(cell, parameters, keys=None):
+    """{key: array} of the cell's schema (or of `keys`), with KeyError/TypeError
+    naming a bad one."""
     check_mapping(parameters)
     p = {}
-    for key, rows, cols, what in cell.parameters:
+    for key, rows, cols, what in _entries(cell, keys):
         symbols = _symbols(rows, cols)
         try:
             value = parameters[key]
@@ -148,7 +154,7 @@ def _parameter_arrays(cell, parameters):
 def _mismatch(cell, p, dims):
     """The first (key, expected shape) the parameters break under dims, or None.
     Fills dims[N_Y] from the first n_y entry."""
-    for key, rows, cols, _ in cell.parameters:
+    for key, rows, cols, _ in _entries(cell, p):
         shape = p[key].shape
         if dims[N_Y] is None and rows == N_Y:
             check_ndim(f"parameters[{key!r}]", p[key], _symbols(rows, cols))
@@ -164,7 +170,7 @@ def _implied_sizes(cell, p):
     n_a = n_x = None
     if any(arr.ndim != 2 for arr in p.values()):
         return None
-    for key, rows, cols, _ in cell.parameters:
+    for key, rows, cols, _ in _entries(cell, p):
         shape = p[key].shape
         if n_a is None and rows == N_A:
             n_a = shape[0]
@@ -177,13 +183,15 @@ def _implied_sizes(cell, p):
 
 
 def check_parameters(cell, parameters, n_x, n_a, x_name="x", x_shape=None,
-                     a_name="a0", a_shape=None):
-    """The cell's parameters as arrays, checked against n_x and n_a; and n_y.
+                     a_name="a0", a_shape=None, keys=None):
+    """The cell's parameters (or those of `keys`: the backward functions need
+    only the gate weights, as the reference's do) as arrays, checked against
+    n_x and n_a; and n_y (None without an output-layer key).
 
     When the parameters agree among themselves on other sizes than those of
     the data (a transposed x, a wrong a0), the error names the data argument.
     """
-    p = _parameter_arrays(cell, parameters)
+    p = _parameter_arrays(cell, parameters, keys)
     dims = {ONE: 1, N_X: n_x, N_A: n_a, N_Y: None, N_A_PLUS_N_X: n_a + n_x}
     bad = _mismatch(cell, p, dims)
     if bad is not None:
@@ -199,7 +207,7 @@ def check_parameters(cell, parameters, n_x, n_a, x_name="x", x_shape=None,
                     f"{a_name} has shape {a_shape}; its first dimension n_a must be "
                     f"{implied_a}, the hidden size of the parameters")
         key, want = bad
-        rows, cols = next((r, c) for k, r, c, _ in cell.parameters if k == key)
+        rows, cols = next((r, c) for k, r, c, _ in _entries(cell, p) if k == key)
         check_shape(f"parameters[{key!r}]", p[key], _symbols(rows, cols), want)
     return p, dims[N_Y]
 

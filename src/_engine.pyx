@@ -595,6 +595,7 @@ cdef class CellInfo:
     cdef tuple keys
     cdef int rows[MAX_KEYS]
     cdef int cols[MAX_KEYS]
+    cdef bint for_backward[MAX_KEYS]     # the gate weights: all backward reads
     cdef int n_keys, wy_index, by_index
     cdef tuple weight_index, bias_index
     cdef object caches_type
@@ -625,17 +626,20 @@ cdef class CellInfo:
         self.keys = tuple(entry[0] for entry in cell.parameters)
         self.n_keys = len(self.keys)
         assert self.n_keys <= MAX_KEYS
-        for q, (_, rows, cols, _) in enumerate(cell.parameters):
+        for q, (key, rows, cols, _) in enumerate(cell.parameters):
             self.rows[q], self.cols[q] = rows, cols
+            self.for_backward[q] = key in cell.gate_weights
         self.weight_index = tuple(self.keys.index(k) for k in cell.gate_weights)
         self.bias_index = tuple(self.keys.index(k) for k in cell.gate_biases)
         self.wy_index, self.by_index = self.keys.index(cell.head[0]), self.keys.index(cell.head[1])
 
 
 cdef list fast_parameters(CellInfo info, object parameters, int tn, Py_ssize_t n_x,
-                          Py_ssize_t n_a):
+                          Py_ssize_t n_a, bint backward=False):
     """The parameters in schema order when every one is kernel-ready, else None
-    (then cyrnn/_validation.py checks them with the same schema)."""
+    (then cyrnn/_validation.py checks them with the same schema). `backward`:
+    only the gate weights (None in the other places), as the validating path
+    checks for the backward functions."""
     if type(parameters) is not dict:
         return None
     cdef Py_ssize_t dims[5]
@@ -645,6 +649,9 @@ cdef list fast_parameters(CellInfo info, object parameters, int tn, Py_ssize_t n
     cdef PyObject* item
     cdef int q
     for q in range(info.n_keys):
+        if backward and not info.for_backward[q]:
+            out.append(None)
+            continue
         item = PyDict_GetItem(<dict>parameters, info.keys[q])
         if item == NULL or not ready(<object>item, tn, 2, dims[info.rows[q]],
                                      dims[info.cols[q]]):
@@ -656,7 +663,8 @@ cdef list fast_parameters(CellInfo info, object parameters, int tn, Py_ssize_t n
 
 
 cdef list validated_parameters(CellInfo info, dict p):
-    return [p[key] for key in info.keys]
+    """The checked parameters in schema order (None for keys not checked)."""
+    return [p.get(key) for key in info.keys]
 
 
 cdef inline bint strided_ready(object obj, int tn, int ndim) noexcept:
@@ -1218,7 +1226,8 @@ cdef dict cell_backward(CellInfo info, da_next, dc_next, cache):
                 xt = entries[info.i_xt]
                 if ready(xt, tn, 2, -1, m):
                     n_x = cnp.PyArray_DIMS(<cnp.ndarray>xt)[0]
-                    params = fast_parameters(info, entries[info.i_parameters], tn, n_x, n_a)
+                    params = fast_parameters(info, entries[info.i_parameters], tn, n_x, n_a,
+                                             True)
                     if params is not None and not blas_sizes_fit(
                             m, info.spec.gates * n_a + n_x, 0):
                         params = None
@@ -1256,7 +1265,7 @@ cdef dict cell_backward_checked(CellInfo info, da_next, dc_next, cache):
     if info.spec.has_c:
         _validation.check_shape("dc_next", dc_next, ("n_a", "m"), (n_a, m))
     parameters = entries[len(entries) - 1]
-    p, _ = _validation.check_parameters(cell, parameters, n_x, n_a)
+    p, _ = _validation.check_parameters(cell, parameters, n_x, n_a, keys=cell.gate_weights)
     _validation.check_blas_sizes(m, cell.gates * n_a + n_x)
     weights = [p[key] for key in cell.gate_weights]
     dtype = _validation.compute_dtype([da_next, dc_next, *entries[:len(entries) - 1], *weights])
@@ -1284,7 +1293,7 @@ cdef dict sequence_backward(CellInfo info, da, caches):
             m = cnp.PyArray_DIMS(<cnp.ndarray>steps.A)[2]
             n_x = cnp.PyArray_DIMS(<cnp.ndarray>steps.X)[0]
             if ready(da, tn, 3, n_a, m) and cnp.PyArray_DIMS(<cnp.ndarray>da)[2] <= T:
-                params = fast_parameters(info, steps.parameters, tn, n_x, n_a)
+                params = fast_parameters(info, steps.parameters, tn, n_x, n_a, True)
                 if params is not None and blas_sizes_fit(
                         cnp.PyArray_DIMS(<cnp.ndarray>da)[2] * m, info.spec.gates * n_a + n_x, 0):
                     return run_backward(info, tn, False, da, steps.G, steps.A, steps.C,
@@ -1329,7 +1338,7 @@ cdef dict sequence_backward_checked(CellInfo info, da, caches):
             [stacked(g, n_a) for g in cell.gate_cache], axis=0)
         parameters = first[len(first) - 1]
     n_x = X.shape[0]
-    p, _ = _validation.check_parameters(cell, parameters, n_x, n_a)
+    p, _ = _validation.check_parameters(cell, parameters, n_x, n_a, keys=cell.gate_weights)
     _validation.check_blas_sizes(T_da * m, cell.gates * n_a + n_x)
     weights = [p[key] for key in cell.gate_weights]
     dtype = _validation.compute_dtype([da, G, A, C, a0, c0, X, *weights])
@@ -1614,7 +1623,8 @@ def _backward_direction(cell, da, caches, *, reverse=False):
     n_a, T, m = steps.A.shape
     da = _validation.contiguous(_validation.as_array("da", da), steps.A.dtype)
     _validation.check_shape("da", da, ("n_a", "m", "T_x"), (n_a, m, T))
-    p, _ = _validation.check_parameters(info.cell, steps.parameters, steps.X.shape[0], n_a)
+    p, _ = _validation.check_parameters(info.cell, steps.parameters, steps.X.shape[0], n_a,
+                                        keys=info.cell.gate_weights)
     params = validated_parameters(info, {k: _validation.contiguous(v, steps.A.dtype)
                                          for k, v in p.items()})
     return run_backward(info, tn, False, da, steps.G, steps.A, steps.C, steps.a0, steps.c0,

@@ -330,3 +330,25 @@ def test_debug_build_checks_blocks_against_their_buffers():
         assert out.returncode != 0 and "block selftest" in out.stderr, out
     else:
         assert out.returncode == 0, out.stderr
+
+
+def test_backward_reads_only_the_gate_weights_like_the_reference():
+    """The backward functions need the gate weights only; a missing or odd
+    output layer in the cached parameters does not concern them (nor the
+    reference's), while a bad gate weight is named."""
+    for kind in ("rnn", "lstm"):
+        x, a0, p, rng = problem(kind, 3, 4, 2, 5, 6)
+        caches = FORWARD[kind](x, a0, p)[-1]
+        ref_caches = (ref.rnn_forward if kind == "rnn" else ref.lstm_forward)(x, a0, p)[-1]
+        head = "Wya" if kind == "rnn" else "Wy"
+        p[head] = "not an array"
+        del p["by"]
+        da = rng.standard_normal((4, 5, 6))
+        got = BACKWARD[kind](da, caches)
+        want = (ref.rnn_backward if kind == "rnn" else ref.lstm_backward)(da, ref_caches)
+        for key in want:
+            assert_close(got[key], want[key])
+        gate = "Waa" if kind == "rnn" else "Wo"
+        p[gate] = p[gate][:, :2]
+        with pytest.raises(ValueError, match=rf"parameters\['{gate}'\] has shape \(4, 2\)"):
+            BACKWARD[kind](da, caches)
