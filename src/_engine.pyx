@@ -239,7 +239,8 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef floating* a_state = NULL
     cdef floating* c_state = NULL
     cdef bint concat = uses_concat(&r.w, T)
-    cdef floating* cat = ws + (workspace_size(r, ms) - (n_a + n_x) * ms) if concat else NULL
+    cdef Py_ssize_t ws_len = workspace_size(r, ms)
+    cdef floating* cat = ws + (ws_len - (n_a + n_x) * ms) if concat else NULL
     cdef int q
     if not direct:
         Gbase = ws
@@ -271,7 +272,6 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef floating* a_out = <floating*>r.a_out + j0 * T
     # the buffers the blocks below must stay inside (checked by the debug build)
     cdef size_t item = sizeof(floating)
-    cdef Py_ssize_t ws_len = workspace_size(r, ms)
     cdef const void* G_buf = r.G if direct else ws
     cdef const void* A_buf = r.A if direct else ws
     cdef const void* C_buf = r.C if direct else ws
@@ -645,12 +645,11 @@ cdef list fast_parameters(CellInfo info, object parameters, int tn, Py_ssize_t n
     cdef Py_ssize_t dims[5]
     dims[DIM_ONE], dims[DIM_N_X], dims[DIM_N_A] = 1, n_x, n_a
     dims[DIM_N_Y], dims[DIM_N_A_PLUS_N_X] = -1, n_a + n_x
-    cdef list out = []
+    cdef list out = [None] * info.n_keys
     cdef PyObject* item
     cdef int q
     for q in range(info.n_keys):
         if backward and not info.for_backward[q]:
-            out.append(None)
             continue
         item = PyDict_GetItem(<dict>parameters, info.keys[q])
         if item == NULL or not ready(<object>item, tn, 2, dims[info.rows[q]],
@@ -658,7 +657,7 @@ cdef list fast_parameters(CellInfo info, object parameters, int tn, Py_ssize_t n
             return None
         if dims[info.rows[q]] < 0:
             dims[info.rows[q]] = cnp.PyArray_DIMS(<cnp.ndarray>item)[0]
-        out.append(<object>item)
+        out[q] = <object>item
     return out
 
 
