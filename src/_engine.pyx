@@ -1118,6 +1118,10 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     return a, c, y, tuple(gates)
 
 
+cdef inline cnp.ndarray new_gradient(int tn, Py_ssize_t T_da, Py_ssize_t d0, Py_ssize_t d1):
+    return new_array(tn, d0, d1) if T_da > 0 else new_zeros(tn, d0, d1)
+
+
 cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, object G,
                        object A, object C, object a0, object c0, object X, list params,
                        object dc_init, Py_ssize_t T, bint reverse=False, bint gemm_only=False,
@@ -1141,18 +1145,18 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
     dx = new_array(tn, n_x, m) if cell_call else new_array(tn, n_x, m, T_da)
     dX = dx if T_da <= 1 else new_array(tn, n_x, T_da, m)
     # every gradient is written in full when there is a step; zeros when none
-    new = new_array if T_da > 0 else new_zeros
-    da0 = new(tn, n_a, m)
+    da0 = new_gradient(tn, T_da, n_a, m)
     dc = None
     if info.spec.has_c:
         dc = new_zeros(tn, n_a, m) if dc_init is None else cnp.PyArray_NewCopy(dc_init,
                                                                                 cnp.NPY_CORDER)
     if info.weights_on_concat:
-        dW = new(tn, rows, width)
-        db = new(tn, rows, 1)
+        dW = new_gradient(tn, T_da, rows, width)
+        db = new_gradient(tn, T_da, rows, 1)
         dWx, dWa = None, dW     # dWx: the columns from n_a on, see r.dWx below
     else:
-        dWx, dWa, db = new(tn, rows, n_x), new(tn, rows, n_a), new(tn, rows, 1)
+        dWx, dWa = new_gradient(tn, T_da, rows, n_x), new_gradient(tn, T_da, rows, n_a)
+        db = new_gradient(tn, T_da, rows, 1)
     r.cell = info.spec
     r.n_x, r.n_a, r.m, r.T, r.T_da = n_x, n_a, m, T, T_da
     r.da = data(da)
