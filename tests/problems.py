@@ -52,3 +52,19 @@ def fingerprint(obj):
     if isinstance(obj, (tuple, list)):
         return tuple(fingerprint(v) for v in obj)
     return obj
+
+
+def run_python(code, **kwargs):
+    """sys.executable -c code in a subprocess; skips the test where this
+    interpreter cannot be started as a program (an emulated one without binfmt,
+    as in CI's aarch64 stage under QEMU)."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    try:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              **kwargs)
+    except OSError as exc:
+        pytest.skip(f"cannot start {sys.executable} as a subprocess here: {exc}")

@@ -178,8 +178,9 @@ def test_larger_shapes_match_reference():
 def test_large_outputs_match_reference(m):
     # Outputs of >= 8 MiB leave the time-major buffers through a staging buffer
     # and non-temporal stores (scatter_batch_major): a (48·m·69 doubles) and the
-    # backward's dx take that path, in 2 and 5 chunks of 222 batch columns, with
-    # odd row starts (m·T odd) and steps not a multiple of 8.
+    # backward's dx take that path, with odd row starts (m·T odd) and steps not a
+    # multiple of 8; the forward runs in blocks of 9 steps (8192-column input
+    # projections, src/_engine.pyx block_steps), so states carry across blocks.
     n_x, n_a, n_y, T = 48, 48, 3, 69
     rng = np.random.default_rng(m)
     x, a0 = sequence(rng, n_x, n_a, m, T)

@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import assert_close, lstm_parameters, rnn_parameters, sequence
+from problems import assert_close, lstm_parameters, rnn_parameters, run_python, sequence
 
 FORWARD = {"rnn": cyrnn.rnn_forward, "lstm": cyrnn.lstm_forward}
 BACKWARD = {"rnn": cyrnn.rnn_backward, "lstm": cyrnn.lstm_backward}
@@ -305,14 +305,11 @@ def test_importing_the_source_tree_says_how_to_install(tmp_path):
     to do, not fail with a bare ModuleNotFoundError deep inside."""
     import os
     import shutil
-    import subprocess
-    import sys
 
     package = os.path.dirname(cyrnn.__file__)
     shutil.copytree(package, tmp_path / "cyrnn",
                     ignore=lambda d, names: [n for n in names if not n.endswith(".py")])
-    out = subprocess.run([sys.executable, "-c", "import cyrnn"], cwd=tmp_path,
-                         capture_output=True, text=True)
+    out = run_python("import cyrnn", cwd=tmp_path)
     assert out.returncode != 0
     assert "compiled modules are missing" in out.stderr and "pip install" in out.stderr
 
@@ -320,12 +317,7 @@ def test_importing_the_source_tree_says_how_to_install(tmp_path):
 def test_debug_build_checks_blocks_against_their_buffers():
     """In the debug build a block past its buffer aborts the process with the
     block's name; other builds compile the checks away."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c",
-                          "from cyrnn import _engine; _engine._check_block_selftest()"],
-                         capture_output=True, text=True, cwd="/")
+    out = run_python("from cyrnn import _engine; _engine._check_block_selftest()", cwd="/")
     if _engine.DEBUG_CHECKS:
         assert out.returncode != 0 and "block selftest" in out.stderr, out
     else:
