@@ -43,6 +43,30 @@ cdef extern from "cyrnn_debug.h" nogil:
                                           Py_ssize_t length, size_t item)
     int CYRNN_DEBUG_CHECKS
 
+cdef extern from "Python.h":
+    int PyGILState_Check() nogil
+
+# Test hook: when on, the drivers record whether they ran holding the GIL (a
+# structural check of GIL release, independent of timing and machine load).
+cdef int gil_probe_on = 0
+cdef int gil_probe_held = -1
+
+
+cdef inline void probe_gil() noexcept nogil:
+    global gil_probe_held
+    if gil_probe_on:
+        gil_probe_held = PyGILState_Check()
+
+
+def _gil_probe(bint enable):
+    """Turn the probe on or off; returns whether the last driver run since the
+    previous call held the GIL (True/False), or None when none ran."""
+    global gil_probe_on, gil_probe_held
+    held = None if gil_probe_held < 0 else bool(gil_probe_held)
+    gil_probe_on, gil_probe_held = enable, -1
+    return held
+
+
 # True in the debug build, whose driver checks every block against its buffer
 DEBUG_CHECKS = bool(CYRNN_DEBUG_CHECKS)
 
@@ -370,6 +394,7 @@ cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last,
     cdef int status = 0
     cdef void* own = NULL
     cdef size_t need = chunk_workspace(r)
+    probe_gil()
     if ws == NULL and need > 0:
         ws = own = malloc(need * (4 if r.single else 8))
         if ws == NULL:
@@ -544,6 +569,7 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
 cdef int backward_run(const Backward* r) noexcept nogil:
     cdef unsigned int csr = cyrnn_ftz_begin()
     cdef int status
+    probe_gil()
     if r.single:
         status = backward_all[float](0, r)
     else:
