@@ -1,4 +1,4 @@
-"""cyrnn: the notebook's RNN and LSTM functions, compiled.
+"""cyrnn: the notebook's RNN and LSTM functions, and a GRU in their style, compiled.
 
 Drop-in for the NumPy functions of "Building your Recurrent Neural Network -
 Step by Step": same names, arguments, shapes, returned tuples, caches and
@@ -11,9 +11,10 @@ engine's fast checks do not take are checked and converted by
 cyrnn/_validation.py.
 """
 try:
-    from ._engine import (LSTMStepCaches, RNNStepCaches, lstm_backward, lstm_cell_backward,
-                          lstm_cell_forward, lstm_forward, rnn_backward, rnn_cell_backward,
-                          rnn_cell_forward, rnn_forward)
+    from ._engine import (GRUStepCaches, LSTMStepCaches, RNNStepCaches, gru_backward,
+                          gru_cell_backward, gru_cell_forward, gru_forward, lstm_backward,
+                          lstm_cell_backward, lstm_cell_forward, lstm_forward, rnn_backward,
+                          rnn_cell_backward, rnn_cell_forward, rnn_forward)
 except ImportError as exc:  # pragma: no cover - depends on how cyrnn was obtained
     import os as _os
 
@@ -32,5 +33,6 @@ __version__ = "0.2.0.dev0"
 __all__ = [
     "rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward",
     "lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward",
-    "softmax", "sigmoid", "RNNStepCaches", "LSTMStepCaches", "release_memory",
+    "gru_cell_forward", "gru_forward", "gru_cell_backward", "gru_backward",
+    "softmax", "sigmoid", "RNNStepCaches", "LSTMStepCaches", "GRUStepCaches", "release_memory",
 ]

@@ -236,7 +236,7 @@ def forward_inputs(cell, x, a_prev, c_prev, parameters, sequence):
     if c_prev is not None:
         check_shape(c_name, c_prev, ("n_a", "m"), (n_a, m))
     T = x.shape[2] if sequence else 1
-    check_blas_sizes(m * T, cell.gates * n_a + n_x, n_y)
+    check_blas_sizes(m * T, len(cell.blocks) * n_a + n_x, n_y)
     dtype = compute_dtype((x, a_prev, c_prev, *p.values()))
     p = {key: contiguous(arr, dtype) for key, arr in p.items()}
     x = strided(x, dtype) if sequence else contiguous(x, dtype)

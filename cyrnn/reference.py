@@ -1,4 +1,4 @@
-"""Plain NumPy implementation of the notebook's RNN/LSTM functions.
+"""Plain NumPy implementation of the notebook's RNN/LSTM functions and the GRU.
 
 This is the baseline cyrnn is tested and benchmarked against. It follows
 ``SPEC.md`` exactly: the notebook's equations, shapes, caches and gradient
@@ -12,6 +12,7 @@ __all__ = [
     "softmax", "sigmoid",
     "rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward",
     "lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward",
+    "gru_cell_forward", "gru_forward", "gru_cell_backward", "gru_backward",
 ]
 
 
@@ -168,4 +169,113 @@ def lstm_backward(da, caches):
     for g in "fico":
         result["dW" + g] = grads["dW" + g]
         result["db" + g] = grads["db" + g]
+    return result
+
+
+# GRU (SPEC.md §5). The update gate ut weights the candidate; the keys choose
+# the variant: "Wc" (reset-before) or "Wcx", "Wca", "bcx", "bca" (reset-after).
+
+def _gru_reset_before(parameters):
+    has_after = any(k in parameters for k in ("Wcx", "Wca", "bcx", "bca"))
+    if "Wc" in parameters and has_after:
+        raise ValueError("parameters has both 'Wc' (reset-before GRU) and reset-after keys")
+    return "Wc" in parameters
+
+
+def gru_cell_forward(xt, a_prev, parameters):
+    Wr, br = parameters["Wr"], parameters["br"]
+    Wu, bu = parameters["Wu"], parameters["bu"]
+    Wy, by = parameters["Wy"], parameters["by"]
+    concat = np.concatenate((a_prev, xt), axis=0)
+    rt = sigmoid(np.dot(Wr, concat) + br)
+    ut = sigmoid(np.dot(Wu, concat) + bu)
+    if _gru_reset_before(parameters):
+        cct = np.tanh(np.dot(parameters["Wc"], np.concatenate((rt * a_prev, xt), axis=0))
+                      + parameters["bc"])
+    else:
+        hct = np.dot(parameters["Wca"], a_prev) + parameters["bca"]
+        cct = np.tanh(np.dot(parameters["Wcx"], xt) + parameters["bcx"] + rt * hct)
+    a_next = ut * cct + (1 - ut) * a_prev
+    yt_pred = softmax(np.dot(Wy, a_next) + by)
+    cache = (a_next, a_prev, rt, ut, cct, xt, parameters)
+    return a_next, yt_pred, cache
+
+
+def gru_forward(x, a0, parameters):
+    caches = []
+    n_x, m, T_x = x.shape
+    n_y, n_a = parameters["Wy"].shape
+    a = np.zeros((n_a, m, T_x))
+    y = np.zeros((n_y, m, T_x))
+    a_next = a0
+    for t in range(T_x):
+        a_next, yt, cache = gru_cell_forward(x[:, :, t], a_next, parameters)
+        a[:, :, t] = a_next
+        y[:, :, t] = yt
+        caches.append(cache)
+    return a, y, (caches, x)
+
+
+def gru_cell_backward(da_next, cache):
+    a_next, a_prev, rt, ut, cct, xt, parameters = cache
+    n_a = a_next.shape[0]
+    dcct = da_next * ut * (1 - cct ** 2)          # at the candidate's pre-activation
+    dut = da_next * (cct - a_prev) * ut * (1 - ut)
+    da_prev = da_next * (1 - ut)
+    concat = np.concatenate((a_prev, xt), axis=0)
+    gradients = {}
+    if _gru_reset_before(parameters):
+        Wc = parameters["Wc"]
+        dcat_c = np.dot(Wc.T, dcct)                # gradient of [rt * a_prev; xt]
+        drt = dcat_c[:n_a] * a_prev * rt * (1 - rt)
+        da_prev = da_prev + dcat_c[:n_a] * rt
+        dxt = dcat_c[n_a:]
+        gradients["dWc"] = np.dot(dcct, np.concatenate((rt * a_prev, xt), axis=0).T)
+        gradients["dbc"] = np.sum(dcct, axis=1, keepdims=True)
+        candidate = ("dWc", "dbc")
+    else:
+        Wcx, Wca = parameters["Wcx"], parameters["Wca"]
+        hct = np.dot(Wca, a_prev) + parameters["bca"]
+        dhct = dcct * rt
+        drt = dcct * hct * rt * (1 - rt)
+        da_prev = da_prev + np.dot(Wca.T, dhct)
+        dxt = np.dot(Wcx.T, dcct)
+        gradients["dWcx"] = np.dot(dcct, xt.T)
+        gradients["dbcx"] = np.sum(dcct, axis=1, keepdims=True)
+        gradients["dWca"] = np.dot(dhct, a_prev.T)
+        gradients["dbca"] = np.sum(dhct, axis=1, keepdims=True)
+        candidate = ("dWca", "dWcx", "dbca", "dbcx")
+    dconcat = 0
+    for name, dgate in (("r", drt), ("u", dut)):
+        gradients["dW" + name] = np.dot(dgate, concat.T)
+        gradients["db" + name] = np.sum(dgate, axis=1, keepdims=True)
+        dconcat = dconcat + np.dot(parameters["W" + name].T, dgate)
+    gradients["da_prev"] = da_prev + dconcat[:n_a]
+    gradients["dxt"] = dxt + dconcat[n_a:]
+    return {key: gradients[key] for key in ("dxt", "da_prev", "dWr", "dbr", "dWu", "dbu")
+            + candidate}
+
+
+def gru_backward(da, caches):
+    caches, x = caches
+    n_a, m, T_x = da.shape
+    n_x = caches[0][5].shape[0]
+    dx = np.zeros((n_x, m, T_x))
+    grads = None
+    da_prevt = np.zeros((n_a, m))
+    for t in reversed(range(T_x)):
+        step = gru_cell_backward(da[:, :, t] + da_prevt, caches[t])
+        da_prevt = step.pop("da_prev")
+        dx[:, :, t] = step.pop("dxt")
+        if grads is None:
+            grads = {key: np.zeros_like(value) for key, value in step.items()}
+        for key in grads:
+            grads[key] += step[key]
+    if grads is None:   # no steps: zero gradients of the variant's shapes
+        parameters = caches[0][6]
+        keys = ["Wr", "br", "Wu", "bu"] + (["Wc", "bc"] if _gru_reset_before(parameters)
+                                           else ["Wca", "Wcx", "bca", "bcx"])
+        grads = {"d" + key: np.zeros(np.shape(parameters[key])) for key in keys}
+    result = {"dx": dx, "da0": da_prevt}
+    result.update(grads)
     return result

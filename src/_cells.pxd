@@ -1,67 +1,217 @@
-# The cells' step kernels, behind one interface the engine's driver calls
+# The cells' steps, behind one interface the engine's driver calls
 # (src/_engine.pyx). A cell's other facts (gates, states, parameter schema)
 # are its description in cyrnn/_cells.py; the codes below match its `kind`.
 #
-# Every step works on one (rows × ms) block per buffer: rows `ld` elements
-# apart, ms contiguous batch columns. The gate block G holds gates·n_a rows,
-# gate k's rows starting at row k·n_a.
+# A step is everything that happens at one time step once the driver has put
+# the input projection Wx @ x into the step's gate buffer G: the recurrent
+# products (GEMMs on a_prev, or, for the reset-before GRU, on Γr·a_prev) and
+# the cell's fused elementwise kernels (cyrnn_elementwise_impl.h); backward,
+# the gate gradients and the gradient sent to a_prev. Every buffer is one
+# (rows × ms) block: rows `ld` elements apart, ms contiguous batch columns.
+# G holds `blocks` row blocks of n_a rows, block k starting at row k·n_a.
 from cython cimport floating
 
+from _blas cimport gemm, gemm_atb, gemm_atb_pretransposed
 from _elementwise cimport (rnn_forward_step, lstm_forward_step, rnn_backward_step,
-                           lstm_backward_step)
+                           lstm_backward_step, fill_rows, gru_forward_step, gru_reset_step,
+                           gru_candidate_step, gru_backward_step, gru_candidate_backward,
+                           gru_reset_backward)
 
 cdef enum CellKind:
     CELL_RNN = 0
     CELL_LSTM = 1
+    CELL_GRU = 2                # reset after the recurrent product
+    CELL_GRU_RESET_BEFORE = 3
 
 
 cdef struct CellSpec:
     int kind
-    int gates               # gate rows per hidden unit
+    int gates               # row blocks of the stacked gate weights
+    int blocks              # row blocks of G (the caches' gate buffer)
+    int bias_blocks         # row blocks of the stacked bias = G's first blocks
     bint has_c              # carries a cell state c besides a
     # The gate block is the hidden state buffer (the RNN: z, then tanh(z) in
     # place), and backward's gate gradients start as the upstream da.
     bint gates_are_state
+    # Where the input projection goes: weight blocks [0, x_split) into G's
+    # blocks [0, x_split), the rest from G block x_dest on.
+    int x_split, x_dest
+    # The recurrent weights' gradient: blocks [0, a_split) against a_prev, the
+    # rest against G block a_src (the reset-before GRU's Γr·a_prev).
+    int a_split, a_src
+    # A single step may run as one GEMM on concat = [a_prev; x] (the recurrent
+    # product adds onto the input projection, row for row).
+    bint concat_step
 
 
 cdef inline CellSpec cell_spec(int kind) noexcept nogil:
     cdef CellSpec s
     s.kind = kind
+    s.has_c, s.gates_are_state, s.concat_step = False, False, False
+    s.a_src = -1
     if kind == CELL_LSTM:
-        s.gates, s.has_c, s.gates_are_state = 4, True, False
+        s.gates, s.blocks, s.bias_blocks, s.has_c, s.concat_step = 4, 4, 4, True, True
+    elif kind == CELL_GRU:
+        # G: Γr, Γu, hc, c~; the candidate's input product goes to block 3
+        s.gates, s.blocks, s.bias_blocks = 3, 4, 4
+    elif kind == CELL_GRU_RESET_BEFORE:
+        # G: Γr, Γu, c~, ra
+        s.gates, s.blocks, s.bias_blocks = 3, 4, 3
     else:
-        s.gates, s.has_c, s.gates_are_state = 1, False, True
+        s.gates, s.blocks, s.bias_blocks, s.gates_are_state = 1, 1, 1, True
+    s.x_split, s.x_dest = s.gates, s.gates
+    s.a_split = s.gates
+    if kind == CELL_GRU:
+        s.x_split, s.x_dest = 2, 3
+    elif kind == CELL_GRU_RESET_BEFORE:
+        s.a_split, s.a_src = 2, 3
     return s
 
 
-cdef inline void forward_step(const CellSpec* cell, Py_ssize_t n_a, Py_ssize_t ms,
-                              floating* G, Py_ssize_t ld, const floating* b,
-                              const floating* c_prev, Py_ssize_t ld_cp,
-                              floating* c, floating* a) noexcept nogil:
-    """The step's states from its pre-activations G (input and recurrent
-    products, no bias yet): a, c (rows ld apart, like G); c_prev NULL means 0."""
-    if cell.kind == CELL_LSTM:
-        # f, i, o = σ(·), c~ = tanh(·), c = f·c_prev + i·c~, a = o·tanh(c)
-        lstm_forward_step(n_a, ms, G, ld, n_a * ld, b, c_prev, ld_cp, c, ld, a, ld)
+cdef struct GateWeights:
+    # The stacked gate weights as `blocks` row blocks of block_rows rows each:
+    # one block (all gates stacked, one GEMM) or one per gate (the LSTM cell
+    # functions with large weights, which are not worth copying per call; the
+    # GRU always stacks).
+    int blocks
+    Py_ssize_t block_rows
+    const void* Wx[4]       # on the inputs: block_rows × n_x, rows ldwx apart
+    const void* Wa[4]       # on the hidden state: block_rows × n_a, rows ldwa apart
+    Py_ssize_t ldwx, ldwa
+    # Each row is [Wa | Wx] in one piece (Wx[q] = Wa[q] + n_a): a single step
+    # can then run as one GEMM on concat = [a_prev; x].
+    bint on_concat
+
+
+cdef inline void project(const GateWeights* w, bint recurrent, Py_ssize_t k, Py_ssize_t n,
+                         const floating* B, Py_ssize_t ldb, floating beta, floating* G,
+                         Py_ssize_t ldg) noexcept nogil:
+    """G (+)= W @ B for the input (k = n_x) or recurrent (k = n_a) weights."""
+    cdef int q
+    for q in range(w.blocks):
+        gemm(False, False, w.block_rows, n, k, <floating>1,
+             <const floating*>(w.Wa[q] if recurrent else w.Wx[q]),
+             w.ldwa if recurrent else w.ldwx, B, ldb, beta, G + q * w.block_rows * ldg, ldg)
+
+
+cdef inline void recurrent_rows(const GateWeights* w, Py_ssize_t r0, Py_ssize_t r1,
+                                Py_ssize_t n_a, Py_ssize_t n, const floating* B,
+                                Py_ssize_t ldb, floating beta, floating* G,
+                                Py_ssize_t ldg) noexcept nogil:
+    """G (+)= rows r0..r1-1 of the stacked recurrent weights @ B (one block)."""
+    gemm(False, False, r1 - r0, n, n_a, <floating>1,
+         <const floating*>w.Wa[0] + r0 * w.ldwa, w.ldwa, B, ldb, beta, G, ldg)
+
+
+cdef inline void project_t(const GateWeights* w, bint recurrent, Py_ssize_t k, Py_ssize_t n,
+                           const floating* dG, Py_ssize_t ldg, floating* out, Py_ssize_t ldo,
+                           const floating* Wt, floating* work) noexcept nogil:
+    """out = W.T @ dG (k rows: n_a recurrent, n_x input), summed over the row
+    blocks. Wt: the recurrent weights transposed (k × block_rows), or NULL."""
+    cdef int q
+    cdef const floating* W
+    for q in range(w.blocks):
+        W = <const floating*>(w.Wa[q] if recurrent else w.Wx[q])
+        gemm_atb_pretransposed(Wt if q == 0 else <const floating*>NULL, k, n, w.block_rows,
+                               <floating>1, W, w.ldwa if recurrent else w.ldwx,
+                               dG + q * w.block_rows * ldg, ldg,
+                               <floating>(0 if q == 0 else 1), out, ldo, work)
+
+
+cdef inline void recurrent_rows_t(const GateWeights* w, Py_ssize_t r0, Py_ssize_t r1,
+                                  Py_ssize_t n_a, Py_ssize_t n, const floating* dG,
+                                  Py_ssize_t ldg, floating beta, floating* out, Py_ssize_t ldo,
+                                  const floating* Wt, floating* work) noexcept nogil:
+    """out (+)= (rows r0..r1-1 of the stacked recurrent weights).T @ dG (one
+    block); Wt: those weights transposed (n_a × block_rows), or NULL."""
+    if Wt != NULL:
+        gemm(False, False, n_a, n, r1 - r0, <floating>1, Wt + r0, w.block_rows, dG, ldg,
+             beta, out, ldo)
     else:
-        # a = tanh(z + b), in place (a is G)
-        rnn_forward_step(n_a, ms, G, ld, b)
+        gemm_atb(n_a, n, r1 - r0, <floating>1, <const floating*>w.Wa[0] + r0 * w.ldwa,
+                 w.ldwa, dG, ldg, beta, out, ldo, work)
 
 
-cdef inline void backward_step(const CellSpec* cell, Py_ssize_t n_a, Py_ssize_t ms,
-                               const floating* G, const floating* c, Py_ssize_t ld,
+cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, Py_ssize_t n_a,
+                              Py_ssize_t ms, floating* G, Py_ssize_t ld, const floating* b,
+                              const floating* a_prev, Py_ssize_t ld_ap,
+                              const floating* c_prev, Py_ssize_t ld_cp,
+                              floating* c, floating* a, bint recurrent,
+                              bint kernels) noexcept nogil:
+    """One step from its input projection in G: the recurrent products (unless
+    `recurrent` is off: a single step's concat GEMM did them), then the
+    kernels (off: the GEMMs alone, the floor): activated gates in G, the state
+    a (and c) rows ld apart like G. c_prev NULL means 0."""
+    cdef Py_ssize_t gs = n_a * ld
+    if cell.kind == CELL_GRU:
+        # hc = bca, then [Γr; Γu; hc] += W_a @ a_prev in one GEMM
+        if kernels:
+            fill_rows(n_a, ms, b + 2 * n_a, G + 2 * gs, ld)
+        recurrent_rows(w, 0, 3 * n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld)
+        if kernels:
+            gru_forward_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap, a, ld)
+    elif cell.kind == CELL_GRU_RESET_BEFORE:
+        # the candidate's recurrent product needs Γr first: two GEMMs
+        recurrent_rows(w, 0, 2 * n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld)
+        if kernels:
+            gru_reset_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap)
+        recurrent_rows(w, 2 * n_a, 3 * n_a, n_a, ms, G + 3 * gs, ld, <floating>1, G + 2 * gs,
+                       ld)
+        if kernels:
+            gru_candidate_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap, a, ld)
+    else:
+        if recurrent:
+            project(w, True, n_a, ms, a_prev, ld_ap, <floating>1, G, ld)
+        if not kernels:
+            return
+        if cell.kind == CELL_LSTM:
+            # f, i, o = σ(·), c~ = tanh(·), c = f·c_prev + i·c~, a = o·tanh(c)
+            lstm_forward_step(n_a, ms, G, ld, gs, b, c_prev, ld_cp, c, ld, a, ld)
+        else:
+            # a = tanh(z + b), in place (a is G)
+            rnn_forward_step(n_a, ms, G, ld, b)
+
+
+cdef inline void step_backward(const CellSpec* cell, const GateWeights* w, Py_ssize_t n_a,
+                               Py_ssize_t m, const floating* G, const floating* c,
+                               Py_ssize_t ld, const floating* a_prev, Py_ssize_t ld_ap,
                                const floating* c_prev, Py_ssize_t ld_cp,
                                const floating* da_up, Py_ssize_t ld_du,
-                               const floating* da_next, Py_ssize_t ld_dn,
-                               floating* dc, floating* dG, Py_ssize_t ld_dg) noexcept nogil:
+                               floating* da_next, bint has_next, floating* dc,
+                               floating* dG, Py_ssize_t ld_dg, bint recurrent, bint kernels,
+                               const floating* Wt, floating* work) noexcept nogil:
     """The step's gate gradients dG from the upstream da_up plus da_next (the
-    gradient from the step after; NULL: none). G and c are the forward's
-    activated gates and cell state of the step (rows ld apart); dc (ms
-    contiguous columns per row) carries the gradient of c in and out. A cell
-    with gates_are_state reads da_up from dG itself."""
-    if cell.kind == CELL_LSTM:
-        lstm_backward_step(n_a, ms, G, ld, n_a * ld, c, ld, c_prev, ld_cp, da_up, ld_du,
-                           da_next, ld_dn, dc, ms, dG, ld_dg, n_a * ld_dg)
+    gradient from the step after, when has_next; m contiguous columns), and
+    (unless `recurrent` is off: a single step's concat GEMM does it) the
+    gradient of a_prev into da_next. G, c: the forward's activated gates and
+    cell state of the step (rows ld apart); dc (m contiguous columns per row)
+    carries the gradient of c in and out. A cell with gates_are_state reads
+    da_up from dG itself. Wt: the stacked recurrent weights transposed, or NULL."""
+    cdef Py_ssize_t gs = n_a * ld, dgs = n_a * ld_dg
+    if cell.kind == CELL_GRU:
+        if kernels:
+            gru_backward_step(n_a, m, G, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next, m,
+                              has_next, dG, ld_dg, dgs)
+        # da_next += W_a.T @ [dΓr; dΓu; dhc]
+        recurrent_rows_t(w, 0, 3 * n_a, n_a, m, dG, ld_dg, <floating>1, da_next, m, Wt, work)
+    elif cell.kind == CELL_GRU_RESET_BEFORE:
+        if kernels:
+            gru_candidate_backward(n_a, m, G, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next, m,
+                                   has_next, dG, ld_dg, dgs)
+        # dra = Wc_a.T @ dc~, then dΓr and da_next += dra·Γr
+        recurrent_rows_t(w, 2 * n_a, 3 * n_a, n_a, m, dG + 2 * dgs, ld_dg, <floating>0,
+                         dG + 3 * dgs, ld_dg, Wt, work)
+        if kernels:
+            gru_reset_backward(n_a, m, G, ld, a_prev, ld_ap, da_next, m, dG, ld_dg, dgs)
+        recurrent_rows_t(w, 0, 2 * n_a, n_a, m, dG, ld_dg, <floating>1, da_next, m, Wt, work)
     else:
-        # dz = (da + da_next)·(1 − a²), in place over dG (a is G)
-        rnn_backward_step(n_a, ms, dG, ld_dg, da_next, ld_dn, G, ld)
+        if kernels:
+            if cell.kind == CELL_LSTM:
+                lstm_backward_step(n_a, m, G, ld, gs, c, ld, c_prev, ld_cp, da_up, ld_du,
+                                   da_next if has_next else NULL, m, dc, m, dG, ld_dg, dgs)
+            else:
+                # dz = (da + da_next)·(1 − a²), in place over dG (a is G)
+                rnn_backward_step(n_a, m, dG, ld_dg, da_next if has_next else NULL, m, G, ld)
+        if recurrent:
+            # da_next = Wa.T @ dG   (after the last step this is da0)
+            project_t(w, True, n_a, m, dG, ld_dg, da_next, m, Wt, work)

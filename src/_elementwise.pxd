@@ -26,6 +26,40 @@ cdef extern from "cyrnn_elementwise.h" nogil:
                               const float*, Py_ssize_t, const float*, Py_ssize_t,
                               const float*, Py_ssize_t, const float*, Py_ssize_t,
                               float*, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t)
+    void fill_rows_d(Py_ssize_t, Py_ssize_t, const double*, double*, Py_ssize_t)
+    void fill_rows_f(Py_ssize_t, Py_ssize_t, const float*, float*, Py_ssize_t)
+    void gru_forward_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t,
+                            const double*, const double*, Py_ssize_t, double*, Py_ssize_t)
+    void gru_forward_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t,
+                            const float*, const float*, Py_ssize_t, float*, Py_ssize_t)
+    void gru_reset_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t,
+                          const double*, const double*, Py_ssize_t)
+    void gru_reset_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t,
+                          const float*, const float*, Py_ssize_t)
+    void gru_candidate_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t,
+                              const double*, const double*, Py_ssize_t, double*, Py_ssize_t)
+    void gru_candidate_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t,
+                              const float*, const float*, Py_ssize_t, float*, Py_ssize_t)
+    void gru_backward_step_d(Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t, Py_ssize_t,
+                             const double*, Py_ssize_t, const double*, Py_ssize_t, double*,
+                             Py_ssize_t, int, double*, Py_ssize_t, Py_ssize_t)
+    void gru_backward_step_f(Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t, Py_ssize_t,
+                             const float*, Py_ssize_t, const float*, Py_ssize_t, float*,
+                             Py_ssize_t, int, float*, Py_ssize_t, Py_ssize_t)
+    void gru_candidate_backward_d(Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t,
+                                  Py_ssize_t, const double*, Py_ssize_t, const double*,
+                                  Py_ssize_t, double*, Py_ssize_t, int, double*, Py_ssize_t,
+                                  Py_ssize_t)
+    void gru_candidate_backward_f(Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t,
+                                  Py_ssize_t, const float*, Py_ssize_t, const float*,
+                                  Py_ssize_t, float*, Py_ssize_t, int, float*, Py_ssize_t,
+                                  Py_ssize_t)
+    void gru_reset_backward_d(Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t,
+                              const double*, Py_ssize_t, double*, Py_ssize_t, double*,
+                              Py_ssize_t, Py_ssize_t)
+    void gru_reset_backward_f(Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t,
+                              const float*, Py_ssize_t, float*, Py_ssize_t, float*,
+                              Py_ssize_t, Py_ssize_t)
     void softmax_columns_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, const double*)
     void softmax_columns_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, const float*)
     void sigmoid_array_d(Py_ssize_t, const double*, double*)
@@ -132,3 +166,75 @@ cdef inline void scatter_batch_major(Py_ssize_t n, Py_ssize_t m, Py_ssize_t T,
         scatter_batch_major_f(n, m, T, src, src_ld, src_step, dst, dst_ld, T_dst)
     else:
         scatter_batch_major_d(n, m, T, src, src_ld, src_step, dst, dst_ld, T_dst)
+
+# The GRU's step kernels (src/cyrnn_elementwise_impl.h: what each computes).
+cdef inline void fill_rows(Py_ssize_t n, Py_ssize_t m, const floating* b, floating* y,
+                           Py_ssize_t ld) noexcept nogil:
+    if floating is float:
+        fill_rows_f(n, m, b, y, ld)
+    else:
+        fill_rows_d(n, m, b, y, ld)
+
+
+cdef inline void gru_forward_step(Py_ssize_t n_a, Py_ssize_t m, floating* g, Py_ssize_t ld,
+                                  Py_ssize_t gs, const floating* b, const floating* a_prev,
+                                  Py_ssize_t ld_ap, floating* a, Py_ssize_t ld_a) noexcept nogil:
+    if floating is float:
+        gru_forward_step_f(n_a, m, g, ld, gs, b, a_prev, ld_ap, a, ld_a)
+    else:
+        gru_forward_step_d(n_a, m, g, ld, gs, b, a_prev, ld_ap, a, ld_a)
+
+
+cdef inline void gru_reset_step(Py_ssize_t n_a, Py_ssize_t m, floating* g, Py_ssize_t ld,
+                                Py_ssize_t gs, const floating* b, const floating* a_prev,
+                                Py_ssize_t ld_ap) noexcept nogil:
+    if floating is float:
+        gru_reset_step_f(n_a, m, g, ld, gs, b, a_prev, ld_ap)
+    else:
+        gru_reset_step_d(n_a, m, g, ld, gs, b, a_prev, ld_ap)
+
+
+cdef inline void gru_candidate_step(Py_ssize_t n_a, Py_ssize_t m, floating* g, Py_ssize_t ld,
+                                    Py_ssize_t gs, const floating* b, const floating* a_prev,
+                                    Py_ssize_t ld_ap, floating* a, Py_ssize_t ld_a) noexcept nogil:
+    if floating is float:
+        gru_candidate_step_f(n_a, m, g, ld, gs, b, a_prev, ld_ap, a, ld_a)
+    else:
+        gru_candidate_step_d(n_a, m, g, ld, gs, b, a_prev, ld_ap, a, ld_a)
+
+
+cdef inline void gru_backward_step(Py_ssize_t n_a, Py_ssize_t m, const floating* g,
+                                   Py_ssize_t ld, Py_ssize_t gs, const floating* a_prev,
+                                   Py_ssize_t ld_ap, const floating* da_up, Py_ssize_t ld_du,
+                                   floating* da_next, Py_ssize_t ld_dn, bint has_next,
+                                   floating* dg, Py_ssize_t ld_dg, Py_ssize_t dgs) noexcept nogil:
+    if floating is float:
+        gru_backward_step_f(n_a, m, g, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next, ld_dn,
+                            has_next, dg, ld_dg, dgs)
+    else:
+        gru_backward_step_d(n_a, m, g, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next, ld_dn,
+                            has_next, dg, ld_dg, dgs)
+
+
+cdef inline void gru_candidate_backward(Py_ssize_t n_a, Py_ssize_t m, const floating* g,
+                                        Py_ssize_t ld, Py_ssize_t gs, const floating* a_prev,
+                                        Py_ssize_t ld_ap, const floating* da_up,
+                                        Py_ssize_t ld_du, floating* da_next, Py_ssize_t ld_dn,
+                                        bint has_next, floating* dg, Py_ssize_t ld_dg,
+                                        Py_ssize_t dgs) noexcept nogil:
+    if floating is float:
+        gru_candidate_backward_f(n_a, m, g, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next,
+                                 ld_dn, has_next, dg, ld_dg, dgs)
+    else:
+        gru_candidate_backward_d(n_a, m, g, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next,
+                                 ld_dn, has_next, dg, ld_dg, dgs)
+
+
+cdef inline void gru_reset_backward(Py_ssize_t n_a, Py_ssize_t m, const floating* g,
+                                    Py_ssize_t ld, const floating* a_prev, Py_ssize_t ld_ap,
+                                    floating* da_next, Py_ssize_t ld_dn, floating* dg,
+                                    Py_ssize_t ld_dg, Py_ssize_t dgs) noexcept nogil:
+    if floating is float:
+        gru_reset_backward_f(n_a, m, g, ld, a_prev, ld_ap, da_next, ld_dn, dg, ld_dg, dgs)
+    else:
+        gru_reset_backward_d(n_a, m, g, ld, a_prev, ld_ap, da_next, ld_dn, dg, ld_dg, dgs)

@@ -5,9 +5,11 @@ src/_cells.pxd for its step kernels); the driver below runs any of them over a
 range of batch columns and all steps, without the GIL:
 
     forward, per block of steps:  G = Wx @ X          (input projection)
-                                  per step: G[t] += Wa @ a_prev; states = step(G[t])
+                                  per step: states = step(G[t], a_prev)
+                                  (the step: G[t] += Wa @ a_prev, the cell's kernels)
     then the output head          y = softmax(Wy @ a + by)     (optional)
-    backward, per step (reversed): dG[t] = step'(...); da_next = Wa.T @ dG[t]
+    backward, per step (reversed): dG[t], da_next = step'(...)
+                                  (the kernels, da_next = Wa.T @ dG[t])
     then                          dx = Wx.T @ dG; dWx = dG @ X.T; dWa = dG @ A_prev.T
 
 Options every cell gets: the output head on or off, the direction (forward or
@@ -27,12 +29,12 @@ from cython cimport floating
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-from _blas cimport (gemm, gemm_abt, abt_work, gemm_atb, atb_work, transpose_weights_once,
-                    gemm_atb_pretransposed)
+from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work, transpose_weights_once
 from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
                       is_time_major_view, ready, float_typenum, use_pool, freeze,
                       holds_gil_worth_releasing)
-from _cells cimport CellSpec, cell_spec, forward_step, backward_step, CELL_RNN, CELL_LSTM
+from _cells cimport (CellSpec, cell_spec, GateWeights, project, project_t, step_forward,
+                     step_backward, CELL_RNN, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_BEFORE)
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, row_sums,
                            gather_time_major, scatter_batch_major)
 
@@ -146,7 +148,7 @@ cdef enum:
 
 cdef inline Py_ssize_t block_rows(const Forward* r) noexcept nogil:
     """Rows of the time-major buffers a block holds: gates, states, inputs."""
-    return (r.cell.gates * r.n_a + (0 if r.cell.gates_are_state else r.n_a)
+    return (r.cell.blocks * r.n_a + (0 if r.cell.gates_are_state else r.n_a)
             + (r.n_a if r.cell.has_c else 0) + r.n_x)
 
 
@@ -166,20 +168,6 @@ cdef inline Py_ssize_t block_steps(const Forward* r, Py_ssize_t ms) noexcept nog
 
 
 # ------------------------------------------------------------------ the driver
-
-cdef struct GateWeights:
-    # The gate block's weights as `blocks` row blocks of block_rows rows each:
-    # one block (all gates stacked, one GEMM) or one per gate (the cell
-    # functions with large weights, which are not worth copying per call).
-    int blocks
-    Py_ssize_t block_rows
-    const void* Wx[4]       # on the inputs: block_rows × n_x, rows ldwx apart
-    const void* Wa[4]       # on the hidden state: block_rows × n_a, rows ldwa apart
-    Py_ssize_t ldwx, ldwa
-    # Each row is [Wa | Wx] in one piece (Wx[q] = Wa[q] + n_a): a single step
-    # can then run as one GEMM on concat = [a_prev; x] (see uses_concat).
-    bint on_concat
-
 
 cdef struct Forward:
     CellSpec cell
@@ -205,17 +193,6 @@ cdef struct Forward:
     bint single             # float32 (else float64)
 
 
-cdef inline void project(const GateWeights* w, bint recurrent, Py_ssize_t k, Py_ssize_t n,
-                         const floating* B, Py_ssize_t ldb, floating beta, floating* G,
-                         Py_ssize_t ldg) noexcept nogil:
-    """G (+)= W @ B for the input (k = n_x) or recurrent (k = n_a) weights."""
-    cdef int q
-    for q in range(w.blocks):
-        gemm(False, False, w.block_rows, n, k, <floating>1,
-             <const floating*>(w.Wa[q] if recurrent else w.Wx[q]),
-             w.ldwa if recurrent else w.ldwx, B, ldb, beta, G + q * w.block_rows * ldg, ldg)
-
-
 cdef inline void copy_rows(Py_ssize_t rows, Py_ssize_t cols, const floating* src, Py_ssize_t lds,
                            floating* dst, Py_ssize_t ldd) noexcept nogil:
     cdef Py_ssize_t i
@@ -227,15 +204,31 @@ cdef inline void copy_rows(Py_ssize_t rows, Py_ssize_t cols, const floating* src
 # runs one GEMM on that concatenation instead of one per operand: a quarter
 # fewer BLAS calls per gate block (lstm_cell_forward, medium shape: 8 GEMMs of
 # K = 128 and 256 became 4 of K = 384).
-cdef inline bint uses_concat(const GateWeights* w, Py_ssize_t T) noexcept nogil:
-    return T == 1 and w.on_concat
+cdef inline bint uses_concat(const CellSpec* cell, const GateWeights* w,
+                             Py_ssize_t T) noexcept nogil:
+    return T == 1 and w.on_concat and cell.concat_step
+
+
+cdef inline void project_inputs(const CellSpec* cell, const GateWeights* w, Py_ssize_t n_a,
+                                Py_ssize_t n_x, Py_ssize_t n, const floating* X,
+                                Py_ssize_t ldx, floating* G, Py_ssize_t ldg) noexcept nogil:
+    """G = Wx @ X into G's blocks as the cell places them (x_split, x_dest)."""
+    cdef Py_ssize_t split = cell.x_split * n_a
+    if cell.x_split == cell.gates:
+        project(w, False, n_x, n, X, ldx, <floating>0, G, ldg)
+        return
+    gemm(False, False, split, n, n_x, <floating>1, <const floating*>w.Wx[0], w.ldwx, X, ldx,
+         <floating>0, G, ldg)
+    gemm(False, False, cell.gates * n_a - split, n, n_x, <floating>1,
+         <const floating*>w.Wx[0] + split * w.ldwx, w.ldwx, X, ldx, <floating>0,
+         G + cell.x_dest * n_a * ldg, ldg)
 
 
 cdef inline size_t workspace_size(const Forward* r, Py_ssize_t ms) noexcept nogil:
     """Elements of workspace a chunk of ms columns needs: concat for a single
     step, and without caches a block's buffers (with caches the blocks are
     windows of the cache buffers)."""
-    cdef size_t concat = (r.n_a + r.n_x) * ms if uses_concat(&r.w, r.T) else 0
+    cdef size_t concat = (r.n_a + r.n_x) * ms if uses_concat(&r.cell, &r.w, r.T) else 0
     if r.G != NULL:
         return concat
     return (block_rows(r) - (r.n_x if r.x_time_major else 0)) * block_steps(r, ms) * ms \
@@ -247,7 +240,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     """Run columns j0..j1-1 over all steps; ws: workspace_size() elements."""
     cdef const CellSpec* cell = &r.cell
     cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, T = r.T, Tm = r.T * r.m
-    cdef Py_ssize_t ms = j1 - j0, rows = cell.gates * r.n_a
+    cdef Py_ssize_t ms = j1 - j0, rows = cell.blocks * r.n_a
     cdef Py_ssize_t tb = block_steps(r, ms), tbb, s, p0, i, tt
     # Block buffers are windows of the cache buffers when there are caches
     # (direct), else a workspace of one block, reused.
@@ -262,7 +255,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef floating* Xbase
     cdef floating* a_state = NULL
     cdef floating* c_state = NULL
-    cdef bint concat = uses_concat(&r.w, T)
+    cdef bint concat = uses_concat(cell, &r.w, T)
     cdef Py_ssize_t ws_len = workspace_size(r, ms)
     cdef floating* cat = ws + (ws_len - (n_a + n_x) * ms) if concat else NULL
     cdef int q
@@ -334,19 +327,17 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
                      Gb + q * r.w.block_rows * ld, ld)
         # G = Wx @ X for the block's steps: one GEMM when they are contiguous columns
         elif whole:
-            project(&r.w, False, n_x, tbb * ms, Xb, ldx, <floating>0, Gb, ld)
+            project_inputs(cell, &r.w, n_a, n_x, tbb * ms, Xb, ldx, Gb, ld)
         else:
             for tt in range(tbb):
-                project(&r.w, False, n_x, ms, Xb + tt * stepx, ldx, <floating>0,
-                        Gb + tt * step, ld)
+                project_inputs(cell, &r.w, n_a, n_x, ms, Xb + tt * stepx, ldx, Gb + tt * step,
+                               ld)
         for i in range(tbb):
             tt = tbb - 1 - i if r.reverse else i
-            # G[t] += Wa @ a_prev, then the cell's step
-            if not concat:
-                project(&r.w, True, n_a, ms, a_prev, ld_ap, <floating>1, Gb + tt * step, ld)
-            if not r.gemm_only:
-                forward_step(cell, n_a, ms, Gb + tt * step, ld, b, c_prev, ld_cp,
-                             Cb + tt * step if cell.has_c else NULL, Ab + tt * step)
+            # the recurrent products and the cell's kernels
+            step_forward(cell, &r.w, n_a, ms, Gb + tt * step, ld, b, a_prev, ld_ap, c_prev,
+                         ld_cp, Cb + tt * step if cell.has_c else NULL, Ab + tt * step,
+                         not concat, not r.gemm_only)
             a_prev, ld_ap = Ab + tt * step, ld
             if cell.has_c:
                 c_prev, ld_cp = Cb + tt * step, ld
@@ -433,39 +424,48 @@ cdef struct Backward:
     GateWeights w
     void* dA                # scratch (n_a, T_da, m): the upstream da, time-major (= dG
                             # when gates_are_state)
-    void* dG                # scratch (rows, T_da, m): gate gradients
+    void* dG                # scratch (blocks·n_a, T_da, m): gate gradients
     void* dX                # (n_x, T_da, m) scratch, or dx itself when T_da == 1
     void* dc                # (n_a, m): gradient of c carried in (zeros, or dc_next) and out
     void* dx                # outputs: (n_x, m, T_da)
     void* da0               # (n_a, m)
-    void* dWx               # rows × n_x, rows lddwx apart
-    void* dWa               # rows × n_a, rows lddwa apart
-    void* db                # (rows,)
+    void* dWx               # gates·n_a × n_x, rows lddwx apart
+    void* dWa               # gates·n_a × n_a, rows lddwa apart
+    void* db                # (bias_blocks·n_a,)
     Py_ssize_t lddwx, lddwa
     bint reverse            # the forward ran from T-1 down to 0 (then T_da == T)
     bint gemm_only
     bint single
 
 
-cdef inline void project_t(const GateWeights* w, bint recurrent, Py_ssize_t k, Py_ssize_t n,
-                           const floating* dG, Py_ssize_t ldg, floating* out, Py_ssize_t ldo,
-                           const floating* Wt, floating* work) noexcept nogil:
-    """out = W.T @ dG (k rows: n_a recurrent, n_x input), summed over the row blocks."""
-    cdef int q
-    cdef const floating* W
-    for q in range(w.blocks):
-        W = <const floating*>(w.Wa[q] if recurrent else w.Wx[q])
-        gemm_atb_pretransposed(Wt if q == 0 else <const floating*>NULL, k, n, w.block_rows,
-                               <floating>1, W, w.ldwa if recurrent else w.ldwx,
-                               dG + q * w.block_rows * ldg, ldg,
-                               <floating>(0 if q == 0 else 1), out, ldo, work)
+cdef inline void input_gradients(const CellSpec* cell, const GateWeights* w, Py_ssize_t n_a,
+                                 Py_ssize_t n_x, Py_ssize_t n, const floating* dG,
+                                 const floating* X, Py_ssize_t ldx, floating* dX, floating* dWx,
+                                 Py_ssize_t lddwx, floating* work) noexcept nogil:
+    """dX = Wx.T @ dG and dWx = dG @ X.T over n columns (dG's rows n apart),
+    reading dG's blocks where the cell placed the input projection."""
+    cdef Py_ssize_t split = cell.x_split * n_a, rows = cell.gates * n_a
+    cdef const floating* dG2 = dG + cell.x_dest * n_a * n
+    if cell.x_split == cell.gates:
+        project_t(w, False, n_x, n, dG, n, dX, n, NULL, work)
+        gemm_abt(rows, n_x, n, <floating>1, dG, n, X, ldx, <floating>0, dWx, lddwx, work)
+        return
+    gemm_atb(n_x, n, split, <floating>1, <const floating*>w.Wx[0], w.ldwx, dG, n,
+             <floating>0, dX, n, work)
+    gemm_atb(n_x, n, rows - split, <floating>1, <const floating*>w.Wx[0] + split * w.ldwx,
+             w.ldwx, dG2, n, <floating>1, dX, n, work)
+    gemm_abt(split, n_x, n, <floating>1, dG, n, X, ldx, <floating>0, dWx, lddwx, work)
+    gemm_abt(rows - split, n_x, n, <floating>1, dG2, n, X, ldx, <floating>0,
+             dWx + split * lddwx, lddwx, work)
 
 
 cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     """Backpropagate through the first T_da steps. -1 when scratch cannot be had."""
     cdef const CellSpec* cell = &r.cell
     cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, T = r.T, T_da = r.T_da
-    cdef Py_ssize_t rows = cell.gates * n_a, Tm = T * m, Tdm = T_da * m, k, t, prev
+    # rows: of the stacked weights; grows: of G and dG (see CellSpec)
+    cdef Py_ssize_t rows = cell.gates * n_a, grows = cell.blocks * n_a
+    cdef Py_ssize_t Tm = T * m, Tdm = T_da * m, k, t, prev
     cdef bint dbl = sizeof(floating) == 8
     cdef const floating* G = <const floating*>r.G
     cdef const floating* A = <const floating*>r.A
@@ -477,28 +477,32 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     cdef floating* da0 = <floating*>r.da0
     cdef floating* dc = <floating*>r.dc
     cdef const floating* c_prev
-    cdef Py_ssize_t ld_cp
+    cdef const floating* a_prev
+    cdef Py_ssize_t ld_cp, ld_ap
     cdef floating* Wt = NULL
     cdef Py_ssize_t first = T - 1 if r.reverse else 0   # the step that starts from a0, c0
+    cdef Py_ssize_t arows
     cdef int q
     if T_da == 0:
         return 0
-    cdef bint concat = uses_concat(&r.w, T_da)
+    cdef bint concat = uses_concat(cell, &r.w, T_da)
     cdef Py_ssize_t width = n_a + n_x
+    # (abt_work is largest for the fewest rows: n_a covers the GEMMs on row blocks)
     cdef size_t work_size = max(
         atb_work(n_a, m, r.w.block_rows, dbl), atb_work(n_x, Tdm, r.w.block_rows, dbl),
-        abt_work(rows, n_a, m), abt_work(rows, n_a, Tdm - m), abt_work(rows, n_x, Tdm),
-        atb_work(width, m, r.w.block_rows, dbl), abt_work(rows, width, m))
+        abt_work(n_a, n_a, m), abt_work(n_a, n_a, Tdm - m), abt_work(n_a, n_x, Tdm),
+        abt_work(n_a, n_a, Tdm), atb_work(width, m, r.w.block_rows, dbl),
+        abt_work(rows, width, m))
     # scratch for dG (and dA) here when the caller gave none (the cell functions:
     # small; sequences pass pooled arrays); concat and its gradient for one step
-    cdef size_t own = 0 if dG != NULL else (rows + (0 if cell.gates_are_state else n_a)) * Tdm
+    cdef size_t own = 0 if dG != NULL else (grows + (0 if cell.gates_are_state else n_a)) * Tdm
     cdef size_t cat_size = 2 * width * m if concat else 0
     cdef floating* work = <floating*>malloc((work_size + own + cat_size) * sizeof(floating) + 1)
     if work == NULL:
         return -1
     if own:
         dG = work + work_size
-        dA = dG if cell.gates_are_state else dG + rows * Tdm
+        dA = dG if cell.gates_are_state else dG + grows * Tdm
     cdef floating* cat = work + work_size + own
     cdef floating* dcat = cat + width * m
     if r.w.blocks == 1 and transpose_weights_once(n_a, m, rows, T_da, dbl):
@@ -515,24 +519,24 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     for k in range(T_da):
         t = k if r.reverse else T_da - 1 - k
         prev = t + 1 if r.reverse else t - 1
-        check_block("G step", G + t * m, rows, Tm, m, r.G, rows * Tm, item)
+        check_block("G step", G + t * m, grows, Tm, m, r.G, grows * Tm, item)
         if cell.has_c:
             check_block("C step", C + t * m, n_a, Tm, m, r.C, n_a * Tm, item)
         if t != first:
             check_block("A_prev", A + prev * m, n_a, Tm, m, r.A, n_a * Tm, item)
-        if not r.gemm_only:
-            if t == first:
-                c_prev, ld_cp = <const floating*>r.c0, m
-            else:
-                c_prev, ld_cp = (C + prev * m if cell.has_c else NULL), Tm
-            # dG[t] from da[t] + da_next (and dc carried); see backward_step
-            backward_step(cell, n_a, m, G + t * m, C + t * m if cell.has_c else NULL, Tm,
-                          c_prev, ld_cp, dA + t * m, Tdm, NULL if k == 0 else da0, m,
-                          dc, dG + t * m, Tdm)
+        if t == first:
+            a_prev, ld_ap = <const floating*>r.a0, m
+            c_prev, ld_cp = <const floating*>r.c0, m
+        else:
+            a_prev, ld_ap = A + prev * m, Tm
+            c_prev, ld_cp = (C + prev * m if cell.has_c else NULL), Tm
+        # dG[t] from da[t] + da_next (and dc carried), then da_next for the step
+        # before (after the last step this is da0); see step_backward
+        step_backward(cell, &r.w, n_a, m, G + t * m, C + t * m if cell.has_c else NULL, Tm,
+                      a_prev, ld_ap, c_prev, ld_cp, dA + t * m, Tdm, da0, k > 0, dc,
+                      dG + t * m, Tdm, not concat, not r.gemm_only, Wt, work)
         if concat:
             break
-        # da_next = Wa.T @ dG[t]   (after the last step this is da0)
-        project_t(&r.w, True, n_a, m, dG + t * m, Tdm, da0, m, Wt, work)
     free(Wt)
     if concat:
         # one step on [a0; x]: dcat = W.T @ dG, dW = dG @ [a0; x].T
@@ -547,19 +551,22 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
         gemm_abt(rows, width, m, <floating>1, dG, Tdm, cat, m, <floating>0,
                  <floating*>r.dWa, r.lddwa, work)
     else:
-        # dX = Wx.T @ dG
-        project_t(&r.w, False, n_x, Tdm, dG, Tdm, dX, Tdm, NULL, work)
+        input_gradients(cell, &r.w, n_a, n_x, Tdm, dG, X, Tm, dX, <floating*>r.dWx, r.lddwx,
+                        work)
         # dWa = dG @ A_prev.T: the first step against a0, the others against A
-        gemm_abt(rows, n_a, m, <floating>1, dG + first * m, Tdm, <const floating*>r.a0, m,
+        arows = cell.a_split * n_a
+        gemm_abt(arows, n_a, m, <floating>1, dG + first * m, Tdm, <const floating*>r.a0, m,
                  <floating>0, <floating*>r.dWa, r.lddwa, work)
-        gemm_abt(rows, n_a, Tdm - m, <floating>1, dG if r.reverse else dG + m, Tdm,
+        gemm_abt(arows, n_a, Tdm - m, <floating>1, dG if r.reverse else dG + m, Tdm,
                  A + m if r.reverse else A, Tm, <floating>1, <floating*>r.dWa, r.lddwa, work)
-        # dWx = dG @ X.T
-        gemm_abt(rows, n_x, Tdm, <floating>1, dG, Tdm, X, Tm, <floating>0,
-                 <floating*>r.dWx, r.lddwx, work)
-    # db = dG.sum(1)
+        if arows < rows:
+            # the other blocks against the G block they multiplied (Γr·a_prev)
+            gemm_abt(rows - arows, n_a, Tdm, <floating>1, dG + arows * Tdm, Tdm,
+                     G + cell.a_src * n_a * Tm, Tm, <floating>0,
+                     <floating*>r.dWa + arows * r.lddwa, r.lddwa, work)
+    # db = dG.sum(1) over the bias's blocks
     if not r.gemm_only:
-        row_sums(rows, Tdm, dG, Tdm, <floating*>r.db)
+        row_sums(cell.bias_blocks * n_a, Tdm, dG, Tdm, <floating*>r.db)
         if dX != <floating*>r.dx:
             scatter_batch_major(n_x, m, T_da, dX, Tdm, m, <floating*>r.dx, m * T_da, T_da)
     free(work)  # last: it may hold dG
@@ -628,13 +635,17 @@ cdef class CellInfo:
     cdef bint weights_on_concat
     # positions in a step cache tuple (-1: none)
     cdef Py_ssize_t n_entries, i_a_next, i_c_next, i_a_prev, i_c_prev, i_xt, i_parameters
-    cdef tuple i_gates
+    cdef tuple i_gates          # positions of the step cache's gates
+    cdef tuple gate_blocks      # G's block of each of them
     cdef tuple dW_keys, db_keys
+    cdef tuple stack            # per gate row block: (key,) or (hidden-state key, input key)
 
     def __init__(self, cell):
         self.cell = cell
         self.spec = cell_spec(cell.kind)
         assert self.spec.gates == cell.gates and self.spec.has_c == cell.has_c
+        assert self.spec.blocks == len(cell.blocks) and self.spec.bias_blocks == len(
+            cell.gate_biases)
         assert (_cells.ONE, _cells.N_X, _cells.N_A, _cells.N_Y, _cells.N_A_PLUS_N_X) == (
             DIM_ONE, DIM_N_X, DIM_N_A, DIM_N_Y, DIM_N_A_PLUS_N_X)
         self.weights_on_concat = cell.weights_on_concat
@@ -648,14 +659,16 @@ cdef class CellInfo:
         self.i_a_prev, self.i_c_prev = at("a_prev"), at("c_prev")
         self.i_xt, self.i_parameters = at("xt"), at("parameters")
         self.i_gates = tuple(at(g) for g in cell.gate_cache)
+        self.gate_blocks = tuple(cell.blocks.index(g) for g in cell.gate_cache)
         self.dW_keys, self.db_keys = cell.gradient_keys
         self.keys = tuple(entry[0] for entry in cell.parameters)
         self.n_keys = len(self.keys)
         assert self.n_keys <= MAX_KEYS
         for q, (key, rows, cols, _) in enumerate(cell.parameters):
             self.rows[q], self.cols[q] = rows, cols
-            self.for_backward[q] = key in cell.gate_weights
-        self.weight_index = tuple(self.keys.index(k) for k in cell.gate_weights)
+            self.for_backward[q] = key in cell.backward_keys
+        self.stack = tuple((e,) if isinstance(e, str) else tuple(e) for e in cell.gate_weights)
+        self.weight_index = tuple(tuple(self.keys.index(k) for k in e) for e in self.stack)
         self.bias_index = tuple(self.keys.index(k) for k in cell.gate_biases)
         self.wy_index, self.by_index = self.keys.index(cell.head[0]), self.keys.index(cell.head[1])
 
@@ -724,40 +737,54 @@ cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_s
     """Fill w from the parameters; return (keep-alive objects, stacked bias b
     (None unless need_bias)).
 
-    Per-gate weights on [a_prev; x] are stacked into one (gates·n_a, n_a + n_x)
-    matrix when `stack`, else used in place as one row block per gate."""
-    cdef Py_ssize_t width = n_a + n_x, gates = info.spec.gates, q
+    Weights on [a_prev; x] are stacked into one (gates·n_a, n_a + n_x) matrix
+    when `stack` (always for the GRU), else used in place as one row block
+    per gate."""
+    cdef Py_ssize_t width = n_a + n_x, gates = info.spec.gates, q, i
     cdef size_t item = 4 if tn == cnp.NPY_FLOAT else 8
-    cdef cnp.ndarray W, b, Wq
+    cdef cnp.ndarray W, b, Wq, Wa, Wx
+    cdef char* row
     w.on_concat = info.weights_on_concat
     if not info.weights_on_concat:
-        Wx, Wa = params[info.weight_index[0]], params[info.weight_index[1]]
+        (ix,), (ia,) = info.weight_index
+        Wx, Wa = params[ix], params[ia]
         w.blocks, w.block_rows = 1, gates * n_a
         w.Wx[0], w.ldwx, w.Wa[0], w.ldwa = data(Wx), n_x, data(Wa), n_a
         return (), params[info.bias_index[0]]
     b = None
     if need_bias:
-        b = new_array(tn, gates * n_a, 1)
-        for q in range(gates):
+        b = new_array(tn, info.spec.bias_blocks * n_a, 1)
+        for q in range(info.spec.bias_blocks):
             memcpy(<char*>cnp.PyArray_DATA(b) + q * n_a * item,
                    cnp.PyArray_DATA(<cnp.ndarray>params[info.bias_index[q]]), n_a * item)
     w.ldwx = w.ldwa = width
-    if stack:
+    # the GRU's steps read row ranges of one stacked matrix (src/_cells.pxd)
+    if stack or info.spec.kind == CELL_GRU or info.spec.kind == CELL_GRU_RESET_BEFORE:
         W = new_array(tn, gates * n_a, width)
         for q in range(gates):
-            memcpy(<char*>cnp.PyArray_DATA(W) + q * n_a * width * item,
-                   cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_index[q]]),
-                   n_a * width * item)
+            row = <char*>cnp.PyArray_DATA(W) + q * n_a * width * item
+            if len(info.weight_index[q]) == 1:
+                memcpy(row, cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_index[q][0]]),
+                       n_a * width * item)
+            else:
+                # [Wa | Wx], row by row
+                Wa = params[info.weight_index[q][0]]
+                Wx = params[info.weight_index[q][1]]
+                for i in range(n_a):
+                    memcpy(row + i * width * item, <char*>cnp.PyArray_DATA(Wa) + i * n_a * item,
+                           n_a * item)
+                    memcpy(row + (i * width + n_a) * item,
+                           <char*>cnp.PyArray_DATA(Wx) + i * n_x * item, n_x * item)
         w.blocks, w.block_rows = 1, gates * n_a
         w.Wa[0] = cnp.PyArray_DATA(W)
         w.Wx[0] = <char*>cnp.PyArray_DATA(W) + n_a * item
         return (W,), b
     w.blocks, w.block_rows = gates, n_a
     for q in range(gates):
-        Wq = params[info.weight_index[q]]
+        Wq = params[info.weight_index[q][0]]
         w.Wa[q] = cnp.PyArray_DATA(Wq)
         w.Wx[q] = <char*>cnp.PyArray_DATA(Wq) + n_a * item
-    return tuple(params[k] for k in info.weight_index), b
+    return tuple(params[k] for (k,) in info.weight_index), b
 
 
 cdef class _ForwardJob:
@@ -835,8 +862,8 @@ cdef class StepCaches:
         if info.spec.gates_are_state:
             G = A
         else:
-            G = _check_cache_array(owner, "G", G, tn, 3, (info.spec.gates * n_a, T, m),
-                                   (f"{info.spec.gates}·n_a", "T", "m"))
+            G = _check_cache_array(owner, "G", G, tn, 3, (info.spec.blocks * n_a, T, m),
+                                   (f"{info.spec.blocks}·n_a", "T", "m"))
         if info.spec.has_c:
             C = _check_cache_array(owner, "C", C, tn, 3, (n_a, T, m), ("n_a", "T", "m"))
             if c0 is not None:
@@ -928,19 +955,82 @@ cdef class LSTMStepCaches(StepCaches):
                             self.parameters)
 
 
+cdef class GRUStepCaches(StepCaches):
+    """Step t is (a_next, a_prev, rt, ut, cct, xt, parameters), as from
+    gru_cell_forward.
+
+    GRUStepCaches(A, G, a0, X, x, parameters): A (n_a, T, m) and X (n_x, T, m)
+    time-major, G (4·n_a, T, m) the engine's gate buffer: Γr, Γu, then
+    hc = Wca·a_prev + bca, c~ (reset-after) or c~, Γr·a_prev (reset-before),
+    the variant being the one the keys of `parameters` choose; a0 (n_a, m),
+    x as given to gru_forward."""
+    cdef CellInfo variant
+
+    def __init__(self, A, G, a0, X, x, parameters):
+        self.variant = gru_info(parameters)
+        self.checked(A, None, G, a0, None, X, x, parameters)
+
+    cdef CellInfo info(self):
+        return self.variant
+
+    cdef tuple step(self, Py_ssize_t t):
+        cdef Py_ssize_t n_a = self.A.shape[0]
+        a_prev = self.a0 if t == 0 else self.A[:, t - 1, :]
+        r, u, c = [self.G[q * n_a:(q + 1) * n_a, t, :] for q in self.variant.gate_blocks]
+        return (self.A[:, t, :], a_prev, r, u, c, self.x[:, :, t], self.parameters)
+
+    def __reduce__(self):
+        return type(self), (self.A, self.G, self.a0, self.X, self.x, self.parameters)
+
+
 Sequence.register(StepCaches)
 
 
 cdef StepCaches new_step_caches(CellInfo info):
     """An empty caches object of the cell's type (tp_new directly: no lookup)."""
+    cdef GRUStepCaches gru
     if info.spec.kind == CELL_LSTM:
         return LSTMStepCaches.__new__(LSTMStepCaches)
+    if info.spec.kind == CELL_GRU or info.spec.kind == CELL_GRU_RESET_BEFORE:
+        gru = GRUStepCaches.__new__(GRUStepCaches)
+        gru.variant = info
+        return gru
     return RNNStepCaches.__new__(RNNStepCaches)
 
 cdef CellInfo RNN_INFO = CellInfo(_cells.RNN)
 cdef CellInfo LSTM_INFO = CellInfo(_cells.LSTM)
+cdef CellInfo GRU_INFO = CellInfo(_cells.GRU)
+cdef CellInfo GRU_RESET_BEFORE_INFO = CellInfo(_cells.GRU_RESET_BEFORE)
 RNN_INFO.caches_type = RNNStepCaches
 LSTM_INFO.caches_type = LSTMStepCaches
+GRU_INFO.caches_type = GRU_RESET_BEFORE_INFO.caches_type = GRUStepCaches
+# by name, for the entry points that take a cell's name
+CELLS = {"rnn": RNN_INFO, "lstm": LSTM_INFO, "gru": GRU_INFO,
+         "gru_reset_before": GRU_RESET_BEFORE_INFO}
+
+
+cdef CellInfo gru_info(parameters):
+    """The GRU variant the keys of `parameters` choose (SPEC §5)."""
+    # the common case first: a dict with the reset-after keys and no 'Wc'
+    if type(parameters) is dict and "Wca" in <dict>parameters and "Wc" not in <dict>parameters:
+        return GRU_INFO
+    return GRU_RESET_BEFORE_INFO if _cells.gru_variant(parameters) is _cells.GRU_RESET_BEFORE \
+        else GRU_INFO
+
+
+cdef CellInfo gru_caches_info(caches):
+    """The GRU variant of sequence caches: their own, or (tuples) their
+    parameters'. Malformed caches get the reset-after one, whose validation
+    then names what is wrong."""
+    if isinstance(caches, tuple) and len(<tuple>caches) == 2:
+        steps = (<tuple>caches)[0]
+        if type(steps) is GRUStepCaches:
+            return (<GRUStepCaches>steps).variant or GRU_INFO
+        if isinstance(steps, (list, tuple)) and len(steps) > 0:
+            first = steps[0]
+            if isinstance(first, tuple) and len(<tuple>first) == 7:
+                return gru_info((<tuple>first)[6])
+    return GRU_INFO
 
 
 # ------------------------------------------------------------------ calls
@@ -964,7 +1054,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     keep-alive objects)."""
     cdef Py_ssize_t n_x = cnp.PyArray_DIMS(x)[0], m = cnp.PyArray_DIMS(x)[1]
     cdef Py_ssize_t T = cnp.PyArray_DIMS(x)[2], n_a = cnp.PyArray_DIMS(a0)[0]
-    cdef Py_ssize_t rows = info.spec.gates * n_a
+    cdef Py_ssize_t rows = info.spec.blocks * n_a
     cdef cnp.ndarray Wy = params[info.wy_index]
     cdef Py_ssize_t n_y = cnp.PyArray_DIMS(Wy)[0]
     keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
@@ -1044,7 +1134,7 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
         n_a = cnp.PyArray_DIMS(<cnp.ndarray>a0)[0]
         params = fast_parameters(info, parameters, tn, n_x, n_a)
         if params is not None and not blas_sizes_fit(
-                m * T, info.spec.gates * n_a + n_x,
+                m * T, info.spec.blocks * n_a + n_x,
                 cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0]):
             params = None
     if params is None:
@@ -1061,7 +1151,7 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
     m = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
     T = cnp.PyArray_DIMS(<cnp.ndarray>x)[2]
     n_a = cnp.PyArray_DIMS(<cnp.ndarray>a0)[0]
-    cdef double scratch = (<double>(info.spec.gates + (0 if info.spec.gates_are_state else 1)
+    cdef double scratch = (<double>(info.spec.blocks + (0 if info.spec.gates_are_state else 1)
                                     + info.spec.has_c) * n_a + n_x) * T * m * \
         (4 if tn == cnp.NPY_FLOAT else 8)
     cdef double outputs = (<double>(2 if info.spec.has_c else 1) * n_a
@@ -1099,7 +1189,7 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
         n_a = cnp.PyArray_DIMS(<cnp.ndarray>a_prev)[0]
         params = fast_parameters(info, parameters, tn, n_x, n_a)
         if params is not None and not blas_sizes_fit(
-                m, info.spec.gates * n_a + n_x,
+                m, info.spec.blocks * n_a + n_x,
                 cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0]):
             params = None
     if params is None:
@@ -1115,6 +1205,7 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     cdef Py_ssize_t n_y = Wy.shape[0]
     cdef Forward r
     keep, b = gate_weights(info, params, tn, n_x, n_a, rows * width <= STACK_LIMIT, &r.w)
+    rows = info.spec.blocks * n_a
     a = new_array(tn, n_a, m)
     y = new_array(tn, n_y, m)
     c = new_array(tn, n_a, m) if info.spec.has_c else None
@@ -1139,7 +1230,7 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     if info.spec.gates_are_state:
         return a, c, y, ()
     cdef list gates = []
-    for q in range(info.spec.gates):
+    for q in info.gate_blocks:
         gates.append(block_view(G, q * n_a * m, n_a, m))
     return a, c, y, tuple(gates)
 
@@ -1166,7 +1257,7 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
                            not cell_call or rows * width <= STACK_LIMIT, &r.w, False)
     dG = dA = None
     if not cell_call:
-        dG = new_array(tn, rows, T_da, m)
+        dG = new_array(tn, info.spec.blocks * n_a, T_da, m)
         dA = dG if info.spec.gates_are_state else new_array(tn, n_a, T_da, m)
     dx = new_array(tn, n_x, m) if cell_call else new_array(tn, n_x, m, T_da)
     dX = dx if T_da <= 1 else new_array(tn, n_x, T_da, m)
@@ -1178,7 +1269,7 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
                                                                                 cnp.NPY_CORDER)
     if info.weights_on_concat:
         dW = new_gradient(tn, T_da, rows, width)
-        db = new_gradient(tn, T_da, rows, 1)
+        db = new_gradient(tn, T_da, info.spec.bias_blocks * n_a, 1)
         dWx, dWa = None, dW     # dWx: the columns from n_a on, see r.dWx below
     else:
         dWx, dWa = new_gradient(tn, T_da, rows, n_x), new_gradient(tn, T_da, rows, n_a)
@@ -1219,8 +1310,20 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
         grads = {"dx": dx, "da0": da0}
     dW_keys, db_keys = info.dW_keys, info.db_keys
     if info.weights_on_concat:
+        # each gate's dW then db (the notebook's order); extra bias blocks last
+        paired = info.spec.bias_blocks == info.spec.gates
         for q in range(info.spec.gates):
-            grads[dW_keys[q]] = block_view(dW, q * n_a * width, n_a, width)
+            if isinstance(dW_keys[q], str):
+                grads[dW_keys[q]] = block_view(dW, q * n_a * width, n_a, width)
+            else:
+                # a row block given as two matrices: [dWa | dWx], apart
+                block = dW[q * n_a:(q + 1) * n_a]
+                grads[dW_keys[q][0]] = np.ascontiguousarray(block[:, :n_a])
+                grads[dW_keys[q][1]] = np.ascontiguousarray(block[:, n_a:])
+            if paired or q < info.spec.gates - 1:
+                grads[db_keys[q]] = block_view(db, q * n_a, n_a, 1)
+        for q in range(info.spec.gates if paired else info.spec.gates - 1,
+                       info.spec.bias_blocks):
             grads[db_keys[q]] = block_view(db, q * n_a, n_a, 1)
     else:
         grads[dW_keys[0]], grads[dW_keys[1]], grads[db_keys[0]] = dWx, dWa, db
@@ -1235,6 +1338,30 @@ cdef object stacked_gates(int tn, tuple gates, Py_ssize_t n_a, Py_ssize_t m):
     for q in range(len(gates)):
         memcpy(<char*>cnp.PyArray_DATA(G) + q * nbytes, cnp.PyArray_DATA(gates[q]), nbytes)
     return G
+
+
+cdef object gate_buffer(CellInfo info, int tn, tuple gates, object a_prev, list params):
+    """The engine's G from the activated gates of step caches, (n_a, m) each
+    (one step) or (n_a, T, m) (stacked steps, a_prev likewise): the gates in
+    their blocks, and for the GRU the block its backward needs that the
+    notebook-style tuple does not hold: hc = Wca·a_prev + bca (reset-after) or
+    ra = Γr·a_prev (reset-before)."""
+    cdef Py_ssize_t n_a = a_prev.shape[0]
+    if info.spec.blocks == len(gates) and a_prev.ndim == 2:
+        return stacked_gates(tn, gates, n_a, a_prev.shape[1])
+    blocks = [None] * info.spec.blocks
+    for g, q in zip(gates, info.gate_blocks):
+        blocks[q] = g
+    if info.spec.kind == CELL_GRU:
+        Wca, bca = params[info.keys.index("Wca")], params[info.keys.index("bca")]
+        hc = np.matmul(Wca, a_prev.reshape(n_a, -1)).reshape(a_prev.shape)
+        hc += bca.reshape((n_a,) + (1,) * (a_prev.ndim - 1))
+        extra = hc
+    elif info.spec.kind == CELL_GRU_RESET_BEFORE:
+        extra = gates[0] * a_prev
+    blocks = [extra if b is None else b for b in blocks]
+    return np.ascontiguousarray(np.concatenate(blocks, axis=0),
+                                np.float32 if tn == cnp.NPY_FLOAT else np.float64)
 
 
 cdef dict cell_backward(CellInfo info, da_next, dc_next, cache):
@@ -1258,7 +1385,7 @@ cdef dict cell_backward(CellInfo info, da_next, dc_next, cache):
                     params = fast_parameters(info, entries[info.i_parameters], tn, n_x, n_a,
                                              True)
                     if params is not None and not blas_sizes_fit(
-                            m, info.spec.gates * n_a + n_x, 0):
+                            m, info.spec.blocks * n_a + n_x, 0):
                         params = None
     if params is None:
         return cell_backward_checked(info, da_next, dc_next, cache)
@@ -1273,7 +1400,8 @@ cdef dict cell_backward_ready(CellInfo info, int tn, da_next, dc_next, tuple ent
     if info.spec.gates_are_state:
         G = a_next
     else:
-        G = stacked_gates(tn, tuple([entries[k] for k in info.i_gates]), n_a, m)
+        G = gate_buffer(info, tn, tuple([entries[k] for k in info.i_gates]),
+                        entries[info.i_a_prev], params)
     C = c_prev = None
     if info.spec.has_c:
         C, c_prev = entries[info.i_c_next], entries[info.i_c_prev]
@@ -1294,9 +1422,9 @@ cdef dict cell_backward_checked(CellInfo info, da_next, dc_next, cache):
     if info.spec.has_c:
         _validation.check_shape("dc_next", dc_next, ("n_a", "m"), (n_a, m))
     parameters = entries[len(entries) - 1]
-    p, _ = _validation.check_parameters(cell, parameters, n_x, n_a, keys=cell.gate_weights)
-    _validation.check_blas_sizes(m, cell.gates * n_a + n_x)
-    weights = [p[key] for key in cell.gate_weights]
+    p, _ = _validation.check_parameters(cell, parameters, n_x, n_a, keys=cell.backward_keys)
+    _validation.check_blas_sizes(m, len(cell.blocks) * n_a + n_x)
+    weights = [p[key] for key in cell.backward_keys]
     dtype = _validation.compute_dtype([da_next, dc_next, *entries[:len(entries) - 1], *weights])
     entries = [_validation.contiguous(e, dtype) for e in entries[:len(entries) - 1]] + [parameters]
     params = validated_parameters(info, {k: _validation.contiguous(v, dtype)
@@ -1324,7 +1452,8 @@ cdef dict sequence_backward(CellInfo info, da, caches):
             if ready(da, tn, 3, n_a, m) and cnp.PyArray_DIMS(<cnp.ndarray>da)[2] <= T:
                 params = fast_parameters(info, steps.parameters, tn, n_x, n_a, True)
                 if params is not None and blas_sizes_fit(
-                        cnp.PyArray_DIMS(<cnp.ndarray>da)[2] * m, info.spec.gates * n_a + n_x, 0):
+                        cnp.PyArray_DIMS(<cnp.ndarray>da)[2] * m, info.spec.blocks * n_a + n_x,
+                        0):
                     return run_backward(info, tn, False, da, steps.G, steps.A, steps.C,
                                         steps.a0, steps.c0, steps.X, params, None, T)
     return sequence_backward_checked(info, da, caches)
@@ -1341,6 +1470,7 @@ cdef dict sequence_backward_checked(CellInfo info, da, caches):
         n_a, T, m = steps.A.shape
         T_da = _validation.check_da(da, T, n_a, m)
         G, A, C, a0, c0, X = steps.G, steps.A, steps.C, steps.a0, steps.c0, steps.X
+        gates = ()
         parameters = steps.parameters
     else:
         if len(steps) == 0:
@@ -1363,20 +1493,24 @@ cdef dict sequence_backward_checked(CellInfo info, da, caches):
         C = c0 = None
         if cell.has_c:
             C, c0 = stacked("c_next", n_a), first[names.index("c_prev")]
-        G = A if info.spec.gates_are_state else np.concatenate(
-            [stacked(g, n_a) for g in cell.gate_cache], axis=0)
+        # G is made below from these, once the dtype is known
+        G, gates = None, tuple(stacked(g, n_a) for g in cell.gate_cache)
         parameters = first[len(first) - 1]
     n_x = X.shape[0]
-    p, _ = _validation.check_parameters(cell, parameters, n_x, n_a, keys=cell.gate_weights)
-    _validation.check_blas_sizes(T_da * m, cell.gates * n_a + n_x)
-    weights = [p[key] for key in cell.gate_weights]
-    dtype = _validation.compute_dtype([da, G, A, C, a0, c0, X, *weights])
+    p, _ = _validation.check_parameters(cell, parameters, n_x, n_a, keys=cell.backward_keys)
+    _validation.check_blas_sizes(T_da * m, len(cell.blocks) * n_a + n_x)
+    weights = [p[key] for key in cell.backward_keys]
+    dtype = _validation.compute_dtype([da, G, A, C, a0, c0, X, *gates, *weights])
     G, A, C, a0, c0, X = [None if v is None else _validation.contiguous(v, dtype)
                           for v in (G, A, C, a0, c0, X)]
-    if info.spec.gates_are_state:
-        G = A
     params = validated_parameters(info, {k: _validation.contiguous(v, dtype)
                                          for k, v in p.items()})
+    if info.spec.gates_are_state:
+        G = A
+    elif G is None:
+        A_prev = np.concatenate([a0[:, None, :], A], axis=1)[:, :A.shape[1]]
+        G = gate_buffer(info, float_typenum(A), tuple(_validation.contiguous(g, dtype)
+                                                      for g in gates), A_prev, params)
     return run_backward(info, float_typenum(A), False, _validation.strided(da, dtype), G, A, C,
                         a0, c0, X, params, None, A.shape[1])
 
@@ -1394,7 +1528,7 @@ cdef class GemmFloor:
 
     def __init__(self, cell, Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y, Py_ssize_t m,
                  Py_ssize_t T, dtype=np.float64):
-        cdef CellInfo info = {"rnn": RNN_INFO, "lstm": LSTM_INFO}[cell]
+        cdef CellInfo info = CELLS[cell]
         dtype = np.dtype(dtype)
         cdef int tn = cnp.NPY_FLOAT if dtype == np.float32 else cnp.NPY_DOUBLE
         rng = np.random.default_rng(0)
@@ -1633,6 +1767,123 @@ def lstm_backward(da, caches):
     return sequence_backward(LSTM_INFO, da, caches)
 
 
+def gru_cell_forward(xt, a_prev, parameters):
+    """One GRU step (../shared/SPEC.md §5, the course's notation).
+
+    Parameters
+    ----------
+    xt : array, shape (n_x, m)
+    a_prev : array, shape (n_a, m)
+        Hidden state of the previous step.
+    parameters : dict
+        ``Wr, Wu`` (n_a, n_a + n_x) acting on ``concat = [a_prev; xt]``,
+        ``br, bu`` (n_a, 1), ``Wy`` (n_y, n_a), ``by`` (n_y, 1), and the
+        candidate's weights, whose keys choose the variant:
+
+        - reset-after (PyTorch, Keras ``reset_after=True``, ONNX
+          ``linear_before_reset=1``): ``Wcx`` (n_a, n_x), ``Wca`` (n_a, n_a),
+          ``bcx``, ``bca`` (n_a, 1);
+          ``cct = tanh(Wcx @ xt + bcx + rt * (Wca @ a_prev + bca))``;
+        - reset-before (the course's lecture, Keras ``reset_after=False``,
+          ONNX's default): ``Wc`` (n_a, n_a + n_x), ``bc`` (n_a, 1);
+          ``cct = tanh(Wc @ [rt * a_prev; xt] + bc)``.
+
+        Both sets at once is a ValueError; other keys are ignored.
+
+    Returns
+    -------
+    a_next : ndarray, shape (n_a, m)
+        ``ut * cct + (1 - ut) * a_prev``, with ``rt = sigmoid(Wr @ concat + br)``
+        and ``ut = sigmoid(Wu @ concat + bu)`` (the update gate weights the
+        candidate; PyTorch's z is ``1 - ut``).
+    yt_pred : ndarray, shape (n_y, m)
+        ``softmax(Wy @ a_next + by)``
+    cache : tuple
+        ``(a_next, a_prev, rt, ut, cct, xt, parameters)``, for `gru_cell_backward`.
+    """
+    a_next, _, yt_pred, (rt, ut, cct) = cell_forward(gru_info(parameters), xt, a_prev, None,
+                                                     parameters)
+    return a_next, yt_pred, (a_next, a_prev, rt, ut, cct, xt, parameters)
+
+
+def gru_forward(x, a0, parameters, *, cache=True, n_threads=1):
+    """The GRU over all time steps.
+
+    Parameters
+    ----------
+    x : array, shape (n_x, m, T_x)
+        Inputs, time last (any memory layout, see `rnn_forward`).
+    a0 : array, shape (n_a, m)
+        Initial hidden state.
+    parameters : dict
+        As for `gru_cell_forward` (its keys choose the variant).
+    cache : bool, keyword-only
+        False for inference: no caches (``None`` in their place).
+    n_threads : int or None, keyword-only
+        Split the batch over this many native threads (None: all cores); results
+        do not depend on it (see `rnn_forward`).
+
+    Returns
+    -------
+    a : ndarray, shape (n_a, m, T_x)
+        Hidden states of every step.
+    y : ndarray, shape (n_y, m, T_x)
+        Predictions of every step.
+    caches : tuple or None
+        ``(steps, x)``; ``steps[t]`` is step t's 7-tuple as from
+        `gru_cell_forward`, made on access (see `GRUStepCaches`). None when
+        ``cache=False``.
+    """
+    a, y, _, caches = sequence_forward(gru_info(parameters), x, a0, None, parameters, cache,
+                                       n_threads)
+    return a, y, caches
+
+
+def gru_cell_backward(da_next, cache):
+    """Backward pass of one GRU step (without the output layer).
+
+    Parameters
+    ----------
+    da_next : array, shape (n_a, m)
+        Gradient of the loss with respect to this step's hidden state.
+    cache : tuple
+        The 7-tuple from `gru_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt`` (n_x, m), ``da_prev`` (n_a, m), ``dWr, dWu`` (n_a, n_a + n_x),
+        ``dbr, dbu`` (n_a, 1), and ``dWcx`` (n_a, n_x), ``dWca`` (n_a, n_a),
+        ``dbcx, dbca`` (n_a, 1) (reset-after) or ``dWc`` (n_a, n_a + n_x),
+        ``dbc`` (n_a, 1) (reset-before).
+    """
+    info = GRU_INFO
+    if isinstance(cache, tuple) and len(<tuple>cache) == 7:
+        info = gru_info((<tuple>cache)[6])
+    return cell_backward(info, da_next, None, cache)
+
+
+def gru_backward(da, caches):
+    """Backpropagation through time for the GRU.
+
+    Parameters
+    ----------
+    da : array, shape (n_a, m, T)
+        Upstream gradients of the hidden states. T may be smaller than the
+        number of forward steps; then steps ``0 .. T-1`` are used.
+    caches : tuple
+        ``(steps, x)`` from `gru_forward` (cyrnn's or `cyrnn.reference`'s).
+        The weights are read from the parameters the caches hold.
+
+    Returns
+    -------
+    dict
+        ``dx`` (n_x, m, T), ``da0`` (n_a, m), and the weight and bias
+        gradients of `gru_cell_backward`.
+    """
+    return sequence_backward(gru_caches_info(caches), da, caches)
+
+
 # ------------------------------------------------------------------ for the models to come
 
 def _run_direction(cell, x, a0, parameters, *, c0=None, reverse=False, cache=False,
@@ -1640,20 +1891,20 @@ def _run_direction(cell, x, a0, parameters, *, c0=None, reverse=False, cache=Fal
     """A layer's direction: (a, y, c, caches) with the steps run from T-1 down to
     0 when `reverse` (its step caches then follow the reverse order: see
     _backward_direction). Engine entry for stacked and bidirectional models."""
-    info = RNN_INFO if cell == "rnn" else LSTM_INFO
+    info = gru_info(parameters) if cell == "gru" else CELLS[cell]
     return sequence_forward(info, x, a0, c0, parameters, cache, n_threads, reverse)
 
 
 def _backward_direction(cell, da, caches, *, reverse=False):
     """Gradients of a `_run_direction` call with caches, all steps (T_da = T)."""
-    cdef CellInfo info = RNN_INFO if cell == "rnn" else LSTM_INFO
     cdef StepCaches steps = caches[0]
+    cdef CellInfo info = steps.info()
     cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>steps.A)
     n_a, T, m = steps.A.shape
     da = _validation.contiguous(_validation.as_array("da", da), steps.A.dtype)
     _validation.check_shape("da", da, ("n_a", "m", "T_x"), (n_a, m, T))
     p, _ = _validation.check_parameters(info.cell, steps.parameters, steps.X.shape[0], n_a,
-                                        keys=info.cell.gate_weights)
+                                        keys=info.cell.backward_keys)
     params = validated_parameters(info, {k: _validation.contiguous(v, steps.A.dtype)
                                          for k, v in p.items()})
     return run_backward(info, tn, False, da, steps.G, steps.A, steps.C, steps.a0, steps.c0,

@@ -254,6 +254,167 @@ CYRNN_HOT static void SFX(lstm_backward_step)(
     }
 }
 
+/* The GRU's steps (../shared/SPEC.md §5, course notation). G holds the step's
+ * row blocks, gs elements apart: Γr, Γu, then (reset-after) hc, c~ or
+ * (reset-before) c~, ra. One row at a time, one loop per nonlinearity (as the
+ * LSTM's: fused loops with several exp evaluations run out of registers). */
+
+/* Rows of y = b[i] for every column: the reset-after step's hc block before
+ * the recurrent GEMM adds Wca·a_prev onto it. */
+static void SFX(fill_rows)(ptrdiff_t n, ptrdiff_t m, const REAL *CYRNN_RESTRICT b,
+                           REAL *CYRNN_RESTRICT y, ptrdiff_t ld)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        for (ptrdiff_t j = 0; j < m; j++)
+            y[i * ld + j] = b[i];
+}
+
+/* Reset-after, after the GEMMs: G = [Wr·cat; Wu·cat; Wca·a_prev + bca; Wcx·x]
+ * becomes [Γr; Γu; hc; c~] with Γr = σ(· + br), Γu = σ(· + bu),
+ * c~ = tanh(Wcx·x + bcx + Γr·hc); a = Γu·c~ + (1 − Γu)·a_prev.
+ * b = [br; bu; bca; bcx]. */
+CYRNN_HOT static void SFX(gru_forward_step)(
+    ptrdiff_t n_a, ptrdiff_t m, REAL *CYRNN_RESTRICT g, ptrdiff_t ld, ptrdiff_t gs,
+    const REAL *CYRNN_RESTRICT b, const REAL *CYRNN_RESTRICT a_prev, ptrdiff_t ld_ap,
+    REAL *CYRNN_RESTRICT a, ptrdiff_t ld_a)
+{
+    for (ptrdiff_t i = 0; i < n_a; i++) {
+        REAL *CYRNN_RESTRICT gr = g + i * ld;
+        REAL *CYRNN_RESTRICT gu = gr + gs;
+        const REAL *CYRNN_RESTRICT gh = gu + gs;
+        REAL *CYRNN_RESTRICT gc = gr + 3 * gs;
+        const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
+        REAL *CYRNN_RESTRICT ai = a + i * ld_a;
+        const REAL br = b[i], bu = b[n_a + i], bcx = b[3 * n_a + i];
+        for (ptrdiff_t j = 0; j < m; j++) gr[j] = SIGMOID(gr[j] + br);
+        for (ptrdiff_t j = 0; j < m; j++) gu[j] = SIGMOID(gu[j] + bu);
+        for (ptrdiff_t j = 0; j < m; j++) gc[j] = TANH(gc[j] + bcx + gr[j] * gh[j]);
+        for (ptrdiff_t j = 0; j < m; j++) ai[j] = gu[j] * gc[j] + (1 - gu[j]) * ap[j];
+    }
+}
+
+/* Reset-before, first half (after the r, u rows' GEMMs): Γr, Γu activated in
+ * place (b = [br; bu; bc]) and ra = Γr·a_prev into block 3, the operand of the
+ * candidate's recurrent GEMM. */
+CYRNN_HOT static void SFX(gru_reset_step)(
+    ptrdiff_t n_a, ptrdiff_t m, REAL *CYRNN_RESTRICT g, ptrdiff_t ld, ptrdiff_t gs,
+    const REAL *CYRNN_RESTRICT b, const REAL *CYRNN_RESTRICT a_prev, ptrdiff_t ld_ap)
+{
+    for (ptrdiff_t i = 0; i < n_a; i++) {
+        REAL *CYRNN_RESTRICT gr = g + i * ld;
+        REAL *CYRNN_RESTRICT gu = gr + gs;
+        REAL *CYRNN_RESTRICT ra = gr + 3 * gs;
+        const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
+        const REAL br = b[i], bu = b[n_a + i];
+        for (ptrdiff_t j = 0; j < m; j++) gr[j] = SIGMOID(gr[j] + br);
+        for (ptrdiff_t j = 0; j < m; j++) gu[j] = SIGMOID(gu[j] + bu);
+        for (ptrdiff_t j = 0; j < m; j++) ra[j] = gr[j] * ap[j];
+    }
+}
+
+/* Reset-before, second half (after the candidate's GEMM on ra):
+ * c~ = tanh(· + bc) in place, a = Γu·c~ + (1 − Γu)·a_prev. */
+CYRNN_HOT static void SFX(gru_candidate_step)(
+    ptrdiff_t n_a, ptrdiff_t m, REAL *CYRNN_RESTRICT g, ptrdiff_t ld, ptrdiff_t gs,
+    const REAL *CYRNN_RESTRICT b, const REAL *CYRNN_RESTRICT a_prev, ptrdiff_t ld_ap,
+    REAL *CYRNN_RESTRICT a, ptrdiff_t ld_a)
+{
+    for (ptrdiff_t i = 0; i < n_a; i++) {
+        const REAL *CYRNN_RESTRICT gu = g + i * ld + gs;
+        REAL *CYRNN_RESTRICT gc = g + i * ld + 2 * gs;
+        const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
+        REAL *CYRNN_RESTRICT ai = a + i * ld_a;
+        const REAL bc = b[2 * n_a + i];
+        for (ptrdiff_t j = 0; j < m; j++) gc[j] = TANH(gc[j] + bc);
+        for (ptrdiff_t j = 0; j < m; j++) ai[j] = gu[j] * gc[j] + (1 - gu[j]) * ap[j];
+    }
+}
+
+/* Reset-after gate gradients of one step, from da = da_up + da_next (da_next
+ * holds the gradient from the step after when has_next):
+ *   dc~ = da·Γu·(1 − c~²)          (pre-activation of the candidate)
+ *   dΓu = da·(c~ − a_prev)·Γu(1 − Γu)
+ *   dhc = dc~·Γr;   dΓr = dc~·hc·Γr(1 − Γr)
+ * into dG = [dΓr; dΓu; dhc; dc~] (blocks dgs apart), and da_next = da·(1 − Γu),
+ * the direct part of a_prev's gradient (the GEMM adds the rest). */
+CYRNN_HOT static void SFX(gru_backward_step)(
+    ptrdiff_t n_a, ptrdiff_t m, const REAL *CYRNN_RESTRICT g, ptrdiff_t ld, ptrdiff_t gs,
+    const REAL *CYRNN_RESTRICT a_prev, ptrdiff_t ld_ap,
+    const REAL *CYRNN_RESTRICT da_up, ptrdiff_t ld_du, REAL *CYRNN_RESTRICT da_next,
+    ptrdiff_t ld_dn, int has_next, REAL *CYRNN_RESTRICT dg, ptrdiff_t ld_dg, ptrdiff_t dgs)
+{
+    for (ptrdiff_t i = 0; i < n_a; i++) {
+        const REAL *CYRNN_RESTRICT gr = g + i * ld;
+        const REAL *CYRNN_RESTRICT gu = gr + gs;
+        const REAL *CYRNN_RESTRICT gh = gr + 2 * gs;
+        const REAL *CYRNN_RESTRICT gc = gr + 3 * gs;
+        const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
+        const REAL *CYRNN_RESTRICT up = da_up + i * ld_du;
+        REAL *CYRNN_RESTRICT dn = da_next + i * ld_dn;
+        REAL *CYRNN_RESTRICT dr = dg + i * ld_dg;
+        REAL *CYRNN_RESTRICT du = dr + dgs;
+        REAL *CYRNN_RESTRICT dh = dr + 2 * dgs;
+        REAL *CYRNN_RESTRICT dc = dr + 3 * dgs;
+        for (ptrdiff_t j = 0; j < m; j++) {
+            const REAL da = has_next ? up[j] + dn[j] : up[j];
+            const REAL r = gr[j], u = gu[j], c = gc[j];
+            const REAL dcp = da * u * (1 - c * c);
+            dc[j] = dcp;
+            du[j] = da * (c - ap[j]) * u * (1 - u);
+            dh[j] = dcp * r;
+            dr[j] = dcp * gh[j] * r * (1 - r);
+            dn[j] = da * (1 - u);
+        }
+    }
+}
+
+/* Reset-before, first half: dc~, dΓu (as reset-after) into dG blocks 2 and 1,
+ * da_next = da·(1 − Γu). The GEMM dra = Wc_aᵀ·dc~ follows. */
+CYRNN_HOT static void SFX(gru_candidate_backward)(
+    ptrdiff_t n_a, ptrdiff_t m, const REAL *CYRNN_RESTRICT g, ptrdiff_t ld, ptrdiff_t gs,
+    const REAL *CYRNN_RESTRICT a_prev, ptrdiff_t ld_ap,
+    const REAL *CYRNN_RESTRICT da_up, ptrdiff_t ld_du, REAL *CYRNN_RESTRICT da_next,
+    ptrdiff_t ld_dn, int has_next, REAL *CYRNN_RESTRICT dg, ptrdiff_t ld_dg, ptrdiff_t dgs)
+{
+    for (ptrdiff_t i = 0; i < n_a; i++) {
+        const REAL *CYRNN_RESTRICT gu = g + i * ld + gs;
+        const REAL *CYRNN_RESTRICT gc = g + i * ld + 2 * gs;
+        const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
+        const REAL *CYRNN_RESTRICT up = da_up + i * ld_du;
+        REAL *CYRNN_RESTRICT dn = da_next + i * ld_dn;
+        REAL *CYRNN_RESTRICT du = dg + i * ld_dg + dgs;
+        REAL *CYRNN_RESTRICT dc = dg + i * ld_dg + 2 * dgs;
+        for (ptrdiff_t j = 0; j < m; j++) {
+            const REAL da = has_next ? up[j] + dn[j] : up[j];
+            const REAL u = gu[j], c = gc[j];
+            dc[j] = da * u * (1 - c * c);
+            du[j] = da * (c - ap[j]) * u * (1 - u);
+            dn[j] = da * (1 - u);
+        }
+    }
+}
+
+/* Reset-before, second half, from dra (dG block 3, the gradient of ra):
+ * dΓr = dra·a_prev·Γr(1 − Γr) into dG block 0, da_next += dra·Γr. */
+CYRNN_HOT static void SFX(gru_reset_backward)(
+    ptrdiff_t n_a, ptrdiff_t m, const REAL *CYRNN_RESTRICT g, ptrdiff_t ld,
+    const REAL *CYRNN_RESTRICT a_prev, ptrdiff_t ld_ap, REAL *CYRNN_RESTRICT da_next,
+    ptrdiff_t ld_dn, REAL *CYRNN_RESTRICT dg, ptrdiff_t ld_dg, ptrdiff_t dgs)
+{
+    for (ptrdiff_t i = 0; i < n_a; i++) {
+        const REAL *CYRNN_RESTRICT gr = g + i * ld;
+        const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
+        REAL *CYRNN_RESTRICT dn = da_next + i * ld_dn;
+        REAL *CYRNN_RESTRICT dr = dg + i * ld_dg;
+        const REAL *CYRNN_RESTRICT dra = dr + 3 * dgs;
+        for (ptrdiff_t j = 0; j < m; j++) {
+            const REAL r = gr[j];
+            dr[j] = dra[j] * ap[j] * r * (1 - r);
+            dn[j] += dra[j] * r;
+        }
+    }
+}
+
 /* Softmax down each column of the (n × ncols) block y (row stride ld), after
  * adding the bias b[row] (NULL: none). Stable per column: each column's own
  * max is subtracted. Columns are done in chunks so the max/sum vectors stay in
