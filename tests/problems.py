@@ -23,6 +23,22 @@ def lstm_parameters(rng, n_x, n_a, n_y, dtype=np.float64, scale=1.0):
     return p
 
 
+def gru_parameters(rng, n_x, n_a, n_y, dtype=np.float64, scale=1.0, reset_before=False):
+    """A GRU's parameters (SPEC §5): reset-after keys by default, "Wc"/"bc"
+    for the reset-before variant."""
+    def draw(*shape):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+    p = {"Wr": draw(n_a, n_a + n_x), "br": draw(n_a, 1),
+         "Wu": draw(n_a, n_a + n_x), "bu": draw(n_a, 1)}
+    if reset_before:
+        p.update(Wc=draw(n_a, n_a + n_x), bc=draw(n_a, 1))
+    else:
+        p.update(Wcx=draw(n_a, n_x), Wca=draw(n_a, n_a), bcx=draw(n_a, 1), bca=draw(n_a, 1))
+    p["Wy"] = draw(n_y, n_a)
+    p["by"] = draw(n_y, 1)
+    return p
+
+
 def sequence(rng, n_x, n_a, m, T, dtype=np.float64, scale=1.0):
     x = (scale * rng.standard_normal((n_x, m, T))).astype(dtype)
     a0 = rng.standard_normal((n_a, m)).astype(dtype)
