@@ -3,8 +3,10 @@
     python -m cyrnn.bench                      # short run, under a minute
     python -m cyrnn.bench --shapes all --json results.json --plot results.png
 
-For each shape it times the eight functions of cyrnn and of cyrnn.reference
-(and PyTorch's nn.RNN/nn.LSTM + Linear + softmax when torch is installed),
+For each shape it times the functions of cyrnn and of cyrnn.reference (the
+eight notebook functions and the GRU's, whose reset-before variant is listed
+as gru_reset_before_*), and PyTorch's nn.RNN/nn.LSTM/nn.GRU + Linear + softmax
+when torch is installed,
 interleaving the implementations round by round and reporting medians, so
 machine noise hits them alike. It also times the BLAS-only floor (the GEMMs
 of cyrnn's algorithm alone, see cyrnn._engine.GemmFloor) and a 2048^3 GEMM as the peak,
@@ -29,12 +31,21 @@ SHAPES = {  # (n_x, n_a, n_y, m, T)
 }
 DEFAULT_SHAPES = ("tiny", "small", "medium")
 FUNCTIONS = ("rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward",
-             "lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward")
+             "lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward",
+             "gru_cell_forward", "gru_forward", "gru_cell_backward", "gru_backward",
+             "gru_reset_before_forward", "gru_reset_before_backward")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def cell_of(function):
+    """The GemmFloor cell name of a benchmarked function."""
+    return "gru_reset_before" if function.startswith("gru_reset_before") else \
+        function.split("_")[0]
 
 
 def gemm_flops(function, n_x, n_a, n_y, m, T):
     """Floating-point operations of the GEMMs the function needs (2·M·N·K each)."""
-    gates = 4 if function.startswith("lstm") else 1
+    gates = GATES[function.split("_")[0]]
     steps = 1 if "_cell_" in function else T
     rows = gates * n_a
     if function.endswith("forward"):
@@ -56,7 +67,15 @@ def make_problem(shape, dtype, seed=0):
         p["W" + g] = draw(n_a, n_a + n_x, scale=0.3)
         p["b" + g] = draw(n_a, 1)
     p["Wy"], x, a0 = p["Wya"], draw(n_x, m, T), draw(n_a, m)
-    return {"x": x, "a0": a0, "c0": draw(n_a, m), "p": p, "da": draw(n_a, m, T)}
+    gru = {k: p[k] for k in ("Wy", "by")}
+    for g in "ru":
+        gru["W" + g] = draw(n_a, n_a + n_x, scale=0.3)
+        gru["b" + g] = draw(n_a, 1)
+    gru_before = dict(gru, Wc=draw(n_a, n_a + n_x, scale=0.3), bc=draw(n_a, 1))
+    gru.update(Wcx=draw(n_a, n_x, scale=0.3), Wca=draw(n_a, n_a, scale=0.3), bcx=draw(n_a, 1),
+               bca=draw(n_a, 1))
+    return {"x": x, "a0": a0, "c0": draw(n_a, m), "p": p, "da": draw(n_a, m, T),
+            "gru": gru, "gru_before": gru_before}
 
 
 def calls_for(module, prob):
@@ -67,6 +86,10 @@ def calls_for(module, prob):
     lstm_caches = module.lstm_forward(x, a0, p)[3]
     rnn_cell_cache = module.rnn_cell_forward(xt, a0, p)[2]
     lstm_cell_cache = module.lstm_cell_forward(xt, a0, c0, p)[3]
+    pg, pb = prob["gru"], prob["gru_before"]
+    gru_caches = module.gru_forward(x, a0, pg)[2]
+    gru_before_caches = module.gru_forward(x, a0, pb)[2]
+    gru_cell_cache = module.gru_cell_forward(xt, a0, pg)[2]
     return {
         "rnn_cell_forward": lambda: module.rnn_cell_forward(xt, a0, p),
         "rnn_forward": lambda: module.rnn_forward(x, a0, p),
@@ -76,12 +99,19 @@ def calls_for(module, prob):
         "lstm_forward": lambda: module.lstm_forward(x, a0, p),
         "lstm_cell_backward": lambda: module.lstm_cell_backward(da_t, da_t, lstm_cell_cache),
         "lstm_backward": lambda: module.lstm_backward(da, lstm_caches),
+        "gru_cell_forward": lambda: module.gru_cell_forward(xt, a0, pg),
+        "gru_forward": lambda: module.gru_forward(x, a0, pg),
+        "gru_cell_backward": lambda: module.gru_cell_backward(da_t, gru_cell_cache),
+        "gru_backward": lambda: module.gru_backward(da, gru_caches),
+        "gru_reset_before_forward": lambda: module.gru_forward(x, a0, pb),
+        "gru_reset_before_backward": lambda: module.gru_backward(da, gru_before_caches),
     }
 
 
 def torch_calls(prob, dtype):
-    """PyTorch doing the same work: nn.RNN/nn.LSTM with the same weights plus the
-    per-step Linear + softmax; 'backward' is forward + backward from da."""
+    """PyTorch doing the same work: nn.RNN/nn.LSTM/nn.GRU with the same weights
+    plus the per-step Linear + softmax; 'backward' is forward + backward from
+    da. (PyTorch's GRU is the reset-after variant; its z is 1 - Γu, SPEC §5.)"""
     import torch
 
     tdtype = torch.float32 if dtype == np.float32 else torch.float64
@@ -97,6 +127,8 @@ def torch_calls(prob, dtype):
     upstream = t(da.transpose(2, 1, 0))
     rnn = torch.nn.RNN(n_x, n_a, nonlinearity="tanh").to(tdtype)
     lstm = torch.nn.LSTM(n_x, n_a).to(tdtype)
+    gru = torch.nn.GRU(n_x, n_a).to(tdtype)
+    pg = prob["gru"]
     head = torch.nn.Linear(n_a, n_y).to(tdtype)
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(t(p["Wax"]))
@@ -109,6 +141,12 @@ def torch_calls(prob, dtype):
         lstm.weight_ih_l0.copy_(t(W[:, n_a:]))
         lstm.bias_ih_l0.copy_(t(np.concatenate([p["b" + g][:, 0] for g in order])))
         lstm.bias_hh_l0.zero_()
+        gru.weight_hh_l0.copy_(t(np.concatenate([pg["Wr"][:, :n_a], -pg["Wu"][:, :n_a],
+                                                 pg["Wca"]])))
+        gru.weight_ih_l0.copy_(t(np.concatenate([pg["Wr"][:, n_a:], -pg["Wu"][:, n_a:],
+                                                 pg["Wcx"]])))
+        gru.bias_ih_l0.copy_(t(np.concatenate([pg["br"], -pg["bu"], pg["bcx"]])[:, 0]))
+        gru.bias_hh_l0.copy_(t(np.concatenate([0 * pg["br"], 0 * pg["bu"], pg["bca"]])[:, 0]))
         head.weight.copy_(t(p["Wya"]))
         head.bias.copy_(t(p["by"][:, 0]))
     c0 = torch.zeros_like(h0)
@@ -129,6 +167,8 @@ def torch_calls(prob, dtype):
         "rnn_backward": lambda: forward_backward(rnn, h0),
         "lstm_forward": lambda: forward(lstm, (h0, c0), False),
         "lstm_backward": lambda: forward_backward(lstm, (h0, c0)),
+        "gru_forward": lambda: forward(gru, h0, False),
+        "gru_backward": lambda: forward_backward(gru, h0),
     }
 
 
@@ -202,13 +242,13 @@ def run(shapes, dtype, threads, budget, functions=FUNCTIONS, use_torch=True, pro
             prob = make_problem(shape, dtype)
             ours, ref = calls_for(cyrnn, prob), calls_for(cyrnn.reference, prob)
             theirs = torch_calls(prob, dtype) if torch is not None else {}
-            floors = {cell: GemmFloor(cell, *shape, dtype=dtype) for cell in ("rnn", "lstm")}
+            cells = sorted({cell_of(f) for f in functions})
+            floors = {cell: GemmFloor(cell, *shape, dtype=dtype) for cell in cells}
             for function in functions:
                 candidates = {"cyrnn": ours[function], "reference": ref[function]}
-                cell = function.split("_")[0]
                 sequence = "_cell_" not in function
                 if sequence:
-                    floor = floors[cell]
+                    floor = floors[cell_of(function)]
                     candidates["floor"] = (floor.forward if function.endswith("forward")
                                            else floor.backward)
                 if function in theirs:
@@ -320,10 +360,12 @@ def check_agreement(dtype):
     prob = make_problem(SHAPES["tiny"], dtype)
     x, a0, p, da = prob["x"], prob["a0"], prob["p"], prob["da"]
     tol = 1e-10 if dtype == np.float64 else 1e-4
-    for forward, backward, n_out in (("rnn_forward", "rnn_backward", 3),
-                                     ("lstm_forward", "lstm_backward", 4)):
-        ours = getattr(cyrnn, forward)(x, a0, p)
-        theirs = getattr(cyrnn.reference, forward)(x, a0, p)
+    for forward, backward, n_out, q in (("rnn_forward", "rnn_backward", 3, p),
+                                        ("lstm_forward", "lstm_backward", 4, p),
+                                        ("gru_forward", "gru_backward", 3, prob["gru"]),
+                                        ("gru_forward", "gru_backward", 3, prob["gru_before"])):
+        ours = getattr(cyrnn, forward)(x, a0, q)
+        theirs = getattr(cyrnn.reference, forward)(x, a0, q)
         for u, v in zip(ours[:n_out - 1], theirs[:n_out - 1]):
             np.testing.assert_allclose(u, v, rtol=tol, atol=tol)
         g1 = getattr(cyrnn, backward)(da, ours[-1])

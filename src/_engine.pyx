@@ -36,7 +36,7 @@ from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
 from _cells cimport (CellSpec, cell_spec, GateWeights, project, project_t, step_forward,
                      step_backward, CELL_RNN, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_BEFORE)
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, row_sums,
-                           gather_time_major, scatter_batch_major)
+                           gather_time_major, scatter_batch_major, fill_rows)
 
 cdef extern from "cyrnn_debug.h" nogil:
     # a no-op unless the debug build (CYRNN_DEBUG): see the header
@@ -637,6 +637,7 @@ cdef class CellInfo:
     cdef Py_ssize_t n_entries, i_a_next, i_c_next, i_a_prev, i_c_prev, i_xt, i_parameters
     cdef tuple i_gates          # positions of the step cache's gates
     cdef tuple gate_blocks      # G's block of each of them
+    cdef int extra_block        # G's block the step cache does not hold (-1: none)
     cdef tuple dW_keys, db_keys
     cdef tuple stack            # per gate row block: (key,) or (hidden-state key, input key)
 
@@ -660,6 +661,8 @@ cdef class CellInfo:
         self.i_xt, self.i_parameters = at("xt"), at("parameters")
         self.i_gates = tuple(at(g) for g in cell.gate_cache)
         self.gate_blocks = tuple(cell.blocks.index(g) for g in cell.gate_cache)
+        extra = [q for q in range(len(cell.blocks)) if q not in self.gate_blocks]
+        self.extra_block = extra[0] if extra and not self.spec.gates_are_state else -1
         self.dW_keys, self.db_keys = cell.gradient_keys
         self.keys = tuple(entry[0] for entry in cell.parameters)
         self.n_keys = len(self.keys)
@@ -1317,9 +1320,8 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
                 grads[dW_keys[q]] = block_view(dW, q * n_a * width, n_a, width)
             else:
                 # a row block given as two matrices: [dWa | dWx], apart
-                block = dW[q * n_a:(q + 1) * n_a]
-                grads[dW_keys[q][0]] = np.ascontiguousarray(block[:, :n_a])
-                grads[dW_keys[q][1]] = np.ascontiguousarray(block[:, n_a:])
+                grads[dW_keys[q][0]] = column_block(dW, q * n_a, n_a, 0, n_a)
+                grads[dW_keys[q][1]] = column_block(dW, q * n_a, n_a, n_a, n_x)
             if paired or q < info.spec.gates - 1:
                 grads[db_keys[q]] = block_view(db, q * n_a, n_a, 1)
         for q in range(info.spec.gates if paired else info.spec.gates - 1,
@@ -1328,6 +1330,18 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
     else:
         grads[dW_keys[0]], grads[dW_keys[1]], grads[db_keys[0]] = dWx, dWa, db
     return grads
+
+
+cdef cnp.ndarray column_block(cnp.ndarray src, Py_ssize_t row0, Py_ssize_t rows,
+                              Py_ssize_t col0, Py_ssize_t cols):
+    """A C-contiguous copy of src[row0:row0 + rows, col0:col0 + cols] (src:
+    2-D C-contiguous)."""
+    cdef cnp.ndarray out = new_array(cnp.PyArray_TYPE(src), rows, cols)
+    cdef Py_ssize_t ld = cnp.PyArray_DIMS(src)[1], item = cnp.PyArray_ITEMSIZE(src), i
+    for i in range(rows):
+        memcpy(<char*>cnp.PyArray_DATA(out) + i * cols * item,
+               <char*>cnp.PyArray_DATA(src) + ((row0 + i) * ld + col0) * item, cols * item)
+    return out
 
 
 cdef object stacked_gates(int tn, tuple gates, Py_ssize_t n_a, Py_ssize_t m):
@@ -1340,26 +1354,63 @@ cdef object stacked_gates(int tn, tuple gates, Py_ssize_t n_a, Py_ssize_t m):
     return G
 
 
+cdef void extra_gru_block(floating dummy, int kind, Py_ssize_t n_a, Py_ssize_t m,
+                         const void* Wca, const void* bca, const void* r, const void* a_prev,
+                         void* out) noexcept nogil:
+    """One step's G block that a GRU step cache does not hold: hc = Wca·a_prev
+    + bca (reset-after) or ra = Γr·a_prev (reset-before), all (n_a, m) C-contiguous."""
+    cdef floating* o = <floating*>out
+    cdef Py_ssize_t k
+    if kind == CELL_GRU:
+        fill_rows(n_a, m, <const floating*>bca, o, m)
+        gemm(False, False, n_a, m, n_a, <floating>1, <const floating*>Wca, n_a,
+             <const floating*>a_prev, m, <floating>1, o, m)
+    else:
+        for k in range(n_a * m):
+            o[k] = (<const floating*>r)[k] * (<const floating*>a_prev)[k]
+
+
 cdef object gate_buffer(CellInfo info, int tn, tuple gates, object a_prev, list params):
     """The engine's G from the activated gates of step caches, (n_a, m) each
     (one step) or (n_a, T, m) (stacked steps, a_prev likewise): the gates in
     their blocks, and for the GRU the block its backward needs that the
     notebook-style tuple does not hold: hc = Wca·a_prev + bca (reset-after) or
-    ra = Γr·a_prev (reset-before)."""
-    cdef Py_ssize_t n_a = a_prev.shape[0]
-    if info.spec.blocks == len(gates) and a_prev.ndim == 2:
-        return stacked_gates(tn, gates, n_a, a_prev.shape[1])
+    ra = Γr·a_prev (reset-before). One step's arrays are kernel-ready."""
+    cdef Py_ssize_t n_a = a_prev.shape[0], m, q
+    cdef cnp.ndarray G
+    cdef size_t item = 4 if tn == cnp.NPY_FLOAT else 8, nbytes
+    cdef const void* W = NULL
+    cdef const void* b = NULL
+    if a_prev.ndim == 2:
+        m = a_prev.shape[1]
+        if info.extra_block < 0:
+            return stacked_gates(tn, gates, n_a, m)
+        G = new_array(tn, info.spec.blocks * n_a, m)
+        nbytes = n_a * m * item
+        for q in range(len(gates)):
+            memcpy(<char*>cnp.PyArray_DATA(G) + <int>info.gate_blocks[q] * nbytes,
+                   cnp.PyArray_DATA(<cnp.ndarray>gates[q]), nbytes)
+        if info.spec.kind == CELL_GRU:
+            W, b = data(params[info.keys.index("Wca")]), data(params[info.keys.index("bca")])
+        if tn == cnp.NPY_FLOAT:
+            extra_gru_block[float](0, info.spec.kind, n_a, m, W, b, data(gates[0]),
+                                   data(a_prev),
+                                   <char*>cnp.PyArray_DATA(G) + info.extra_block * nbytes)
+        else:
+            extra_gru_block[double](0, info.spec.kind, n_a, m, W, b, data(gates[0]),
+                                    data(a_prev),
+                                    <char*>cnp.PyArray_DATA(G) + info.extra_block * nbytes)
+        return G
     blocks = [None] * info.spec.blocks
     for g, q in zip(gates, info.gate_blocks):
         blocks[q] = g
     if info.spec.kind == CELL_GRU:
         Wca, bca = params[info.keys.index("Wca")], params[info.keys.index("bca")]
-        hc = np.matmul(Wca, a_prev.reshape(n_a, -1)).reshape(a_prev.shape)
-        hc += bca.reshape((n_a,) + (1,) * (a_prev.ndim - 1))
-        extra = hc
-    elif info.spec.kind == CELL_GRU_RESET_BEFORE:
+        extra = np.matmul(Wca, a_prev.reshape(n_a, -1)).reshape(a_prev.shape)
+        extra += bca.reshape((n_a, 1, 1))
+    else:
         extra = gates[0] * a_prev
-    blocks = [extra if b is None else b for b in blocks]
+    blocks[info.extra_block] = extra
     return np.ascontiguousarray(np.concatenate(blocks, axis=0),
                                 np.float32 if tn == cnp.NPY_FLOAT else np.float64)
 
