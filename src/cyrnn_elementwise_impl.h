@@ -256,8 +256,9 @@ CYRNN_HOT static void SFX(lstm_backward_step)(
 
 /* The GRU's steps (../shared/SPEC.md §5, course notation). G holds the step's
  * row blocks, gs elements apart: Γr, Γu, then (reset-after) hc, c~ or
- * (reset-before) c~, ra. One row at a time, one loop per nonlinearity (as the
- * LSTM's: fused loops with several exp evaluations run out of registers). */
+ * (reset-before) c~, ra. One fused loop per row: with the GRU's three
+ * nonlinearities (the LSTM has five) it ran 0-10% faster than one loop per
+ * nonlinearity in float64 and the same in float32 (medium, bigbatch). */
 
 /* Rows of y = b[i] for every column: the reset-after step's hc block before
  * the recurrent GEMM adds Wca·a_prev onto it. */
@@ -286,10 +287,14 @@ CYRNN_HOT static void SFX(gru_forward_step)(
         const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
         REAL *CYRNN_RESTRICT ai = a + i * ld_a;
         const REAL br = b[i], bu = b[n_a + i], bcx = b[3 * n_a + i];
-        for (ptrdiff_t j = 0; j < m; j++) gr[j] = SIGMOID(gr[j] + br);
-        for (ptrdiff_t j = 0; j < m; j++) gu[j] = SIGMOID(gu[j] + bu);
-        for (ptrdiff_t j = 0; j < m; j++) gc[j] = TANH(gc[j] + bcx + gr[j] * gh[j]);
-        for (ptrdiff_t j = 0; j < m; j++) ai[j] = gu[j] * gc[j] + (1 - gu[j]) * ap[j];
+        for (ptrdiff_t j = 0; j < m; j++) {
+            const REAL r = SIGMOID(gr[j] + br), u = SIGMOID(gu[j] + bu);
+            const REAL c = TANH(gc[j] + bcx + r * gh[j]);
+            gr[j] = r;
+            gu[j] = u;
+            gc[j] = c;
+            ai[j] = u * c + (1 - u) * ap[j];
+        }
     }
 }
 
@@ -306,9 +311,12 @@ CYRNN_HOT static void SFX(gru_reset_step)(
         REAL *CYRNN_RESTRICT ra = gr + 3 * gs;
         const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
         const REAL br = b[i], bu = b[n_a + i];
-        for (ptrdiff_t j = 0; j < m; j++) gr[j] = SIGMOID(gr[j] + br);
-        for (ptrdiff_t j = 0; j < m; j++) gu[j] = SIGMOID(gu[j] + bu);
-        for (ptrdiff_t j = 0; j < m; j++) ra[j] = gr[j] * ap[j];
+        for (ptrdiff_t j = 0; j < m; j++) {
+            const REAL r = SIGMOID(gr[j] + br);
+            gr[j] = r;
+            gu[j] = SIGMOID(gu[j] + bu);
+            ra[j] = r * ap[j];
+        }
     }
 }
 
@@ -325,8 +333,11 @@ CYRNN_HOT static void SFX(gru_candidate_step)(
         const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
         REAL *CYRNN_RESTRICT ai = a + i * ld_a;
         const REAL bc = b[2 * n_a + i];
-        for (ptrdiff_t j = 0; j < m; j++) gc[j] = TANH(gc[j] + bc);
-        for (ptrdiff_t j = 0; j < m; j++) ai[j] = gu[j] * gc[j] + (1 - gu[j]) * ap[j];
+        for (ptrdiff_t j = 0; j < m; j++) {
+            const REAL c = TANH(gc[j] + bc);
+            gc[j] = c;
+            ai[j] = gu[j] * c + (1 - gu[j]) * ap[j];
+        }
     }
 }
 
