@@ -70,66 +70,65 @@ cdef inline CellSpec cell_spec(int kind) noexcept nogil:
 
 cdef struct GateWeights:
     # The stacked gate weights as `blocks` row blocks of block_rows rows each:
-    # one block (all gates stacked, one GEMM) or one per gate (the LSTM cell
-    # functions with large weights, which are not worth copying per call; the
-    # GRU always stacks).
+    # one block (all gates stacked, one GEMM) or one per gate (the cell
+    # functions with large weights, which are not worth copying per call).
     int blocks
     Py_ssize_t block_rows
-    const void* Wx[4]       # on the inputs: block_rows × n_x, rows ldwx apart
-    const void* Wa[4]       # on the hidden state: block_rows × n_a, rows ldwa apart
-    Py_ssize_t ldwx, ldwa
+    const void* Wx[4]       # on the inputs: block_rows × n_x, rows ldwx[q] apart
+    const void* Wa[4]       # on the hidden state: block_rows × n_a, rows ldwa[q] apart
+    Py_ssize_t ldwx[4]
+    Py_ssize_t ldwa[4]
     # Each row is [Wa | Wx] in one piece (Wx[q] = Wa[q] + n_a): a single step
     # can then run as one GEMM on concat = [a_prev; x].
     bint on_concat
 
 
-cdef inline void project(const GateWeights* w, bint recurrent, Py_ssize_t k, Py_ssize_t n,
-                         const floating* B, Py_ssize_t ldb, floating beta, floating* G,
-                         Py_ssize_t ldg) noexcept nogil:
-    """G (+)= W @ B for the input (k = n_x) or recurrent (k = n_a) weights."""
+cdef inline void gates_product(const GateWeights* w, bint recurrent, int q0, int q1,
+                               Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t n, const floating* B,
+                               Py_ssize_t ldb, floating beta, floating* G,
+                               Py_ssize_t ldg) noexcept nogil:
+    """G (+)= W @ B for gates q0..q1-1 (n_a rows each, one after another in G):
+    their recurrent weights (k = n_a) or input weights (k = n_x)."""
+    cdef const void* const* W = &w.Wa[0]
+    cdef const Py_ssize_t* ld = &w.ldwa[0]
+    if not recurrent:
+        W, ld = &w.Wx[0], &w.ldwx[0]
     cdef int q
-    for q in range(w.blocks):
-        gemm(False, False, w.block_rows, n, k, <floating>1,
-             <const floating*>(w.Wa[q] if recurrent else w.Wx[q]),
-             w.ldwa if recurrent else w.ldwx, B, ldb, beta, G + q * w.block_rows * ldg, ldg)
+    if w.blocks == 1:
+        gemm(False, False, (q1 - q0) * n_a, n, k, <floating>1,
+             <const floating*>W[0] + q0 * n_a * ld[0], ld[0], B, ldb, beta, G, ldg)
+        return
+    for q in range(q0, q1):
+        gemm(False, False, n_a, n, k, <floating>1, <const floating*>W[q], ld[q], B, ldb, beta,
+             G + (q - q0) * n_a * ldg, ldg)
 
 
-cdef inline void recurrent_rows(const GateWeights* w, Py_ssize_t r0, Py_ssize_t r1,
-                                Py_ssize_t n_a, Py_ssize_t n, const floating* B,
-                                Py_ssize_t ldb, floating beta, floating* G,
-                                Py_ssize_t ldg) noexcept nogil:
-    """G (+)= rows r0..r1-1 of the stacked recurrent weights @ B (one block)."""
-    gemm(False, False, r1 - r0, n, n_a, <floating>1,
-         <const floating*>w.Wa[0] + r0 * w.ldwa, w.ldwa, B, ldb, beta, G, ldg)
-
-
-cdef inline void project_t(const GateWeights* w, bint recurrent, Py_ssize_t k, Py_ssize_t n,
-                           const floating* dG, Py_ssize_t ldg, floating* out, Py_ssize_t ldo,
-                           const floating* Wt, floating* work) noexcept nogil:
-    """out = W.T @ dG (k rows: n_a recurrent, n_x input), summed over the row
-    blocks. Wt: the recurrent weights transposed (k × block_rows), or NULL."""
+cdef inline void gates_product_t(const GateWeights* w, bint recurrent, int q0, int q1,
+                                 Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t n,
+                                 const floating* dG, Py_ssize_t ldg, floating beta,
+                                 floating* out, Py_ssize_t ldo, const floating* Wt,
+                                 floating* work) noexcept nogil:
+    """out (+)= W.T @ dG for gates q0..q1-1 (dG: their rows one after another),
+    summed over the gates. Wt: the stacked recurrent weights transposed
+    (n_a × block_rows, one block only), or NULL."""
+    cdef const void* const* W = &w.Wa[0]
+    cdef const Py_ssize_t* ld = &w.ldwa[0]
+    if not recurrent:
+        W, ld = &w.Wx[0], &w.ldwx[0]
     cdef int q
-    cdef const floating* W
-    for q in range(w.blocks):
-        W = <const floating*>(w.Wa[q] if recurrent else w.Wx[q])
-        gemm_atb_pretransposed(Wt if q == 0 else <const floating*>NULL, k, n, w.block_rows,
-                               <floating>1, W, w.ldwa if recurrent else w.ldwx,
-                               dG + q * w.block_rows * ldg, ldg,
-                               <floating>(0 if q == 0 else 1), out, ldo, work)
-
-
-cdef inline void recurrent_rows_t(const GateWeights* w, Py_ssize_t r0, Py_ssize_t r1,
-                                  Py_ssize_t n_a, Py_ssize_t n, const floating* dG,
-                                  Py_ssize_t ldg, floating beta, floating* out, Py_ssize_t ldo,
-                                  const floating* Wt, floating* work) noexcept nogil:
-    """out (+)= (rows r0..r1-1 of the stacked recurrent weights).T @ dG (one
-    block); Wt: those weights transposed (n_a × block_rows), or NULL."""
-    if Wt != NULL:
-        gemm(False, False, n_a, n, r1 - r0, <floating>1, Wt + r0, w.block_rows, dG, ldg,
-             beta, out, ldo)
-    else:
-        gemm_atb(n_a, n, r1 - r0, <floating>1, <const floating*>w.Wa[0] + r0 * w.ldwa,
-                 w.ldwa, dG, ldg, beta, out, ldo, work)
+    if w.blocks == 1:
+        if recurrent and Wt != NULL:
+            gemm(False, False, k, n, (q1 - q0) * n_a, <floating>1, Wt + q0 * n_a, w.block_rows,
+                 dG, ldg, beta, out, ldo)
+        else:
+            gemm_atb(k, n, (q1 - q0) * n_a, <floating>1,
+                     <const floating*>W[0] + q0 * n_a * ld[0], ld[0], dG, ldg, beta, out, ldo,
+                     work)
+        return
+    for q in range(q0, q1):
+        gemm_atb(k, n, n_a, <floating>1, <const floating*>W[q], ld[q],
+                 dG + (q - q0) * n_a * ldg, ldg, beta if q == q0 else <floating>1, out, ldo,
+                 work)
 
 
 cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, Py_ssize_t n_a,
@@ -147,21 +146,21 @@ cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, Py_ssi
         # hc = bca, then [Γr; Γu; hc] += W_a @ a_prev in one GEMM
         if kernels:
             fill_rows(n_a, ms, b + 2 * n_a, G + 2 * gs, ld)
-        recurrent_rows(w, 0, 3 * n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld)
+        gates_product(w, True, 0, 3, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld)
         if kernels:
             gru_forward_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap, a, ld)
     elif cell.kind == CELL_GRU_RESET_BEFORE:
         # the candidate's recurrent product needs Γr first: two GEMMs
-        recurrent_rows(w, 0, 2 * n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld)
+        gates_product(w, True, 0, 2, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld)
         if kernels:
             gru_reset_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap)
-        recurrent_rows(w, 2 * n_a, 3 * n_a, n_a, ms, G + 3 * gs, ld, <floating>1, G + 2 * gs,
-                       ld)
+        gates_product(w, True, 2, 3, n_a, n_a, ms, G + 3 * gs, ld, <floating>1, G + 2 * gs, ld)
         if kernels:
             gru_candidate_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap, a, ld)
     else:
         if recurrent:
-            project(w, True, n_a, ms, a_prev, ld_ap, <floating>1, G, ld)
+            gates_product(w, True, 0, cell.gates, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G,
+                          ld)
         if not kernels:
             return
         if cell.kind == CELL_LSTM:
@@ -193,17 +192,19 @@ cdef inline void step_backward(const CellSpec* cell, const GateWeights* w, Py_ss
             gru_backward_step(n_a, m, G, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next, m,
                               has_next, dG, ld_dg, dgs)
         # da_next += W_a.T @ [dΓr; dΓu; dhc]
-        recurrent_rows_t(w, 0, 3 * n_a, n_a, m, dG, ld_dg, <floating>1, da_next, m, Wt, work)
+        gates_product_t(w, True, 0, 3, n_a, n_a, m, dG, ld_dg, <floating>1, da_next, m, Wt,
+                        work)
     elif cell.kind == CELL_GRU_RESET_BEFORE:
         if kernels:
             gru_candidate_backward(n_a, m, G, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next, m,
                                    has_next, dG, ld_dg, dgs)
         # dra = Wc_a.T @ dc~, then dΓr and da_next += dra·Γr
-        recurrent_rows_t(w, 2 * n_a, 3 * n_a, n_a, m, dG + 2 * dgs, ld_dg, <floating>0,
-                         dG + 3 * dgs, ld_dg, Wt, work)
+        gates_product_t(w, True, 2, 3, n_a, n_a, m, dG + 2 * dgs, ld_dg, <floating>0,
+                        dG + 3 * dgs, ld_dg, Wt, work)
         if kernels:
             gru_reset_backward(n_a, m, G, ld, a_prev, ld_ap, da_next, m, dG, ld_dg, dgs)
-        recurrent_rows_t(w, 0, 2 * n_a, n_a, m, dG, ld_dg, <floating>1, da_next, m, Wt, work)
+        gates_product_t(w, True, 0, 2, n_a, n_a, m, dG, ld_dg, <floating>1, da_next, m, Wt,
+                        work)
     else:
         if kernels:
             if cell.kind == CELL_LSTM:
@@ -214,4 +215,5 @@ cdef inline void step_backward(const CellSpec* cell, const GateWeights* w, Py_ss
                 rnn_backward_step(n_a, m, dG, ld_dg, da_next if has_next else NULL, m, G, ld)
         if recurrent:
             # da_next = Wa.T @ dG   (after the last step this is da0)
-            project_t(w, True, n_a, m, dG, ld_dg, da_next, m, Wt, work)
+            gates_product_t(w, True, 0, cell.gates, n_a, n_a, m, dG, ld_dg, <floating>0,
+                            da_next, m, Wt, work)

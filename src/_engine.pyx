@@ -33,8 +33,9 @@ from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work, transpose_weigh
 from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
                       is_time_major_view, ready, float_typenum, use_pool, freeze,
                       holds_gil_worth_releasing)
-from _cells cimport (CellSpec, cell_spec, GateWeights, project, project_t, step_forward,
-                     step_backward, CELL_RNN, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_BEFORE)
+from _cells cimport (CellSpec, cell_spec, GateWeights, gates_product, gates_product_t,
+                     step_forward, step_backward, CELL_RNN, CELL_LSTM, CELL_GRU,
+                     CELL_GRU_RESET_BEFORE)
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, row_sums,
                            gather_time_major, scatter_batch_major, fill_rows)
 
@@ -213,15 +214,10 @@ cdef inline void project_inputs(const CellSpec* cell, const GateWeights* w, Py_s
                                 Py_ssize_t n_x, Py_ssize_t n, const floating* X,
                                 Py_ssize_t ldx, floating* G, Py_ssize_t ldg) noexcept nogil:
     """G = Wx @ X into G's blocks as the cell places them (x_split, x_dest)."""
-    cdef Py_ssize_t split = cell.x_split * n_a
-    if cell.x_split == cell.gates:
-        project(w, False, n_x, n, X, ldx, <floating>0, G, ldg)
-        return
-    gemm(False, False, split, n, n_x, <floating>1, <const floating*>w.Wx[0], w.ldwx, X, ldx,
-         <floating>0, G, ldg)
-    gemm(False, False, cell.gates * n_a - split, n, n_x, <floating>1,
-         <const floating*>w.Wx[0] + split * w.ldwx, w.ldwx, X, ldx, <floating>0,
-         G + cell.x_dest * n_a * ldg, ldg)
+    gates_product(w, False, 0, cell.x_split, n_a, n_x, n, X, ldx, <floating>0, G, ldg)
+    if cell.x_split < cell.gates:
+        gates_product(w, False, cell.x_split, cell.gates, n_a, n_x, n, X, ldx, <floating>0,
+                      G + cell.x_dest * n_a * ldg, ldg)
 
 
 cdef inline size_t workspace_size(const Forward* r, Py_ssize_t ms) noexcept nogil:
@@ -323,7 +319,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
             copy_rows(n_x, ms, Xb, ldx, cat + n_a * ms, ms)
             for q in range(r.w.blocks):
                 gemm(False, False, r.w.block_rows, ms, n_a + n_x, <floating>1,
-                     <const floating*>r.w.Wa[q], r.w.ldwa, cat, ms, <floating>0,
+                     <const floating*>r.w.Wa[q], r.w.ldwa[q], cat, ms, <floating>0,
                      Gb + q * r.w.block_rows * ld, ld)
         # G = Wx @ X for the block's steps: one GEMM when they are contiguous columns
         elif whole:
@@ -446,17 +442,14 @@ cdef inline void input_gradients(const CellSpec* cell, const GateWeights* w, Py_
     reading dG's blocks where the cell placed the input projection."""
     cdef Py_ssize_t split = cell.x_split * n_a, rows = cell.gates * n_a
     cdef const floating* dG2 = dG + cell.x_dest * n_a * n
-    if cell.x_split == cell.gates:
-        project_t(w, False, n_x, n, dG, n, dX, n, NULL, work)
-        gemm_abt(rows, n_x, n, <floating>1, dG, n, X, ldx, <floating>0, dWx, lddwx, work)
-        return
-    gemm_atb(n_x, n, split, <floating>1, <const floating*>w.Wx[0], w.ldwx, dG, n,
-             <floating>0, dX, n, work)
-    gemm_atb(n_x, n, rows - split, <floating>1, <const floating*>w.Wx[0] + split * w.ldwx,
-             w.ldwx, dG2, n, <floating>1, dX, n, work)
+    gates_product_t(w, False, 0, cell.x_split, n_a, n_x, n, dG, n, <floating>0, dX, n, NULL,
+                    work)
     gemm_abt(split, n_x, n, <floating>1, dG, n, X, ldx, <floating>0, dWx, lddwx, work)
-    gemm_abt(rows - split, n_x, n, <floating>1, dG2, n, X, ldx, <floating>0,
-             dWx + split * lddwx, lddwx, work)
+    if split < rows:
+        gates_product_t(w, False, cell.x_split, cell.gates, n_a, n_x, n, dG2, n, <floating>1,
+                        dX, n, NULL, work)
+        gemm_abt(rows - split, n_x, n, <floating>1, dG2, n, X, ldx, <floating>0,
+                 dWx + split * lddwx, lddwx, work)
 
 
 cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
@@ -509,7 +502,7 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
         # Wt = Wa.T (n_a × rows; a 2-D transpose is gather's n = 1 case)
         Wt = <floating*>malloc(rows * n_a * sizeof(floating))
         if Wt != NULL:
-            gather_time_major(1, rows, n_a, <const floating*>r.w.Wa[0], 0, r.w.ldwa, 1,
+            gather_time_major(1, rows, n_a, <const floating*>r.w.Wa[0], 0, r.w.ldwa[0], 1,
                               Wt, 0, rows)
     cdef size_t item = sizeof(floating)
     # the contract on steps, as a block check: T_da <= T, and all T when reversed
@@ -544,7 +537,7 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
         copy_rows(n_x, m, X, Tm, cat + n_a * m, m)
         for q in range(r.w.blocks):
             gemm_atb(width, m, r.w.block_rows, <floating>1, <const floating*>r.w.Wa[q],
-                     r.w.ldwa, dG + q * r.w.block_rows * Tdm, Tdm,
+                     r.w.ldwa[q], dG + q * r.w.block_rows * Tdm, Tdm,
                      <floating>(0 if q == 0 else 1), dcat, m, work)
         copy_rows(n_a, m, dcat, m, da0, m)
         copy_rows(n_x, m, dcat + n_a * m, m, dX, Tdm)
@@ -741,8 +734,8 @@ cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_s
     (None unless need_bias)).
 
     Weights on [a_prev; x] are stacked into one (gates·n_a, n_a + n_x) matrix
-    when `stack` (always for the GRU), else used in place as one row block
-    per gate."""
+    when `stack`, else used in place as one row block per gate (a gate given
+    as two matrices, hidden-state and input, is read from both)."""
     cdef Py_ssize_t width = n_a + n_x, gates = info.spec.gates, q, i
     cdef size_t item = 4 if tn == cnp.NPY_FLOAT else 8
     cdef cnp.ndarray W, b, Wq, Wa, Wx
@@ -752,7 +745,7 @@ cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_s
         (ix,), (ia,) = info.weight_index
         Wx, Wa = params[ix], params[ia]
         w.blocks, w.block_rows = 1, gates * n_a
-        w.Wx[0], w.ldwx, w.Wa[0], w.ldwa = data(Wx), n_x, data(Wa), n_a
+        w.Wx[0], w.ldwx[0], w.Wa[0], w.ldwa[0] = data(Wx), n_x, data(Wa), n_a
         return (), params[info.bias_index[0]]
     b = None
     if need_bias:
@@ -760,9 +753,7 @@ cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_s
         for q in range(info.spec.bias_blocks):
             memcpy(<char*>cnp.PyArray_DATA(b) + q * n_a * item,
                    cnp.PyArray_DATA(<cnp.ndarray>params[info.bias_index[q]]), n_a * item)
-    w.ldwx = w.ldwa = width
-    # the GRU's steps read row ranges of one stacked matrix (src/_cells.pxd)
-    if stack or info.spec.kind == CELL_GRU or info.spec.kind == CELL_GRU_RESET_BEFORE:
+    if stack:
         W = new_array(tn, gates * n_a, width)
         for q in range(gates):
             row = <char*>cnp.PyArray_DATA(W) + q * n_a * width * item
@@ -781,13 +772,19 @@ cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_s
         w.blocks, w.block_rows = 1, gates * n_a
         w.Wa[0] = cnp.PyArray_DATA(W)
         w.Wx[0] = <char*>cnp.PyArray_DATA(W) + n_a * item
+        w.ldwx[0] = w.ldwa[0] = width
         return (W,), b
     w.blocks, w.block_rows = gates, n_a
     for q in range(gates):
-        Wq = params[info.weight_index[q][0]]
-        w.Wa[q] = cnp.PyArray_DATA(Wq)
-        w.Wx[q] = <char*>cnp.PyArray_DATA(Wq) + n_a * item
-    return tuple(params[k] for (k,) in info.weight_index), b
+        if len(info.weight_index[q]) == 1:
+            Wq = params[info.weight_index[q][0]]
+            w.Wa[q] = cnp.PyArray_DATA(Wq)
+            w.Wx[q] = <char*>cnp.PyArray_DATA(Wq) + n_a * item
+            w.ldwx[q] = w.ldwa[q] = width
+        else:
+            w.Wa[q], w.ldwa[q] = data(params[info.weight_index[q][0]]), n_a
+            w.Wx[q], w.ldwx[q] = data(params[info.weight_index[q][1]]), n_x
+    return tuple(params[k] for e in info.weight_index for k in e), b
 
 
 cdef class _ForwardJob:
@@ -1404,13 +1401,15 @@ cdef object gate_buffer(CellInfo info, int tn, tuple gates, object a_prev, list 
     blocks = [None] * info.spec.blocks
     for g, q in zip(gates, info.gate_blocks):
         blocks[q] = g
-    if info.spec.kind == CELL_GRU:
+    if info.extra_block < 0:
+        pass
+    elif info.spec.kind == CELL_GRU:
         Wca, bca = params[info.keys.index("Wca")], params[info.keys.index("bca")]
         extra = np.matmul(Wca, a_prev.reshape(n_a, -1)).reshape(a_prev.shape)
         extra += bca.reshape((n_a, 1, 1))
+        blocks[info.extra_block] = extra
     else:
-        extra = gates[0] * a_prev
-    blocks[info.extra_block] = extra
+        blocks[info.extra_block] = gates[0] * a_prev
     return np.ascontiguousarray(np.concatenate(blocks, axis=0),
                                 np.float32 if tn == cnp.NPY_FLOAT else np.float64)
 

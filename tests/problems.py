@@ -84,3 +84,21 @@ def run_python(code, **kwargs):
                               **kwargs)
     except OSError as exc:
         pytest.skip(f"cannot start {sys.executable} as a subprocess here: {exc}")
+
+
+def require_peer(module, why):
+    """Import a peer framework the tests compare against (test-only), or skip
+    the test saying what is missing. With CYRNN_REQUIRE_PEERS=1 (CI) a
+    missing peer fails the test instead: CI must never skip these silently."""
+    import importlib
+    import os
+
+    import pytest
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        message = f"{module} is not installed ({exc}): {why}; `pip install .[peers]`"
+        if os.environ.get("CYRNN_REQUIRE_PEERS") == "1":
+            pytest.fail(message + " (CYRNN_REQUIRE_PEERS=1)")
+        pytest.skip(message)

@@ -4,6 +4,7 @@ Reverse direction, the plan (chunks that depend on m only), inference in
 blocks of steps, the BLAS-only floor, the caches' checks and semantics, and
 the thread pool under concurrent calls.
 """
+import functools
 import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -15,11 +16,15 @@ from hypothesis import given, settings, strategies as st
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import assert_close, lstm_parameters, rnn_parameters, run_python, sequence
+from problems import (assert_close, gru_parameters, lstm_parameters, rnn_parameters,
+                      run_python, sequence)
 
-FORWARD = {"rnn": cyrnn.rnn_forward, "lstm": cyrnn.lstm_forward}
-BACKWARD = {"rnn": cyrnn.rnn_backward, "lstm": cyrnn.lstm_backward}
-PARAMETERS = {"rnn": rnn_parameters, "lstm": lstm_parameters}
+FORWARD = {"rnn": cyrnn.rnn_forward, "lstm": cyrnn.lstm_forward, "gru": cyrnn.gru_forward}
+BACKWARD = {"rnn": cyrnn.rnn_backward, "lstm": cyrnn.lstm_backward, "gru": cyrnn.gru_backward}
+PARAMETERS = {"rnn": rnn_parameters, "lstm": lstm_parameters, "gru": gru_parameters}
+CACHES = {"rnn": cyrnn.RNNStepCaches, "lstm": cyrnn.LSTMStepCaches, "gru": cyrnn.GRUStepCaches}
+FORWARD["gru_reset_before"], BACKWARD["gru_reset_before"] = cyrnn.gru_forward, cyrnn.gru_backward
+PARAMETERS["gru_reset_before"] = functools.partial(gru_parameters, reset_before=True)
 
 
 def problem(kind, n_x, n_a, n_y, m, T, seed=0, dtype=np.float64):
@@ -119,19 +124,21 @@ def test_gemm_floor_runs_the_drivers_plan(kind):
 
 # ---------------------------------------------------------------- caches
 
-def test_caches_read_the_weights_when_backward_runs_for_both_cells():
+def test_caches_read_the_weights_when_backward_runs_for_every_cell():
     """Like the notebook's and the reference's caches, which hold the
     parameters dict: a change made in place between forward and backward is
-    seen by both implementations alike."""
-    for kind in ("rnn", "lstm"):
+    seen by both implementations alike. (The reset-after GRU's caches hold the
+    forward's Wca·a_prev + bca with its gates, which the reference recomputes:
+    see test_gru.py.)"""
+    for kind in ("rnn", "lstm", "gru_reset_before"):
         x, a0, p, rng = problem(kind, 3, 4, 2, 5, 6)
         _, _, *rest = FORWARD[kind](x, a0, p)
-        _, _, *ref_rest = (ref.rnn_forward if kind == "rnn" else ref.lstm_forward)(x, a0, p)
+        _, _, *ref_rest = getattr(ref, kind.split("_")[0] + "_forward")(x, a0, p)
         for w in p.values():
             w *= 1.5
         da = rng.standard_normal((4, 5, 6))
         got = BACKWARD[kind](da, rest[-1])
-        want = (ref.rnn_backward if kind == "rnn" else ref.lstm_backward)(da, ref_rest[-1])
+        want = getattr(ref, kind.split("_")[0] + "_backward")(da, ref_rest[-1])
         for key in want:
             assert_close(got[key], want[key])
 
@@ -154,9 +161,8 @@ def test_caches_from_pickle_are_checked_and_read_only():
 
 
 def test_uninitialised_caches_are_refused():
-    for cls, forward, backward in ((cyrnn.RNNStepCaches, cyrnn.rnn_forward, cyrnn.rnn_backward),
-                                   (cyrnn.LSTMStepCaches, cyrnn.lstm_forward,
-                                    cyrnn.lstm_backward)):
+    for kind, cls in CACHES.items():
+        backward = BACKWARD[kind]
         empty = cls.__new__(cls)
         with pytest.raises(ValueError, match="not initialised"):
             backward(np.zeros((4, 5, 1)), (empty, np.zeros((3, 5, 1))))
@@ -170,6 +176,9 @@ def _cache_fields(kind, rng):
     steps = FORWARD[kind](x, a0, p)[-1][0]
     if kind == "rnn":
         return ["A", "a0", "X", "x", "parameters"], [steps.A, steps.a0, steps.X, steps.x, p]
+    if kind == "gru":
+        return (["A", "G", "a0", "X", "x", "parameters"],
+                [steps.A, steps.G, steps.a0, steps.X, steps.x, p])
     return (["A", "C", "G", "a0", "c0", "X", "x", "parameters"],
             [steps.A, steps.C, steps.G, steps.a0, None, steps.X, steps.x, p])
 
@@ -219,8 +228,8 @@ def test_tampered_caches_raise_clear_errors_never_crash():
     rng = np.random.default_rng(7)
     refused = 0
     for attempt in range(2000):
-        kind = ("rnn", "lstm")[attempt % 2]
-        cls = cyrnn.RNNStepCaches if kind == "rnn" else cyrnn.LSTMStepCaches
+        kind = ("rnn", "lstm", "gru")[attempt % 3]
+        cls = CACHES[kind]
         names, fields = _cache_fields(kind, rng)
         for _ in range(1 + attempt % 2):
             k = int(rng.integers(len(names) - 1))   # parameters are checked at backward
@@ -234,7 +243,7 @@ def test_tampered_caches_raise_clear_errors_never_crash():
         da = rng.standard_normal((steps.A.shape[0], steps.A.shape[2], steps.A.shape[1]))
         grads = BACKWARD[kind](da, (steps, steps.x))
         assert all(np.isfinite(g).all() for g in grads.values())
-    assert refused > 1500
+    assert refused > 1400
 
 
 def test_step_tuples_of_rebuilt_caches_match_the_originals():

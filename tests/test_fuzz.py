@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 
 import cyrnn
 import cyrnn.reference as ref
-from problems import fingerprint, lstm_parameters, rnn_parameters
+from problems import fingerprint, gru_parameters, lstm_parameters, rnn_parameters
 
 ALLOWED = (ValueError, KeyError, TypeError, MemoryError)
 FUNCTIONS = ("rnn_cell_forward", "rnn_forward", "rnn_cell_backward", "rnn_backward",
              "lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward",
+             "gru_cell_forward", "gru_forward", "gru_cell_backward", "gru_backward",
              "softmax", "sigmoid")
 # Mutations that keep a call valid (result must match the reference) ...
 VALID = ("none", "fortran", "strided", "readonly", "nan", "inf", "int_dtype", "extra_key",
@@ -35,8 +36,10 @@ def build_call(draw_int, rng, name):
                            draw_int(1, 4))
     x = rng.standard_normal((n_x, m, T))
     a0 = rng.standard_normal((n_a, m))
-    lstm = name.startswith("lstm")
-    p = (lstm_parameters if lstm else rnn_parameters)(rng, n_x, n_a, n_y)
+    if name.startswith("gru"):   # either variant
+        p = gru_parameters(rng, n_x, n_a, n_y, reset_before=bool(rng.integers(2)))
+    else:
+        p = (lstm_parameters if name.startswith("lstm") else rnn_parameters)(rng, n_x, n_a, n_y)
     da = rng.standard_normal((n_a, m, T))
     return dict(n_x=n_x, n_a=n_a, n_y=n_y, m=m, T=T, x=x, a0=a0, c0=rng.standard_normal((n_a, m)),
                 p=p, da=da, xt=np.ascontiguousarray(x[:, :, 0]),
@@ -65,6 +68,16 @@ def run(module, name, c, cache_from=None):
     if name == "rnn_backward":
         caches = c.get("caches") or maker.rnn_forward(c["x"], c["a0"], c["p"])[2]
         return module.rnn_backward(c["da"], caches)
+    if name == "gru_cell_forward":
+        return module.gru_cell_forward(c["xt"], c["a0"], c["p"])[:2]
+    if name == "gru_forward":
+        return module.gru_forward(c["x"], c["a0"], c["p"])[:2]
+    if name == "gru_cell_backward":
+        cache = c.get("cache") or maker.gru_cell_forward(c["xt"], c["a0"], c["p"])[2]
+        return module.gru_cell_backward(c["dn"], cache)
+    if name == "gru_backward":
+        caches = c.get("caches") or maker.gru_forward(c["x"], c["a0"], c["p"])[2]
+        return module.gru_backward(c["da"], caches)
     caches = c.get("caches") or maker.lstm_forward(c["x"], c["a0"], c["p"])[3]
     return module.lstm_backward(c["da"], caches)
 
@@ -75,6 +88,8 @@ USES = {  # the arrays each call reads (backward ones through the forward that m
     "lstm_cell_forward": ("xt", "a0", "c0"), "lstm_forward": ("x", "a0"),
     "rnn_cell_backward": ("dn", "xt", "a0"), "rnn_backward": ("da", "x", "a0"),
     "lstm_cell_backward": ("dn", "dc", "xt", "a0", "c0"), "lstm_backward": ("da", "x", "a0"),
+    "gru_cell_forward": ("xt", "a0"), "gru_forward": ("x", "a0"),
+    "gru_cell_backward": ("dn", "xt", "a0"), "gru_backward": ("da", "x", "a0"),
 }
 
 
@@ -140,7 +155,7 @@ def mutate(c, name, mutation, rng):
 
 def applies(name, mutation):
     """Whether a mutation means anything (and breaks or keeps validity) for name."""
-    seq_bwd = name in ("rnn_backward", "lstm_backward")
+    seq_bwd = name in ("rnn_backward", "lstm_backward", "gru_backward")
     if mutation in ("da_shorter", "da_longer", "cache_truncated", "list_cache"):
         return seq_bwd
     if mutation in ("cache_tuple_length", "cache_not_tuple", "reference_cache"):
@@ -149,7 +164,7 @@ def applies(name, mutation):
                     "none_arg", "extra_key", "int_dtype") and name in ("softmax", "sigmoid"):
         return mutation in ("bad_dtype", "none_arg")
     if mutation == "huge_broadcast":
-        return name in ("rnn_forward", "lstm_forward")
+        return name in ("rnn_forward", "lstm_forward", "gru_forward")
     return True
 
 
@@ -158,10 +173,10 @@ def cache_mutation(c, name, mutation, rng):
             "cache_tuple_length", "cache_truncated", "cache_not_tuple", "reference_cache",
             "list_cache"):
         return c
-    lstm = name.startswith("lstm")
+    cell = name.split("_")[0]
     if name.endswith("cell_backward"):
-        cache = (ref.lstm_cell_forward(c["xt"], c["a0"], c["c0"], c["p"])[3] if lstm
-                 else ref.rnn_cell_forward(c["xt"], c["a0"], c["p"])[2])
+        cache = (ref.lstm_cell_forward(c["xt"], c["a0"], c["c0"], c["p"])[3] if cell == "lstm"
+                 else getattr(ref, cell + "_cell_forward")(c["xt"], c["a0"], c["p"])[2])
         if mutation == "cache_tuple_length":
             c["cache"] = cache[:-1]
         elif mutation == "cache_not_tuple":
@@ -169,8 +184,7 @@ def cache_mutation(c, name, mutation, rng):
         elif mutation == "reference_cache":
             c["cache"] = cache
         return c
-    caches = (ref.lstm_forward(c["x"], c["a0"], c["p"])[3] if lstm
-              else ref.rnn_forward(c["x"], c["a0"], c["p"])[2])
+    caches = getattr(ref, cell + "_forward")(c["x"], c["a0"], c["p"])[-1]
     if mutation == "cache_tuple_length":
         c["caches"] = ([step[:-2] for step in caches[0]], caches[1])
     elif mutation == "cache_truncated":
@@ -180,8 +194,7 @@ def cache_mutation(c, name, mutation, rng):
     elif mutation == "reference_cache":
         c["caches"] = caches
     elif mutation == "list_cache":
-        own = (cyrnn.lstm_forward(c["x"], c["a0"], c["p"])[3] if lstm
-               else cyrnn.rnn_forward(c["x"], c["a0"], c["p"])[2])
+        own = getattr(cyrnn, cell + "_forward")(c["x"], c["a0"], c["p"])[-1]
         c["caches"] = (list(own[0]), own[1])
     return c
 

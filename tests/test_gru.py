@@ -11,7 +11,8 @@ from hypothesis import given, settings, strategies as st
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import assert_close, assert_same_gradients, fingerprint, gru_parameters, sequence
+from problems import (assert_close, assert_same_gradients, fingerprint, gru_parameters,
+                      require_peer, sequence)
 
 VARIANTS = {"reset_after": False, "reset_before": True}
 
@@ -178,9 +179,7 @@ def test_gru_cell_backward_finite_differences(shape):
 # ---------------------------------------------------------------- against PyTorch
 
 def _torch():
-    return pytest.importorskip(
-        "torch", reason="PyTorch is not installed: the comparison with nn.GRU needs it "
-                        "(a test-only dependency, `pip install torch`; CI installs it)")
+    return require_peer("torch", "the comparison with PyTorch's nn.GRU needs it")
 
 
 def to_torch_gru(torch, p, n_x, n_a):
@@ -354,6 +353,36 @@ def test_gru_caches_pickle_are_checked_and_read_only(variant):
     with pytest.raises(ValueError, match="both 'Wc'"):
         cyrnn.gru_backward(da, (cyrnn.GRUStepCaches(steps.A, steps.G, steps.a0, steps.X,
                                                     steps.x, dict(p, **other)), x))
+
+
+def test_reset_after_caches_keep_the_forward_candidate_product():
+    """Weights changed in place between forward and backward are read when
+    backward runs (the notebook's rule), while activations are the forward's:
+    the gates, and the reset-after GRU's hc = Wca·a_prev + bca, which cyrnn
+    caches and the reference recomputes. With Wca and bca unchanged the two
+    agree; hc stays the forward's whatever changes."""
+    x, a0, p, rng = problem(3, 4, 2, 5, 6)
+    caches = cyrnn.gru_forward(x, a0, p)[2]
+    ref_caches = ref.gru_forward(x, a0, p)[2]
+    hc = np.array(caches[0].G[8:12])
+    for key in ("Wr", "Wu", "Wcx", "br", "bu", "bcx"):
+        p[key] *= 1.5
+    da = rng.standard_normal((4, 5, 6))
+    want = ref.gru_backward(da, ref_caches)
+    assert_same_gradients(cyrnn.gru_backward(da, caches), want)
+    p["Wca"] *= 1.5
+    cyrnn.gru_backward(da, caches)
+    np.testing.assert_array_equal(caches[0].G[8:12], hc)
+    # one step: the new Wca acts where it multiplies a gradient (da_prev), not
+    # on the cached hc, so dWr (from dc~·hc) is unchanged
+    x, a0, p, rng = problem(3, 4, 2, 5, 1)
+    caches = cyrnn.gru_forward(x, a0, p)[2]
+    da = rng.standard_normal((4, 5, 1))
+    before = cyrnn.gru_backward(da, caches)
+    p["Wca"] *= 1.5
+    after = cyrnn.gru_backward(da, caches)
+    np.testing.assert_array_equal(after["dWr"], before["dWr"])
+    assert not np.allclose(after["da0"], before["da0"])
 
 
 def test_empty_batch_and_gil_released():
