@@ -56,7 +56,8 @@ def threads_table(result):
     return "\n".join(lines)
 
 
-SEQUENCE_FUNCTIONS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward")
+SEQUENCE_FUNCTIONS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+                      "gru_forward", "gru_backward")
 
 
 def summary_table(results):
