@@ -78,8 +78,8 @@ def main():
 
 def print_rows(samples, shape, dtype, names):
     for (s, d, function), by_build in samples.items():
-        if (s, d) != (shape, dtype):
-            continue
+        if (s, d) != (shape, dtype) or any(n not in by_build for n in names):
+            continue    # (a function only some builds have is not compared)
         med = {n: statistics.median(by_build[n]) for n in names}
         cells = " ".join(f"{med[n] * 1e3:10.4f}" for n in names)
         ratios = " ".join(f"{med[n] / med[names[0]]:.3f}" for n in names[1:])

@@ -129,14 +129,15 @@ cdef inline bint transpose_weights_once(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
             and steps * n >= 256)
 
 
-cdef inline void gemm_atb_pretransposed(const floating* At, blas_int m, blas_int n, blas_int k,
-                                        floating alpha, const floating* A, blas_int lda,
+cdef inline void gemm_atb_pretransposed(const floating* At, blas_int ldat, blas_int m,
+                                        blas_int n, blas_int k, floating alpha,
+                                        const floating* A, blas_int lda,
                                         const floating* B, blas_int ldb,
                                         floating beta, floating* C, blas_int ldc,
                                         floating* work) noexcept nogil:
-    """gemm_atb(m, n, k, alpha, A, lda, ...), reading At (Aᵀ, m×k contiguous) instead
-    of A when At is not NULL."""
+    """gemm_atb(m, n, k, alpha, A, lda, ...), reading At (Aᵀ, m×k, rows ldat
+    apart) instead of A when At is not NULL."""
     if At != NULL:
-        gemm(False, False, m, n, k, alpha, At, k, B, ldb, beta, C, ldc)
+        gemm(False, False, m, n, k, alpha, At, ldat, B, ldb, beta, C, ldc)
     else:
         gemm_atb(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, work)

@@ -117,13 +117,10 @@ cdef inline void gates_product_t(const GateWeights* w, bint recurrent, int q0, i
         W, ld = &w.Wx[0], &w.ldwx[0]
     cdef int q
     if w.blocks == 1:
-        if recurrent and Wt != NULL:
-            gemm(False, False, k, n, (q1 - q0) * n_a, <floating>1, Wt + q0 * n_a, w.block_rows,
-                 dG, ldg, beta, out, ldo)
-        else:
-            gemm_atb(k, n, (q1 - q0) * n_a, <floating>1,
-                     <const floating*>W[0] + q0 * n_a * ld[0], ld[0], dG, ldg, beta, out, ldo,
-                     work)
+        gemm_atb_pretransposed(Wt + q0 * n_a if recurrent and Wt != NULL else NULL,
+                               w.block_rows, k, n, (q1 - q0) * n_a, <floating>1,
+                               <const floating*>W[0] + q0 * n_a * ld[0], ld[0], dG, ldg, beta,
+                               out, ldo, work)
         return
     for q in range(q0, q1):
         gemm_atb(k, n, n_a, <floating>1, <const floating*>W[q], ld[q],

@@ -34,8 +34,7 @@ from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
                       is_time_major_view, ready, float_typenum, use_pool, freeze,
                       holds_gil_worth_releasing)
 from _cells cimport (CellSpec, cell_spec, GateWeights, gates_product, gates_product_t,
-                     step_forward, step_backward, CELL_RNN, CELL_LSTM, CELL_GRU,
-                     CELL_GRU_RESET_BEFORE)
+                     step_forward, step_backward, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_BEFORE)
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, row_sums,
                            gather_time_major, scatter_batch_major, fill_rows)
 
