@@ -244,6 +244,29 @@ def forward_inputs(cell, x, a_prev, c_prev, parameters, sequence):
             None if c_prev is None else contiguous(c_prev, dtype), p)
 
 
+def check_lengths(lengths, m, T):
+    """`lengths` (SPEC §6) as a C-contiguous int64 array of shape (m,) with
+    0 <= lengths[j] <= T, else TypeError/ValueError naming it."""
+    arr = np.asarray(lengths)
+    if arr.dtype == object or arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(
+                arr == np.round(arr)):
+            raise TypeError(f"lengths must be integers; got dtype {arr.dtype} (convert it with "
+                            f".astype(int))")
+        raise TypeError(f"lengths must be an array of integers of shape (m,) = ({m},); got "
+                        f"{'dtype ' + str(arr.dtype) if arr.dtype != object else type(lengths).__name__}")
+    if arr.shape != (m,):
+        raise ValueError(f"lengths has shape {arr.shape}; expected (m,) = ({m},), one length "
+                         f"per batch column")
+    if arr.size:
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0 or high > T:
+            bad = int(np.flatnonzero((arr < 0) | (arr > T))[0])
+            raise ValueError(f"lengths[{bad}] = {int(arr[bad])} is out of range; every length "
+                             f"must be in 0 .. T_x = {T}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
 # ---------------------------------------------------------------- caches
 
 def _describe(value):
@@ -253,15 +276,17 @@ def _describe(value):
 
 
 def split_caches(caches, cell):
-    if not isinstance(caches, (tuple, list)) or len(caches) != 2:
+    """(steps, x, lengths) of forward caches: (steps, x), or (steps, x, lengths)
+    from a call with lengths (SPEC §6)."""
+    if not isinstance(caches, (tuple, list)) or len(caches) not in (2, 3):
         raise ValueError(
-            f"caches must be the (steps, x) pair returned by {cell.name}_forward; got "
-            + _describe(caches))
-    steps, x = caches
+            f"caches must be the (steps, x) pair (or (steps, x, lengths)) returned by "
+            f"{cell.name}_forward; got " + _describe(caches))
+    steps, x = caches[0], caches[1]
     if not isinstance(steps, Sequence):
         raise ValueError(f"caches[0] must be the sequence of step caches from "
                          f"{cell.name}_forward; got a {type(steps).__name__}")
-    return steps, x
+    return steps, x, caches[2] if len(caches) == 3 else None
 
 
 def _unpack_step(cell, cache, where):

@@ -16,6 +16,33 @@ __all__ = [
 ]
 
 
+def _lengths(lengths, m, T):
+    """SPEC §6 lengths as an int array (None: every column runs all T steps)."""
+    if lengths is None:
+        return None
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu" or lengths.shape != (m,):
+        raise ValueError(f"lengths must be integers of shape ({m},)")
+    if lengths.size and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths must be in 0 .. {T}")
+    return lengths.astype(np.int64)
+
+
+def _split(caches):
+    """(steps, x, lengths) of forward caches: (steps, x) or (steps, x, lengths)."""
+    return (caches[0], caches[1], caches[2] if len(caches) == 3 else None)
+
+
+def _masked(value, on):
+    """value where the column runs (on), 0 elsewhere; value itself without lengths."""
+    return value if on is None else np.where(on, value, 0)
+
+
+def _held(new, old, on):
+    """The state after a step: new where the column runs, old (held) elsewhere."""
+    return new if on is None else np.where(on, new, old)
+
+
 def softmax(x):
     """Softmax over axis 0, stable per column."""
     e_x = np.exp(x - np.max(x, axis=0, keepdims=True))
@@ -39,19 +66,28 @@ def rnn_cell_forward(xt, a_prev, parameters):
     return a_next, yt_pred, cache
 
 
-def rnn_forward(x, a0, parameters):
+# With lengths (SPEC §6) a column runs steps 0 .. lengths[j] - 1: after them its
+# outputs are 0, its state is held and its inputs are not read (the steps run on
+# zeros there, so padding never reaches a result); backward masks the gradients
+# arriving at those steps, which makes their contributions exactly 0. Caches are
+# then (steps, x, lengths).
+
+def rnn_forward(x, a0, parameters, *, lengths=None):
     caches = []
     n_x, m, T_x = x.shape
     n_y, n_a = parameters["Wya"].shape
+    lengths = _lengths(lengths, m, T_x)
     a = np.zeros((n_a, m, T_x))
     y_pred = np.zeros((n_y, m, T_x))
     a_next = a0
     for t in range(T_x):
-        a_next, yt_pred, cache = rnn_cell_forward(x[:, :, t], a_next, parameters)
-        a[:, :, t] = a_next
-        y_pred[:, :, t] = yt_pred
+        on = None if lengths is None else lengths > t
+        a_new, yt_pred, cache = rnn_cell_forward(_masked(x[:, :, t], on), a_next, parameters)
+        a_next = _held(a_new, a_next, on)
+        a[:, :, t] = _masked(a_new, on)
+        y_pred[:, :, t] = _masked(yt_pred, on)
         caches.append(cache)
-    return a, y_pred, (caches, x)
+    return a, y_pred, (caches, x) if lengths is None else (caches, x, lengths)
 
 
 def rnn_cell_backward(da_next, cache):
@@ -68,7 +104,7 @@ def rnn_cell_backward(da_next, cache):
 
 
 def rnn_backward(da, caches):
-    caches, x = caches
+    caches, x, lengths = _split(caches)
     a1, a0, x1, parameters = caches[0]
     n_a, m, T_x = da.shape
     n_x, m = x1.shape
@@ -78,7 +114,8 @@ def rnn_backward(da, caches):
     dba = np.zeros((n_a, 1))
     da_prevt = np.zeros((n_a, m))
     for t in reversed(range(T_x)):
-        gradients = rnn_cell_backward(da[:, :, t] + da_prevt, caches[t])
+        on = None if lengths is None else lengths > t
+        gradients = rnn_cell_backward(_masked(da[:, :, t] + da_prevt, on), caches[t])
         da_prevt = gradients["da_prev"]
         dx[:, :, t] = gradients["dxt"]
         dWax += gradients["dWax"]
@@ -105,22 +142,26 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
     return a_next, c_next, yt_pred, cache
 
 
-def lstm_forward(x, a0, parameters):
+def lstm_forward(x, a0, parameters, *, lengths=None):
     caches = []
     n_x, m, T_x = x.shape
     n_y, n_a = parameters["Wy"].shape
+    lengths = _lengths(lengths, m, T_x)
     a = np.zeros((n_a, m, T_x))
     c = np.zeros((n_a, m, T_x))
     y = np.zeros((n_y, m, T_x))
     a_next = a0
     c_next = np.zeros((n_a, m))
     for t in range(T_x):
-        a_next, c_next, yt, cache = lstm_cell_forward(x[:, :, t], a_next, c_next, parameters)
-        a[:, :, t] = a_next
-        y[:, :, t] = yt
-        c[:, :, t] = c_next
+        on = None if lengths is None else lengths > t
+        a_new, c_new, yt, cache = lstm_cell_forward(_masked(x[:, :, t], on), a_next, c_next,
+                                                    parameters)
+        a_next, c_next = _held(a_new, a_next, on), _held(c_new, c_next, on)
+        a[:, :, t] = _masked(a_new, on)
+        y[:, :, t] = _masked(yt, on)
+        c[:, :, t] = _masked(c_new, on)
         caches.append(cache)
-    return a, y, c, (caches, x)
+    return a, y, c, (caches, x) if lengths is None else (caches, x, lengths)
 
 
 def lstm_cell_backward(da_next, dc_next, cache):
@@ -149,7 +190,7 @@ def lstm_cell_backward(da_next, dc_next, cache):
 
 
 def lstm_backward(da, caches):
-    caches, x = caches
+    caches, x, lengths = _split(caches)
     a1, c1, a0, c0, f1, i1, cc1, o1, x1, parameters = caches[0]
     n_a, m, T_x = da.shape
     n_x, m = x1.shape
@@ -159,7 +200,9 @@ def lstm_backward(da, caches):
     da_prevt = np.zeros((n_a, m))
     dc_prevt = np.zeros((n_a, m))
     for t in reversed(range(T_x)):
-        step = lstm_cell_backward(da[:, :, t] + da_prevt, dc_prevt, caches[t])
+        on = None if lengths is None else lengths > t
+        step = lstm_cell_backward(_masked(da[:, :, t] + da_prevt, on), _masked(dc_prevt, on),
+                                  caches[t])
         da_prevt = step["da_prev"]
         dc_prevt = step["dc_prev"]
         dx[:, :, t] = step["dxt"]
@@ -201,19 +244,22 @@ def gru_cell_forward(xt, a_prev, parameters):
     return a_next, yt_pred, cache
 
 
-def gru_forward(x, a0, parameters):
+def gru_forward(x, a0, parameters, *, lengths=None):
     caches = []
     n_x, m, T_x = x.shape
     n_y, n_a = parameters["Wy"].shape
+    lengths = _lengths(lengths, m, T_x)
     a = np.zeros((n_a, m, T_x))
     y = np.zeros((n_y, m, T_x))
     a_next = a0
     for t in range(T_x):
-        a_next, yt, cache = gru_cell_forward(x[:, :, t], a_next, parameters)
-        a[:, :, t] = a_next
-        y[:, :, t] = yt
+        on = None if lengths is None else lengths > t
+        a_new, yt, cache = gru_cell_forward(_masked(x[:, :, t], on), a_next, parameters)
+        a_next = _held(a_new, a_next, on)
+        a[:, :, t] = _masked(a_new, on)
+        y[:, :, t] = _masked(yt, on)
         caches.append(cache)
-    return a, y, (caches, x)
+    return a, y, (caches, x) if lengths is None else (caches, x, lengths)
 
 
 def gru_cell_backward(da_next, cache):
@@ -257,14 +303,15 @@ def gru_cell_backward(da_next, cache):
 
 
 def gru_backward(da, caches):
-    caches, x = caches
+    caches, x, lengths = _split(caches)
     n_a, m, T_x = da.shape
     n_x = caches[0][5].shape[0]
     dx = np.zeros((n_x, m, T_x))
     grads = None
     da_prevt = np.zeros((n_a, m))
     for t in reversed(range(T_x)):
-        step = gru_cell_backward(da[:, :, t] + da_prevt, caches[t])
+        on = None if lengths is None else lengths > t
+        step = gru_cell_backward(_masked(da[:, :, t] + da_prevt, on), caches[t])
         da_prevt = step.pop("da_prev")
         dx[:, :, t] = step.pop("dxt")
         if grads is None:

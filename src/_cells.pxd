@@ -173,44 +173,45 @@ cdef inline void step_backward(const CellSpec* cell, const GateWeights* w, Py_ss
                                Py_ssize_t ld, const floating* a_prev, Py_ssize_t ld_ap,
                                const floating* c_prev, Py_ssize_t ld_cp,
                                const floating* da_up, Py_ssize_t ld_du,
-                               floating* da_next, bint has_next, floating* dc,
+                               floating* da_next, Py_ssize_t ld_dn, bint has_next, floating* dc,
                                floating* dG, Py_ssize_t ld_dg, bint recurrent, bint kernels,
                                const floating* Wt, floating* work) noexcept nogil:
     """The step's gate gradients dG from the upstream da_up plus da_next (the
-    gradient from the step after, when has_next; m contiguous columns), and
+    gradient from the step after, when has_next; rows ld_dn apart, like dc), and
     (unless `recurrent` is off: a single step's concat GEMM does it) the
     gradient of a_prev into da_next. G, c: the forward's activated gates and
-    cell state of the step (rows ld apart); dc (m contiguous columns per row)
-    carries the gradient of c in and out. A cell with gates_are_state reads
+    cell state of the step (rows ld apart); dc carries the gradient of c in
+    and out. A cell with gates_are_state reads
     da_up from dG itself. Wt: the stacked recurrent weights transposed, or NULL."""
     cdef Py_ssize_t gs = n_a * ld, dgs = n_a * ld_dg
     if cell.kind == CELL_GRU:
         if kernels:
-            gru_backward_step(n_a, m, G, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next, m,
+            gru_backward_step(n_a, m, G, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next, ld_dn,
                               has_next, dG, ld_dg, dgs)
         # da_next += W_a.T @ [dΓr; dΓu; dhc]
-        gates_product_t(w, True, 0, 3, n_a, n_a, m, dG, ld_dg, <floating>1, da_next, m, Wt,
-                        work)
+        gates_product_t(w, True, 0, 3, n_a, n_a, m, dG, ld_dg, <floating>1, da_next, ld_dn,
+                        Wt, work)
     elif cell.kind == CELL_GRU_RESET_BEFORE:
         if kernels:
-            gru_candidate_backward(n_a, m, G, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next, m,
-                                   has_next, dG, ld_dg, dgs)
+            gru_candidate_backward(n_a, m, G, ld, gs, a_prev, ld_ap, da_up, ld_du, da_next,
+                                   ld_dn, has_next, dG, ld_dg, dgs)
         # dra = Wc_a.T @ dc~, then dΓr and da_next += dra·Γr
         gates_product_t(w, True, 2, 3, n_a, n_a, m, dG + 2 * dgs, ld_dg, <floating>0,
                         dG + 3 * dgs, ld_dg, Wt, work)
         if kernels:
-            gru_reset_backward(n_a, m, G, ld, a_prev, ld_ap, da_next, m, dG, ld_dg, dgs)
-        gates_product_t(w, True, 0, 2, n_a, n_a, m, dG, ld_dg, <floating>1, da_next, m, Wt,
-                        work)
+            gru_reset_backward(n_a, m, G, ld, a_prev, ld_ap, da_next, ld_dn, dG, ld_dg, dgs)
+        gates_product_t(w, True, 0, 2, n_a, n_a, m, dG, ld_dg, <floating>1, da_next, ld_dn,
+                        Wt, work)
     else:
         if kernels:
             if cell.kind == CELL_LSTM:
                 lstm_backward_step(n_a, m, G, ld, gs, c, ld, c_prev, ld_cp, da_up, ld_du,
-                                   da_next if has_next else NULL, m, dc, m, dG, ld_dg, dgs)
+                                   da_next if has_next else NULL, ld_dn, dc, ld_dn, dG, ld_dg,
+                                   dgs)
             else:
                 # dz = (da + da_next)·(1 − a²), in place over dG (a is G)
-                rnn_backward_step(n_a, m, dG, ld_dg, da_next if has_next else NULL, m, G, ld)
+                rnn_backward_step(n_a, m, dG, ld_dg, da_next if has_next else NULL, ld_dn, G, ld)
         if recurrent:
             # da_next = Wa.T @ dG   (after the last step this is da0)
             gates_product_t(w, True, 0, cell.gates, n_a, n_a, m, dG, ld_dg, <floating>0,
-                            da_next, m, Wt, work)
+                            da_next, ld_dn, Wt, work)

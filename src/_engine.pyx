@@ -83,7 +83,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cyrnn import _cells, _validation
+from cyrnn import _cells, _packing, _validation
 from cyrnn._parallel import concurrent_use, resolve_threads, run_chunks, CONCURRENCY_CHECK_SIZE
 from cyrnn._validation import BLAS_INT_MAX
 assert BLAS_INT_MAX == 2147483647
@@ -191,6 +191,29 @@ cdef struct Forward:
     bint reverse            # run the steps from T-1 down to 0
     bint gemm_only          # the floor: GEMMs alone, nothing in between
     bint single             # float32 (else float64)
+    # Variable lengths (SPEC §6), or NULL: every column runs every step. The
+    # columns are sorted by length, longest first (the caller permutes a0, c0
+    # and packs x), so the active[t] columns still running at step t are a
+    # prefix; step t holds them at columns offsets[t].. of the packed
+    # time-major buffers G, A, C, X (rows, offsets[T]), which are required
+    # (no workspace mode, no reverse). The caller scatters the outputs and
+    # runs the output head (Wy NULL here).
+    const Py_ssize_t* offsets
+    const Py_ssize_t* active
+    # The chunks' column bounds (n_chunks(m) + 1), or NULL: chunk_start()'s.
+    # Packed runs balance the chunks' work (their columns' summed lengths).
+    const Py_ssize_t* bounds
+
+
+cdef inline Py_ssize_t column(const Forward* r, Py_ssize_t t, Py_ssize_t j0) noexcept nogil:
+    """Where column j0 of step t sits in the time-major caches."""
+    return (t * r.m if r.offsets == NULL else r.offsets[t]) + j0
+
+
+cdef inline Py_ssize_t running(const Py_ssize_t* active, Py_ssize_t t, Py_ssize_t j0,
+                               Py_ssize_t j1) noexcept nogil:
+    """How many of columns j0..j1-1 run at step t (a prefix of them)."""
+    return j1 - j0 if active == NULL else max(0, min(j1, active[t]) - j0)
 
 
 cdef inline void copy_rows(Py_ssize_t rows, Py_ssize_t cols, const floating* src, Py_ssize_t lds,
@@ -223,7 +246,8 @@ cdef inline size_t workspace_size(const Forward* r, Py_ssize_t ms) noexcept nogi
     """Elements of workspace a chunk of ms columns needs: concat for a single
     step, and without caches a block's buffers (with caches the blocks are
     windows of the cache buffers)."""
-    cdef size_t concat = (r.n_a + r.n_x) * ms if uses_concat(&r.cell, &r.w, r.T) else 0
+    cdef size_t concat = (r.n_a + r.n_x) * ms if (uses_concat(&r.cell, &r.w, r.T)
+                                                  and r.offsets == NULL) else 0
     if r.G != NULL:
         return concat
     return (block_rows(r) - (r.n_x if r.x_time_major else 0)) * block_steps(r, ms) * ms \
@@ -236,11 +260,13 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef const CellSpec* cell = &r.cell
     cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, T = r.T, Tm = r.T * r.m
     cdef Py_ssize_t ms = j1 - j0, rows = cell.blocks * r.n_a
-    cdef Py_ssize_t tb = block_steps(r, ms), tbb, s, p0, i, tt
+    cdef Py_ssize_t tb = block_steps(r, ms), tbb, s, p0, i, tt, width, span
     # Block buffers are windows of the cache buffers when there are caches
-    # (direct), else a workspace of one block, reused.
-    cdef bint direct = r.G != NULL, whole = ms == m
-    cdef Py_ssize_t ld = Tm if direct else tb * ms, step = m if direct else ms
+    # (direct), else a workspace of one block, reused. Packed (variable
+    # lengths) runs are direct, their steps `column()` apart and `running()` wide.
+    cdef bint direct = r.G != NULL, whole = ms == m, packed = r.offsets != NULL
+    cdef Py_ssize_t P = r.offsets[T] if packed else Tm      # columns of the caches
+    cdef Py_ssize_t ld = P if direct else tb * ms, step = m if direct else ms
     cdef Py_ssize_t col = j0 if direct else 0
     cdef bint gather_x = not r.x_time_major
     cdef Py_ssize_t ldx, stepx, colx
@@ -250,7 +276,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef floating* Xbase
     cdef floating* a_state = NULL
     cdef floating* c_state = NULL
-    cdef bint concat = uses_concat(cell, &r.w, T)
+    cdef bint concat = uses_concat(cell, &r.w, T) and r.offsets == NULL
     cdef Py_ssize_t ws_len = workspace_size(r, ms)
     cdef floating* cat = ws + (ws_len - (n_a + n_x) * ms) if concat else NULL
     cdef int q
@@ -269,7 +295,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     if not gather_x:
         Xbase, ldx, stepx, colx = <floating*>r.x, Tm, m, j0
     elif direct:
-        ldx, stepx, colx = Tm, m, j0
+        ldx, stepx, colx = P, m, j0
     else:
         ldx, stepx, colx = tb * ms, ms, 0
     cdef const floating* x = <const floating*>r.x
@@ -288,10 +314,10 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef const void* A_buf = r.A if direct else ws
     cdef const void* C_buf = r.C if direct else ws
     cdef const void* X_buf = r.x if not gather_x else (r.X if direct else ws)
-    cdef Py_ssize_t G_len = rows * Tm if direct else ws_len
-    cdef Py_ssize_t A_len = n_a * Tm if direct else ws_len
-    cdef Py_ssize_t X_len = n_x * Tm if (direct or not gather_x) else ws_len
-    if gather_x and direct and not r.gemm_only:
+    cdef Py_ssize_t G_len = rows * P if direct else ws_len
+    cdef Py_ssize_t A_len = n_a * P if direct else ws_len
+    cdef Py_ssize_t X_len = n_x * P if (direct or not gather_x) else ws_len
+    if gather_x and direct and not r.gemm_only and not packed:
         # all steps into the X cache at once: whole 64-byte lines of x (blocks of
         # steps would read the lines at their edges twice)
         check_block("X", Xbase + j0, n_x, Tm, (T - 1) * m + ms, X_buf, X_len, item)
@@ -300,15 +326,20 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     while s < T:
         tbb = min(tb, T - s)
         p0 = T - s - tbb if r.reverse else s    # first step of the block, in time
-        Gb = Gbase + (p0 * step + col if direct else 0)
-        Ab = Abase + (p0 * step + col if direct else 0)
-        Cb = Cbase + (p0 * step + col if direct else 0) if cell.has_c else NULL
-        Xb = Xbase + (p0 * stepx + colx if (direct or not gather_x) else 0)
-        check_block("X block", Xb, n_x, ldx, (tbb - 1) * stepx + ms, X_buf, X_len, item)
-        check_block("G block", Gb, rows, ld, (tbb - 1) * step + ms, G_buf, G_len, item)
-        check_block("A block", Ab, n_a, ld, (tbb - 1) * step + ms, A_buf, A_len, item)
+        Gb = Gbase + (column(r, p0, j0) if direct else 0)
+        Ab = Abase + (column(r, p0, j0) if direct else 0)
+        Cb = Cbase + (column(r, p0, j0) if direct else 0) if cell.has_c else NULL
+        Xb = Xbase + (column(r, p0, j0) if packed else
+                      p0 * stepx + colx if (direct or not gather_x) else 0)
+        # the block's columns: its steps one after another (packed: as wide as they run)
+        span = (column(r, p0 + tbb - 1, j0) - column(r, p0, j0)
+                + running(r.active, p0 + tbb - 1, j0, j1)) if direct else (tbb - 1) * step + ms
+        check_block("X block", Xb, n_x, ldx, span if packed else (tbb - 1) * stepx + ms, X_buf,
+                    X_len, item)
+        check_block("G block", Gb, rows, ld, span, G_buf, G_len, item)
+        check_block("A block", Ab, n_a, ld, span, A_buf, A_len, item)
         if cell.has_c:
-            check_block("C block", Cb, n_a, ld, (tbb - 1) * step + ms, C_buf, A_len, item)
+            check_block("C block", Cb, n_a, ld, span, C_buf, A_len, item)
         if gather_x and not direct and not r.gemm_only:
             gather_time_major(n_x, ms, tbb, x + j0 * r.sx1 + p0 * r.sx2, r.sx0, r.sx1, r.sx2,
                               Xb, ldx, stepx)
@@ -322,20 +353,26 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
                      Gb + q * r.w.block_rows * ld, ld)
         # G = Wx @ X for the block's steps: one GEMM when they are contiguous columns
         elif whole:
-            project_inputs(cell, &r.w, n_a, n_x, tbb * ms, Xb, ldx, Gb, ld)
+            project_inputs(cell, &r.w, n_a, n_x, span, Xb, ldx, Gb, ld)
         else:
             for tt in range(tbb):
-                project_inputs(cell, &r.w, n_a, n_x, ms, Xb + tt * stepx, ldx, Gb + tt * step,
-                               ld)
+                width = running(r.active, p0 + tt, j0, j1)
+                span = column(r, p0 + tt, j0) - column(r, p0, j0) if packed else tt * step
+                project_inputs(cell, &r.w, n_a, n_x, width,
+                               Xb + (span if packed else tt * stepx), ldx, Gb + span, ld)
         for i in range(tbb):
             tt = tbb - 1 - i if r.reverse else i
-            # the recurrent products and the cell's kernels
-            step_forward(cell, &r.w, n_a, ms, Gb + tt * step, ld, b, a_prev, ld_ap, c_prev,
-                         ld_cp, Cb + tt * step if cell.has_c else NULL, Ab + tt * step,
+            width = running(r.active, p0 + tt, j0, j1)
+            if width == 0:
+                break       # (packed: no column of the chunk runs any more)
+            span = column(r, p0 + tt, j0) - column(r, p0, j0) if packed else tt * step
+            # the recurrent products and the cell's kernels, on the columns that run
+            step_forward(cell, &r.w, n_a, width, Gb + span, ld, b, a_prev, ld_ap, c_prev,
+                         ld_cp, Cb + span if cell.has_c else NULL, Ab + span,
                          not concat, not r.gemm_only)
-            a_prev, ld_ap = Ab + tt * step, ld
+            a_prev, ld_ap = Ab + span, ld
             if cell.has_c:
-                c_prev, ld_cp = Cb + tt * step, ld
+                c_prev, ld_cp = Cb + span, ld
         if not direct:
             check_block("a", a_out + p0, n_a, m * T, (ms - 1) * T + tbb, r.a_out, n_a * Tm, item)
             if not r.gemm_only:
@@ -352,22 +389,29 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
                     copy_rows(n_a, ms, c_prev, ld, c_state, ms)
                     c_prev, ld_cp = c_state, ms
         s += tbb
-    if direct and not r.gemm_only:
+    if direct and not r.gemm_only and not packed:
         # whole rows of the outputs at once (see scatter_batch_major's staging)
         scatter_batch_major(n_a, ms, T, Abase + j0, Tm, m, a_out, m * T, T)
         if r.c_out != NULL:
             scatter_batch_major(n_a, ms, T, Cbase + j0, Tm, m, <floating*>r.c_out + j0 * T,
                                 m * T, T)
-    if r.Wy != NULL and r.n_y > 0:
-        check_block("y", <floating*>r.y_out + j0 * T, r.n_y, m * T, ms * T, r.y_out,
-                    r.n_y * Tm, item)
-        # y = softmax(Wy @ a + by) per column, from the user-layout a: no layout change
-        gemm(False, False, r.n_y, ms * T, n_a, <floating>1, <const floating*>r.Wy, n_a,
-             a_out, m * T, <floating>0, <floating*>r.y_out + j0 * T, m * T)
-        if not r.gemm_only:
-            softmax_columns(r.n_y, ms * T, <floating*>r.y_out + j0 * T, m * T,
-                            <const floating*>r.by)
+    output_head(r, j0, ms, a_out)
     return 0
+
+
+cdef inline void output_head(const Forward* r, Py_ssize_t j0, Py_ssize_t ms,
+                             const floating* a_out) noexcept nogil:
+    """y = softmax(Wy @ a + by) for columns j0..j0+ms-1 (a_out: theirs, in the
+    user's layout: no layout change)."""
+    cdef Py_ssize_t T = r.T, mT = r.m * r.T
+    if r.Wy == NULL or r.n_y <= 0:
+        return
+    check_block("y", <floating*>r.y_out + j0 * T, r.n_y, mT, ms * T, r.y_out, r.n_y * mT,
+                sizeof(floating))
+    gemm(False, False, r.n_y, ms * T, r.n_a, <floating>1, <const floating*>r.Wy, r.n_a,
+         a_out, mT, <floating>0, <floating*>r.y_out + j0 * T, mT)
+    if not r.gemm_only:
+        softmax_columns(r.n_y, ms * T, <floating*>r.y_out + j0 * T, mT, <const floating*>r.by)
 
 
 cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last,
@@ -387,7 +431,10 @@ cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last,
             cyrnn_ftz_end(csr)
             return -1
     for k in range(first, last):
-        j0, j1 = chunk_start(r.m, k, n), chunk_start(r.m, k + 1, n)
+        if r.bounds != NULL:
+            j0, j1 = r.bounds[k], r.bounds[k + 1]
+        else:
+            j0, j1 = chunk_start(r.m, k, n), chunk_start(r.m, k + 1, n)
         if r.single:
             status = forward_chunk[float](0, r, j0, j1, <float*>ws)
         else:
@@ -431,6 +478,11 @@ cdef struct Backward:
     bint reverse            # the forward ran from T-1 down to 0 (then T_da == T)
     bint gemm_only
     bint single
+    # Variable lengths: the forward's packed layout (see Forward), or NULL. The
+    # caller then gives a0, c0 permuted, dA (dG for the RNN) packed, dX as a
+    # packed (n_x, offsets[T_da]) buffer it scatters itself, and da0, dc zeroed.
+    const Py_ssize_t* offsets
+    const Py_ssize_t* active
 
 
 cdef inline void input_gradients(const CellSpec* cell, const GateWeights* w, Py_ssize_t n_a,
@@ -457,7 +509,10 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, T = r.T, T_da = r.T_da
     # rows: of the stacked weights; grows: of G and dG (see CellSpec)
     cdef Py_ssize_t rows = cell.gates * n_a, grows = cell.blocks * n_a
-    cdef Py_ssize_t Tm = T * m, Tdm = T_da * m, k, t, prev
+    cdef bint packed = r.offsets != NULL
+    # columns of the forward's buffers (Tm) and of the first T_da steps (Tdm)
+    cdef Py_ssize_t Tm = r.offsets[T] if packed else T * m
+    cdef Py_ssize_t Tdm = r.offsets[T_da] if packed else T_da * m, k, t, prev, ct, n
     cdef bint dbl = sizeof(floating) == 8
     cdef const floating* G = <const floating*>r.G
     cdef const floating* A = <const floating*>r.A
@@ -474,10 +529,11 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     cdef floating* Wt = NULL
     cdef Py_ssize_t first = T - 1 if r.reverse else 0   # the step that starts from a0, c0
     cdef Py_ssize_t arows
+    cdef floating* A_prev = NULL
     cdef int q
     if T_da == 0:
         return 0
-    cdef bint concat = uses_concat(cell, &r.w, T_da)
+    cdef bint concat = uses_concat(cell, &r.w, T_da) and not packed
     cdef Py_ssize_t width = n_a + n_x
     # (abt_work is largest for the fewest rows: n_a covers the GEMMs on row blocks)
     cdef size_t work_size = max(
@@ -506,27 +562,36 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     cdef size_t item = sizeof(floating)
     # the contract on steps, as a block check: T_da <= T, and all T when reversed
     check_block("steps of da", G, 1, 1, T + 1 if r.reverse and T_da != T else T_da, G, T, item)
-    if not r.gemm_only:
+    if not r.gemm_only and not packed:
         gather_time_major(n_a, m, T_da, <const floating*>r.da, r.sd0, r.sd1, r.sd2, dA, Tdm, m)
     for k in range(T_da):
         t = k if r.reverse else T_da - 1 - k
         prev = t + 1 if r.reverse else t - 1
-        check_block("G step", G + t * m, grows, Tm, m, r.G, grows * Tm, item)
+        # step t's columns (packed: its first n, the ones still running)
+        if packed:
+            ct, n = r.offsets[t], r.active[t]
+        else:
+            ct, n = t * m, m
+        if n == 0:
+            continue
+        check_block("G step", G + ct, grows, Tm, n, r.G, grows * Tm, item)
         if cell.has_c:
-            check_block("C step", C + t * m, n_a, Tm, m, r.C, n_a * Tm, item)
+            check_block("C step", C + ct, n_a, Tm, n, r.C, n_a * Tm, item)
         if t != first:
-            check_block("A_prev", A + prev * m, n_a, Tm, m, r.A, n_a * Tm, item)
+            check_block("A_prev", A + (r.offsets[prev] if packed else prev * m), n_a, Tm, n,
+                        r.A, n_a * Tm, item)
         if t == first:
             a_prev, ld_ap = <const floating*>r.a0, m
             c_prev, ld_cp = <const floating*>r.c0, m
         else:
-            a_prev, ld_ap = A + prev * m, Tm
-            c_prev, ld_cp = (C + prev * m if cell.has_c else NULL), Tm
+            a_prev, ld_ap = A + (r.offsets[prev] if packed else prev * m), Tm
+            c_prev, ld_cp = (C + (r.offsets[prev] if packed else prev * m)
+                             if cell.has_c else NULL), Tm
         # dG[t] from da[t] + da_next (and dc carried), then da_next for the step
         # before (after the last step this is da0); see step_backward
-        step_backward(cell, &r.w, n_a, m, G + t * m, C + t * m if cell.has_c else NULL, Tm,
-                      a_prev, ld_ap, c_prev, ld_cp, dA + t * m, Tdm, da0, k > 0, dc,
-                      dG + t * m, Tdm, not concat, not r.gemm_only, Wt, work)
+        step_backward(cell, &r.w, n_a, n, G + ct, C + ct if cell.has_c else NULL, Tm,
+                      a_prev, ld_ap, c_prev, ld_cp, dA + ct, Tdm, da0, m, k > 0, dc,
+                      dG + ct, Tdm, not concat, not r.gemm_only, Wt, work)
         if concat:
             break
     free(Wt)
@@ -547,10 +612,26 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
                         work)
         # dWa = dG @ A_prev.T: the first step against a0, the others against A
         arows = cell.a_split * n_a
-        gemm_abt(arows, n_a, m, <floating>1, dG + first * m, Tdm, <const floating*>r.a0, m,
-                 <floating>0, <floating*>r.dWa, r.lddwa, work)
-        gemm_abt(arows, n_a, Tdm - m, <floating>1, dG if r.reverse else dG + m, Tdm,
-                 A + m if r.reverse else A, Tm, <floating>1, <floating*>r.dWa, r.lddwa, work)
+        if packed:
+            # each step's a_prev, packed like dG (a step's columns are a prefix
+            # of the step before's), then one GEMM
+            A_prev = <floating*>malloc(n_a * Tdm * sizeof(floating) + 1)
+            if A_prev == NULL:
+                free(work)
+                return -1
+            copy_rows(n_a, r.active[0], <const floating*>r.a0, m, A_prev, Tdm)
+            for t in range(1, T_da):
+                copy_rows(n_a, r.active[t], A + r.offsets[t - 1], Tm, A_prev + r.offsets[t],
+                          Tdm)
+            gemm_abt(arows, n_a, Tdm, <floating>1, dG, Tdm, A_prev, Tdm, <floating>0,
+                     <floating*>r.dWa, r.lddwa, work)
+            free(A_prev)
+        else:
+            gemm_abt(arows, n_a, m, <floating>1, dG + first * m, Tdm, <const floating*>r.a0, m,
+                     <floating>0, <floating*>r.dWa, r.lddwa, work)
+            gemm_abt(arows, n_a, Tdm - m, <floating>1, dG if r.reverse else dG + m, Tdm,
+                     A + m if r.reverse else A, Tm, <floating>1, <floating*>r.dWa, r.lddwa,
+                     work)
         if arows < rows:
             # the other blocks against the G block they multiplied (Γr·a_prev)
             gemm_abt(rows - arows, n_a, Tdm, <floating>1, dG + arows * Tdm, Tdm,
@@ -559,7 +640,7 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     # db = dG.sum(1) over the bias's blocks
     if not r.gemm_only:
         row_sums(cell.bias_blocks * n_a, Tdm, dG, Tdm, <floating*>r.db)
-        if dX != <floating*>r.dx:
+        if dX != <floating*>r.dx and not packed:
             scatter_batch_major(n_x, m, T_da, dX, Tdm, m, <floating*>r.dx, m * T_da, T_da)
     free(work)  # last: it may hold dG
     return 0
@@ -836,42 +917,84 @@ cdef class StepCaches:
     of per-step cache tuples the notebook's cell functions build (each made when
     it is read). Every buffer is checked when the object is made and held as a
     read-only view; the weights are read from `parameters` when backward runs
-    (the notebook's and cyrnn.reference's rule: the cache holds the dict)."""
-    cdef readonly object A, C, G, a0, c0, X, x, parameters
+    (the notebook's and cyrnn.reference's rule: the cache holds the dict).
+
+    With `lengths` (SPEC §6) the buffers are packed, (rows, sum of lengths):
+    see cyrnn/_packing.py; a step's tuple then holds zeros for the columns
+    that do not run at that step."""
+    cdef readonly object A, C, G, a0, c0, X, x, parameters, lengths
     cdef readonly Py_ssize_t T
     cdef bint valid
     cdef object _zeros
+    cdef object packing     # cyrnn._packing.Packing, or None
 
     cdef CellInfo info(self):
         raise NotImplementedError
 
-    cdef void trusted(self, A, C, G, a0, c0, X, x, parameters):
-        """Fill from the engine's own (already read-only) buffers, unchecked."""
+    cdef void trusted(self, A, C, G, a0, c0, X, x, parameters, lengths=None, packing=None):
+        """Fill from the engine's own (already read-only) buffers, unchecked.
+        (lengths without packing: every column runs every step.)"""
         self.A, self.C, self.G, self.a0, self.c0 = A, C, G, a0, c0
         self.X, self.x, self.parameters = X, x, parameters
-        self.T = (<cnp.ndarray>A).shape[1]
+        self.lengths, self.packing = lengths, packing
+        self.T = (<cnp.ndarray>A).shape[1] if packing is None else packing.active.shape[0]
         self.valid = True
 
-    cdef void checked(self, A, C, G, a0, c0, X, x, parameters) except *:
+    cdef void checked(self, A, C, G, a0, c0, X, x, parameters, lengths=None) except *:
         cdef CellInfo info = self.info()
         owner = type(self).__name__
-        A = _check_cache_array(owner, "A", A, -1, 3, (-1, -1, -1), ("n_a", "T", "m"))
-        cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>A)
-        n_a, T, m = A.shape
+        a0 = _check_cache_array(owner, "a0", a0, -1, 2, (-1, -1), ("n_a", "m"))
+        cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>a0)
+        n_a, m = a0.shape
+        x = _validation.as_array(f"{owner}.x", x)
+        _validation.check_ndim(f"{owner}.x", x, ("n_x", "m", "T"))
+        T = x.shape[2]
+        packing = None
+        dims, symbols = (T, m), ("T", "m")
+        if lengths is not None:
+            lengths = _validation.check_lengths(lengths, m, T)
+            lengths.flags.writeable = False
+            if not (lengths == T).all():    # (as the engine: else unpacked)
+                packing = _packing.packing(lengths, T)
+                dims, symbols = (packing.columns,), ("sum(lengths)",)
+        A = _check_cache_array(owner, "A", A, tn, 1 + len(dims), (n_a,) + dims,
+                               ("n_a",) + symbols)
         if info.spec.gates_are_state:
             G = A
         else:
-            G = _check_cache_array(owner, "G", G, tn, 3, (info.spec.blocks * n_a, T, m),
-                                   (f"{info.spec.blocks}·n_a", "T", "m"))
+            G = _check_cache_array(owner, "G", G, tn, 1 + len(dims),
+                                   (info.spec.blocks * n_a,) + dims,
+                                   (f"{info.spec.blocks}·n_a",) + symbols)
         if info.spec.has_c:
-            C = _check_cache_array(owner, "C", C, tn, 3, (n_a, T, m), ("n_a", "T", "m"))
+            C = _check_cache_array(owner, "C", C, tn, 1 + len(dims), (n_a,) + dims,
+                                   ("n_a",) + symbols)
             if c0 is not None:
                 c0 = _check_cache_array(owner, "c0", c0, tn, 2, (n_a, m), ("n_a", "m"))
-        a0 = _check_cache_array(owner, "a0", a0, tn, 2, (n_a, m), ("n_a", "m"))
-        X = _check_cache_array(owner, "X", X, tn, 3, (-1, T, m), ("n_x", "T", "m"))
-        x = _validation.as_array(f"{owner}.x", x)
+        X = _check_cache_array(owner, "X", X, tn, 1 + len(dims), (-1,) + dims,
+                               ("n_x",) + symbols)
         _validation.check_shape(f"{owner}.x", x, ("n_x", "m", "T"), (X.shape[0], m, T))
-        self.trusted(A, C, G, a0, c0, X, x, parameters)
+        self.trusted(A, C, G, a0, c0, X, x, parameters, lengths, packing)
+
+    cdef object state(self, buffer, Py_ssize_t t, Py_ssize_t r0, Py_ssize_t r1):
+        """Rows r0..r1-1 of a buffer at step t, (rows, m): zeros for the columns
+        that do not run then."""
+        if self.packing is None:
+            return buffer[r0:r1, t, :]
+        p = self.packing
+        cdef Py_ssize_t o = p.offsets[t], n = p.active[t]
+        out = np.zeros((r1 - r0, p.order.shape[0]), buffer.dtype)
+        out[:, p.order[:n]] = buffer[r0:r1, o:o + n]
+        out.flags.writeable = False
+        return out
+
+    cdef object input_at(self, Py_ssize_t t):
+        """xt of step t (packed: zeros for the columns that do not run)."""
+        if self.packing is None:
+            return self.x[:, :, t]
+        return self.state(self.X, t, 0, self.X.shape[0])
+
+    cdef tuple reduce_args(self, tuple args):
+        return args if self.lengths is None else args + (self.lengths,)
 
     def __len__(self):
         return self.T
@@ -907,33 +1030,36 @@ cdef class StepCaches:
 cdef class RNNStepCaches(StepCaches):
     """Step t is (a_next, a_prev, xt, parameters), as from rnn_cell_forward.
 
-    RNNStepCaches(A, a0, X, x, parameters): A (n_a, T, m) and X (n_x, T, m)
-    time-major, a0 (n_a, m), x (n_x, m, T) as given to rnn_forward."""
+    RNNStepCaches(A, a0, X, x, parameters, lengths=None): A (n_a, T, m) and X
+    (n_x, T, m) time-major (packed with lengths), a0 (n_a, m), x (n_x, m, T)
+    as given to rnn_forward."""
 
-    def __init__(self, A, a0, X, x, parameters):
-        self.checked(A, None, None, a0, None, X, x, parameters)
+    def __init__(self, A, a0, X, x, parameters, lengths=None):
+        self.checked(A, None, None, a0, None, X, x, parameters, lengths)
 
     cdef CellInfo info(self):
         return RNN_INFO
 
     cdef tuple step(self, Py_ssize_t t):
-        a_prev = self.a0 if t == 0 else self.A[:, t - 1, :]
-        return (self.A[:, t, :], a_prev, self.x[:, :, t], self.parameters)
+        cdef Py_ssize_t n_a = self.A.shape[0]
+        a_prev = self.a0 if t == 0 else self.state(self.A, t - 1, 0, n_a)
+        return (self.state(self.A, t, 0, n_a), a_prev, self.input_at(t), self.parameters)
 
     def __reduce__(self):
-        return type(self), (self.A, self.a0, self.X, self.x, self.parameters)
+        return type(self), self.reduce_args((self.A, self.a0, self.X, self.x, self.parameters))
 
 
 cdef class LSTMStepCaches(StepCaches):
     """Step t is (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
     parameters), as from lstm_cell_forward.
 
-    LSTMStepCaches(A, C, G, a0, c0, X, x, parameters): A, C (n_a, T, m), the
-    activated gates G (4·n_a, T, m) in the order f, i, c~, o, X (n_x, T, m),
-    all time-major; a0, c0 (n_a, m) (c0 None: zeros); x as given."""
+    LSTMStepCaches(A, C, G, a0, c0, X, x, parameters, lengths=None): A, C
+    (n_a, T, m), the activated gates G (4·n_a, T, m) in the order f, i, c~, o,
+    X (n_x, T, m), all time-major (packed with lengths); a0, c0 (n_a, m) (c0
+    None: zeros); x as given."""
 
-    def __init__(self, A, C, G, a0, c0, X, x, parameters):
-        self.checked(A, C, G, a0, c0, X, x, parameters)
+    def __init__(self, A, C, G, a0, c0, X, x, parameters, lengths=None):
+        self.checked(A, C, G, a0, c0, X, x, parameters, lengths)
 
     cdef CellInfo info(self):
         return LSTM_INFO
@@ -944,42 +1070,47 @@ cdef class LSTMStepCaches(StepCaches):
         if t == 0:
             a_prev, c_prev = self.a0, self.initial_cell_state()
         else:
-            a_prev, c_prev = self.A[:, t - 1, :], self.C[:, t - 1, :]
-        return (self.A[:, t, :], self.C[:, t, :], a_prev, c_prev,
-                G[:n_a, t, :], G[n_a:2 * n_a, t, :], G[2 * n_a:3 * n_a, t, :],
-                G[3 * n_a:, t, :], self.x[:, :, t], self.parameters)
+            a_prev = self.state(self.A, t - 1, 0, n_a)
+            c_prev = self.state(self.C, t - 1, 0, n_a)
+        return (self.state(self.A, t, 0, n_a), self.state(self.C, t, 0, n_a), a_prev, c_prev,
+                self.state(G, t, 0, n_a), self.state(G, t, n_a, 2 * n_a),
+                self.state(G, t, 2 * n_a, 3 * n_a), self.state(G, t, 3 * n_a, 4 * n_a),
+                self.input_at(t), self.parameters)
 
     def __reduce__(self):
-        return type(self), (self.A, self.C, self.G, self.a0, self.c0, self.X, self.x,
-                            self.parameters)
+        return type(self), self.reduce_args((self.A, self.C, self.G, self.a0, self.c0, self.X,
+                                             self.x, self.parameters))
 
 
 cdef class GRUStepCaches(StepCaches):
     """Step t is (a_next, a_prev, rt, ut, cct, xt, parameters), as from
     gru_cell_forward.
 
-    GRUStepCaches(A, G, a0, X, x, parameters): A (n_a, T, m) and X (n_x, T, m)
-    time-major, G (4·n_a, T, m) the engine's gate buffer: Γr, Γu, then
-    hc = Wca·a_prev + bca, c~ (reset-after) or c~, Γr·a_prev (reset-before),
-    the variant being the one the keys of `parameters` choose; a0 (n_a, m),
-    x as given to gru_forward."""
+    GRUStepCaches(A, G, a0, X, x, parameters, lengths=None): A (n_a, T, m) and
+    X (n_x, T, m) time-major (packed with lengths), G (4·n_a, T, m) the
+    engine's gate buffer: Γr, Γu, then hc = Wca·a_prev + bca, c~ (reset-after)
+    or c~, Γr·a_prev (reset-before), the variant being the one the keys of
+    `parameters` choose; a0 (n_a, m), x as given to gru_forward."""
     cdef CellInfo variant
 
-    def __init__(self, A, G, a0, X, x, parameters):
+    def __init__(self, A, G, a0, X, x, parameters, lengths=None):
         self.variant = gru_info(parameters)
-        self.checked(A, None, G, a0, None, X, x, parameters)
+        self.checked(A, None, G, a0, None, X, x, parameters, lengths)
 
     cdef CellInfo info(self):
         return self.variant
 
     cdef tuple step(self, Py_ssize_t t):
         cdef Py_ssize_t n_a = self.A.shape[0]
-        a_prev = self.a0 if t == 0 else self.A[:, t - 1, :]
-        r, u, c = [self.G[q * n_a:(q + 1) * n_a, t, :] for q in self.variant.gate_blocks]
-        return (self.A[:, t, :], a_prev, r, u, c, self.x[:, :, t], self.parameters)
+        a_prev = self.a0 if t == 0 else self.state(self.A, t - 1, 0, n_a)
+        r, u, c = [self.state(self.G, t, q * n_a, (q + 1) * n_a)
+                   for q in self.variant.gate_blocks]
+        return (self.state(self.A, t, 0, n_a), a_prev, r, u, c, self.input_at(t),
+                self.parameters)
 
     def __reduce__(self):
-        return type(self), (self.A, self.G, self.a0, self.X, self.x, self.parameters)
+        return type(self), self.reduce_args((self.A, self.G, self.a0, self.X, self.x,
+                                             self.parameters))
 
 
 Sequence.register(StepCaches)
@@ -1077,6 +1208,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     r.G, r.A, r.C = <void*>data(G), <void*>data(A), <void*>data(C)
     r.X = NULL if time_major else <void*>data(X)
     r.reverse, r.gemm_only, r.single = reverse, False, tn == cnp.NPY_FLOAT
+    r.offsets = r.active = r.bounds = NULL
     return a, y, c, G, A, C, X, (keep, b)
 
 
@@ -1111,9 +1243,9 @@ cdef void run_forward(Forward* r, object keep, int n_threads, Py_ssize_t work_si
 
 
 cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threads,
-                            bint reverse=False):
+                            bint reverse=False, lengths=None):
     """(a, y, c, caches) of a sequence forward; c None for cells without one,
-    caches None without `cache`."""
+    caches None without `cache`; with `lengths`, caches (steps, x, lengths)."""
     cdef int tn = float_typenum(x)
     cdef list params = None
     cdef Py_ssize_t n_x, m, T, n_a
@@ -1150,6 +1282,15 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
     m = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
     T = cnp.PyArray_DIMS(<cnp.ndarray>x)[2]
     n_a = cnp.PyArray_DIMS(<cnp.ndarray>a0)[0]
+    if lengths is not None:
+        lengths = _validation.check_lengths(lengths, m, T)
+        lengths.flags.writeable = False
+        if reverse:
+            raise NotImplementedError("lengths with the reverse direction")
+        if not (lengths == T).all():
+            return packed_forward(info, tn, x, a0, c0, params, lengths, cache, threads, x_given,
+                                  parameters)
+        # every column runs every step: the ordinary run, caches recording lengths
     cdef double scratch = (<double>(info.spec.blocks + (0 if info.spec.gates_are_state else 1)
                                     + info.spec.has_c) * n_a + n_x) * T * m * \
         (4 if tn == cnp.NPY_FLOAT else 8)
@@ -1168,8 +1309,72 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
     for buffer in (G, A, C, X):
         if buffer is not None:
             freeze(buffer)
-    steps.trusted(A, C, G, a0, c0, X, x_given, parameters)
-    return a, y, c, (steps, x_given)
+    steps.trusted(A, C, G, a0, c0, X, x_given, parameters, lengths)
+    return a, y, c, (steps, x_given) if lengths is None else (steps, x_given, lengths)
+
+
+cdef void run_head(const Forward* r) noexcept nogil:
+    if r.single:
+        output_head[float](r, 0, r.m, <const float*>r.a_out)
+    else:
+        output_head[double](r, 0, r.m, <const double*>r.a_out)
+
+
+cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, c0, list params,
+                          lengths, bint cache, int threads, x_given, parameters):
+    """sequence_forward with variable lengths, on kernel-ready inputs: the
+    columns sorted and packed (cyrnn/_packing.py), the driver on the packed
+    buffers, then the outputs unpacked and the output head run."""
+    cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2], n_a = a0.shape[0]
+    dtype = np.float32 if tn == cnp.NPY_FLOAT else np.float64
+    plan = _packing.packing(lengths, T)
+    cdef Py_ssize_t P = plan.columns
+    order = plan.order
+    a0p = np.ascontiguousarray(a0[:, order])
+    c0p = None if c0 is None else np.ascontiguousarray(c0[:, order])
+    X = _packing.pack(x, plan, T, dtype)
+    G = new_array(tn, info.spec.blocks * n_a, P)
+    A = G if info.spec.gates_are_state else new_array(tn, n_a, P)
+    C = new_array(tn, n_a, P) if info.spec.has_c else None
+    cdef cnp.ndarray Wy = params[info.wy_index]
+    cdef Py_ssize_t n_y = Wy.shape[0]
+    a = new_zeros(tn, n_a, m, T)
+    y = new_array(tn, n_y, m, T)
+    bounds = _packing.balanced_bounds(plan, n_chunks(m))
+    cdef Forward r
+    keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
+    r.cell = info.spec
+    r.n_x, r.n_a, r.n_y, r.m, r.T = n_x, n_a, n_y, m, T
+    r.x, r.x_time_major, r.sx0, r.sx1, r.sx2 = data(X), False, 0, 0, 0
+    r.a0, r.c0, r.b = data(a0p), data(c0p), data(b)
+    r.Wy, r.by = NULL, data(params[info.by_index])      # the head runs below
+    r.a_out, r.c_out, r.y_out = <void*>data(a), NULL, <void*>data(y)
+    r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(A), <void*>data(C), <void*>data(X)
+    r.reverse, r.gemm_only, r.single = False, False, tn == cnp.NPY_FLOAT
+    r.offsets = <const Py_ssize_t*>data(plan.offsets)
+    r.active = <const Py_ssize_t*>data(plan.active)
+    r.bounds = <const Py_ssize_t*>data(bounds)
+    run_forward(&r, (X, a0p, c0p, params, keep, b, plan, bounds, a, y, G, A, C), threads,
+                n_a * m * T if threads == 1 else 0)
+    index = _packing.flat_index(plan, T, T)
+    a.reshape(n_a, m * T)[:, index] = A
+    c = None
+    if C is not None:
+        c = np.zeros((n_a, m, T), dtype)
+        c.reshape(n_a, m * T)[:, index] = C
+    r.Wy = data(Wy)
+    with nogil:
+        run_head(&r)
+    if n_y:
+        y.reshape(n_y, m * T)[:, _packing.padding_mask(plan, T, m)] = 0
+    if not cache:
+        return a, y, c, None
+    cdef StepCaches steps = new_step_caches(info)
+    for buffer in (G, A, C, X):
+        if buffer is not None:
+            freeze(buffer)
+    steps.trusted(A, C, G, a0, c0, X, x_given, parameters, lengths, plan)
+    return a, y, c, (steps, x_given, lengths)
 
 
 cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
@@ -1218,6 +1423,7 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
     r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(a), <void*>data(c), NULL
     r.reverse, r.gemm_only, r.single = False, False, tn == cnp.NPY_FLOAT
+    r.offsets = r.active = r.bounds = NULL
     cdef int status
     if holds_gil_worth_releasing(<double>m * (rows * width + n_y * n_a)):
         with nogil:
@@ -1241,10 +1447,11 @@ cdef inline cnp.ndarray new_gradient(int tn, Py_ssize_t T_da, Py_ssize_t d0, Py_
 cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, object G,
                        object A, object C, object a0, object c0, object X, list params,
                        object dc_init, Py_ssize_t T, bint reverse=False, bint gemm_only=False,
-                       _BackwardJob into=None):
+                       _BackwardJob into=None, object packing=None):
     """The gradient dict of a backward call on kernel-ready buffers. A, C, G, X
-    hold T steps (time-major; for a cell call, T = 1 and they are 2-D), da
-    (n_a, m, T_da) or, for a cell call, (n_a, m)."""
+    hold T steps (time-major; for a cell call, T = 1 and they are 2-D; packed
+    (rows, sum of lengths) with a `packing`), da (n_a, m, T_da) or, for a cell
+    call, (n_a, m)."""
     cdef Py_ssize_t n_a = cnp.PyArray_DIMS(<cnp.ndarray>a0)[0]
     cdef Py_ssize_t m = cnp.PyArray_DIMS(<cnp.ndarray>a0)[1]
     cdef Py_ssize_t n_x = cnp.PyArray_DIMS(<cnp.ndarray>X)[0]
@@ -1255,13 +1462,29 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
     keep, _ = gate_weights(info, params, tn, n_x, n_a,
                            not cell_call or rows * width <= STACK_LIMIT, &r.w, False)
     dG = dA = None
-    if not cell_call:
+    cdef Py_ssize_t P
+    if packing is not None:
+        # the columns sorted and packed like the forward's (cyrnn/_packing.py);
+        # gradients start at zero: columns join as the steps go back
+        P = packing.offsets[T_da]
+        a0 = np.ascontiguousarray(a0[:, packing.order])
+        if c0 is not None:
+            c0 = np.ascontiguousarray(c0[:, packing.order])
+        dG = new_array(tn, info.spec.blocks * n_a, P)
+        dA = dG if info.spec.gates_are_state else new_array(tn, n_a, P)
+        dA[:n_a] = np.ascontiguousarray(da).reshape(n_a, m * T_da)[
+            :, _packing.flat_index(packing, T_da, T_da)]
+        dX = new_array(tn, n_x, P)
+        dx = None
+        da0 = new_zeros(tn, n_a, m)
+    elif not cell_call:
         dG = new_array(tn, info.spec.blocks * n_a, T_da, m)
         dA = dG if info.spec.gates_are_state else new_array(tn, n_a, T_da, m)
-    dx = new_array(tn, n_x, m) if cell_call else new_array(tn, n_x, m, T_da)
-    dX = dx if T_da <= 1 else new_array(tn, n_x, T_da, m)
-    # every gradient is written in full when there is a step; zeros when none
-    da0 = new_gradient(tn, T_da, n_a, m)
+    if packing is None:
+        dx = new_array(tn, n_x, m) if cell_call else new_array(tn, n_x, m, T_da)
+        dX = dx if T_da <= 1 else new_array(tn, n_x, T_da, m)
+        # every gradient is written in full when there is a step; zeros when none
+        da0 = new_gradient(tn, T_da, n_a, m)
     dc = None
     if info.spec.has_c:
         dc = new_zeros(tn, n_a, m) if dc_init is None else cnp.PyArray_NewCopy(dc_init,
@@ -1288,6 +1511,10 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
     r.lddwx = width if info.weights_on_concat else n_x
     r.lddwa = width if info.weights_on_concat else n_a
     r.reverse, r.gemm_only, r.single = reverse, gemm_only, tn == cnp.NPY_FLOAT
+    r.offsets = r.active = NULL
+    if packing is not None:
+        r.offsets = <const Py_ssize_t*>data(packing.offsets)
+        r.active = <const Py_ssize_t*>data(packing.active)
     if into is not None:
         into.keep = (da, G, A, C, a0, c0, X, params, keep, dG, dA, dx, dX, da0, dc, dWx, dWa,
                      db)
@@ -1300,6 +1527,11 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
         status = backward_run(r)
     if status != 0:
         raise MemoryError("could not allocate the backward pass's scratch")
+    if packing is not None:
+        # back to the user's layout and column order (zeros where nothing runs)
+        dx = _packing.unpack(dX, packing, T_da, m, dX.dtype)
+        da0_sorted, da0 = da0, new_array(tn, n_a, m)
+        da0[:, packing.order] = da0_sorted
     cdef dict grads
     if cell_call:
         grads = {"dxt": dx, "da_prev": da0}
@@ -1489,14 +1721,17 @@ cdef dict sequence_backward(CellInfo info, da, caches):
     cdef StepCaches steps
     cdef list params
     cdef Py_ssize_t n_a, T, m, n_x
-    if type(caches) is tuple and len(<tuple>caches) == 2 and \
-            type((<tuple>caches)[0]) is info.caches_type:
+    # cyrnn's own caches: (steps, x), or (steps, x, lengths) with their lengths
+    if type(caches) is tuple and type((<tuple>caches)[0]) is info.caches_type and (
+            (len(<tuple>caches) == 2 and (<StepCaches>(<tuple>caches)[0]).lengths is None)
+            or (len(<tuple>caches) == 3
+                and (<tuple>caches)[2] is (<StepCaches>(<tuple>caches)[0]).lengths)):
         steps = (<tuple>caches)[0]
         if steps.valid:
             tn = cnp.PyArray_TYPE(<cnp.ndarray>steps.A)
-            n_a = cnp.PyArray_DIMS(<cnp.ndarray>steps.A)[0]
-            T = cnp.PyArray_DIMS(<cnp.ndarray>steps.A)[1]
-            m = cnp.PyArray_DIMS(<cnp.ndarray>steps.A)[2]
+            n_a = cnp.PyArray_DIMS(<cnp.ndarray>steps.a0)[0]
+            m = cnp.PyArray_DIMS(<cnp.ndarray>steps.a0)[1]
+            T = steps.T
             n_x = cnp.PyArray_DIMS(<cnp.ndarray>steps.X)[0]
             if ready(da, tn, 3, n_a, m) and cnp.PyArray_DIMS(<cnp.ndarray>da)[2] <= T:
                 params = fast_parameters(info, steps.parameters, tn, n_x, n_a, True)
@@ -1504,7 +1739,8 @@ cdef dict sequence_backward(CellInfo info, da, caches):
                         cnp.PyArray_DIMS(<cnp.ndarray>da)[2] * m, info.spec.blocks * n_a + n_x,
                         0):
                     return run_backward(info, tn, False, da, steps.G, steps.A, steps.C,
-                                        steps.a0, steps.c0, steps.X, params, None, T)
+                                        steps.a0, steps.c0, steps.X, params, None, T,
+                                        False, False, None, steps.packing)
     return sequence_backward_checked(info, da, caches)
 
 
@@ -1512,13 +1748,22 @@ cdef dict sequence_backward_checked(CellInfo info, da, caches):
     cell = info.cell
     names = cell.step_cache
     da = _validation.as_array("da", da)
-    steps, _ = _validation.split_caches(caches, cell)
+    steps, _, lengths = _validation.split_caches(caches, cell)
+    packing = None
     if type(steps) is info.caches_type:
         if not (<StepCaches>steps).valid:
             raise ValueError(f"caches[0] is a {type(steps).__name__} that was not initialised")
-        n_a, T, m = steps.A.shape
+        n_a, m = steps.a0.shape
+        T = steps.T
+        if lengths is not None:
+            lengths = _validation.check_lengths(lengths, m, T)
+            if not np.array_equal(lengths, np.full(m, T) if steps.lengths is None
+                                  else steps.lengths):
+                raise ValueError("caches[2] (lengths) differs from the lengths caches[0] "
+                                 "was made with")
         T_da = _validation.check_da(da, T, n_a, m)
         G, A, C, a0, c0, X = steps.G, steps.A, steps.C, steps.a0, steps.c0, steps.X
+        packing = (<StepCaches>steps).packing
         gates = ()
         parameters = steps.parameters
     else:
@@ -1560,8 +1805,19 @@ cdef dict sequence_backward_checked(CellInfo info, da, caches):
         A_prev = np.concatenate([a0[:, None, :], A], axis=1)[:, :A.shape[1]]
         G = gate_buffer(info, float_typenum(A), tuple(_validation.contiguous(g, dtype)
                                                       for g in gates), A_prev, params)
-    return run_backward(info, float_typenum(A), False, _validation.strided(da, dtype), G, A, C,
-                        a0, c0, X, params, None, A.shape[1])
+    if type(steps) is not info.caches_type and lengths is not None:
+        # step tuples with lengths: pack their first T_da steps like the engine's
+        lengths = np.minimum(_validation.check_lengths(lengths, m, len(steps)), T_da)
+        packing = _packing.packing(lengths, T_da)
+        index = _packing.time_major_index(packing, T_da, m)
+        G, A, C, X = [None if v is None else np.ascontiguousarray(
+            v.reshape(v.shape[0], T_da * m)[:, index]) for v in (G, A, C, X)]
+        if info.spec.gates_are_state:
+            G = A
+    return run_backward(info, float_typenum(a0), False, _validation.strided(da, dtype), G, A,
+                        C, a0, c0, X, params, None,
+                        A.shape[1] if packing is None else packing.active.shape[0],
+                        False, False, None, packing)
 
 
 # ------------------------------------------------------------------ the BLAS-only floor
@@ -1637,7 +1893,7 @@ def rnn_cell_forward(xt, a_prev, parameters):
     return a_next, yt_pred, (a_next, a_prev, xt, parameters)
 
 
-def rnn_forward(x, a0, parameters, *, cache=True, n_threads=1):
+def rnn_forward(x, a0, parameters, *, lengths=None, cache=True, n_threads=1):
     """The basic RNN over all time steps.
 
     Parameters
@@ -1649,6 +1905,11 @@ def rnn_forward(x, a0, parameters, *, cache=True, n_threads=1):
         Initial hidden state.
     parameters : dict
         As for `rnn_cell_forward`.
+    lengths : array of int, shape (m,), optional, keyword-only
+        Variable-length batch (SPEC §6): column j runs steps 0 .. lengths[j]-1
+        only; its outputs are 0 after them, and padding in x is never read.
+        The time spent follows the steps that run. The caches are then
+        ``(steps, x, lengths)``, and backward ignores ``da`` at padding steps.
     cache : bool, keyword-only
         False for inference: no caches are kept (``None`` is returned in their
         place) and nothing is allocated beyond the outputs and a workspace of
@@ -1669,7 +1930,8 @@ def rnn_forward(x, a0, parameters, *, cache=True, n_threads=1):
         parameters)``, made on access (see `RNNStepCaches`). None when
         ``cache=False``.
     """
-    a, y, _, caches = sequence_forward(RNN_INFO, x, a0, None, parameters, cache, n_threads)
+    a, y, _, caches = sequence_forward(RNN_INFO, x, a0, None, parameters, cache, n_threads,
+                                       False, lengths)
     return a, y, caches
 
 
@@ -1739,7 +2001,7 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
                                      parameters)
 
 
-def lstm_forward(x, a0, parameters, *, c0=None, cache=True, n_threads=1):
+def lstm_forward(x, a0, parameters, *, c0=None, lengths=None, cache=True, n_threads=1):
     """The LSTM over all time steps.
 
     Parameters
@@ -1752,6 +2014,8 @@ def lstm_forward(x, a0, parameters, *, c0=None, cache=True, n_threads=1):
         As for `lstm_cell_forward`.
     c0 : array, shape (n_a, m), optional, keyword-only
         Initial cell state; zeros (the notebook's choice) when omitted.
+    lengths : array of int, shape (m,), optional, keyword-only
+        Variable-length batch, see `rnn_forward` (c is 0 after a column's end).
     cache : bool, keyword-only
         False for inference: no caches (``None`` in their place), nothing
         allocated beyond the outputs and a workspace of one block of steps per
@@ -1773,7 +2037,8 @@ def lstm_forward(x, a0, parameters, *, c0=None, cache=True, n_threads=1):
         `lstm_cell_forward`, made on access (see `LSTMStepCaches`). None when
         ``cache=False``.
     """
-    return sequence_forward(LSTM_INFO, x, a0, c0, parameters, cache, n_threads)
+    return sequence_forward(LSTM_INFO, x, a0, c0, parameters, cache, n_threads, False,
+                            lengths)
 
 
 def lstm_cell_backward(da_next, dc_next, cache):
@@ -1855,7 +2120,7 @@ def gru_cell_forward(xt, a_prev, parameters):
     return a_next, yt_pred, (a_next, a_prev, rt, ut, cct, xt, parameters)
 
 
-def gru_forward(x, a0, parameters, *, cache=True, n_threads=1):
+def gru_forward(x, a0, parameters, *, lengths=None, cache=True, n_threads=1):
     """The GRU over all time steps.
 
     Parameters
@@ -1866,6 +2131,8 @@ def gru_forward(x, a0, parameters, *, cache=True, n_threads=1):
         Initial hidden state.
     parameters : dict
         As for `gru_cell_forward` (its keys choose the variant).
+    lengths : array of int, shape (m,), optional, keyword-only
+        Variable-length batch, see `rnn_forward`.
     cache : bool, keyword-only
         False for inference: no caches (``None`` in their place).
     n_threads : int or None, keyword-only
@@ -1884,7 +2151,7 @@ def gru_forward(x, a0, parameters, *, cache=True, n_threads=1):
         ``cache=False``.
     """
     a, y, _, caches = sequence_forward(gru_info(parameters), x, a0, None, parameters, cache,
-                                       n_threads)
+                                       n_threads, False, lengths)
     return a, y, caches
 
 
