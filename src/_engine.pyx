@@ -1152,7 +1152,7 @@ cdef CellInfo gru_caches_info(caches):
     """The GRU variant of sequence caches: their own, or (tuples) their
     parameters'. Malformed caches get the reset-after one, whose validation
     then names what is wrong."""
-    if isinstance(caches, tuple) and len(<tuple>caches) == 2:
+    if isinstance(caches, tuple) and len(<tuple>caches) in (2, 3):
         steps = (<tuple>caches)[0]
         if type(steps) is GRUStepCaches:
             return (<GRUStepCaches>steps).variant or GRU_INFO

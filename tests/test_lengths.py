@@ -1,0 +1,293 @@
+"""Variable-length batches (../shared/SPEC.md §6): `lengths=` on rnn_forward,
+lstm_forward and gru_forward (both GRU variants) and their backward through the
+caches, against cyrnn.reference and against each column run alone on its own
+steps, against finite differences and PyTorch's packed sequences."""
+import functools
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import cyrnn
+import cyrnn.reference as ref
+from cyrnn import _engine
+from problems import (assert_close, assert_same_gradients, fingerprint, gru_parameters,
+                      lstm_parameters, require_peer, rnn_parameters, sequence)
+
+KINDS = ("rnn", "lstm", "gru", "gru_reset_before")
+PARAMETERS = {"rnn": rnn_parameters, "lstm": lstm_parameters, "gru": gru_parameters,
+              "gru_reset_before": functools.partial(gru_parameters, reset_before=True)}
+
+
+def cell(kind):
+    return kind.split("_")[0]
+
+
+def forward(module, kind, x, a0, p, **kw):
+    """(a, y, caches) (and c for the LSTM, as out[2]) of module's forward."""
+    return getattr(module, cell(kind) + "_forward")(x, a0, p, **kw)
+
+
+def backward(module, kind, da, caches):
+    return getattr(module, cell(kind) + "_backward")(da, caches)
+
+
+def problem(kind, n_x, n_a, n_y, m, T, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    x, a0 = sequence(rng, n_x, n_a, m, T, dtype)
+    return x, a0, PARAMETERS[kind](rng, n_x, n_a, n_y, dtype, scale=0.5), rng
+
+
+cases = st.fixed_dictionaries({
+    "kind": st.sampled_from(KINDS), "n_x": st.integers(1, 5), "n_a": st.integers(1, 6),
+    "n_y": st.integers(1, 3), "m": st.integers(1, 12), "T": st.integers(1, 8),
+    "seed": st.integers(0, 2**32 - 1)})
+
+
+@given(cases, st.data())
+def test_lengths_match_reference_and_each_column_alone(d, data):
+    kind, m, T = d["kind"], d["m"], d["T"]
+    x, a0, p, rng = problem(kind, d["n_x"], d["n_a"], d["n_y"], m, T, d["seed"])
+    # any lengths in 0..T: unsorted, duplicates, 0 and T included
+    lengths = np.array(data.draw(st.lists(st.integers(0, T), min_size=m, max_size=m)))
+    x[:, lengths[:, None] <= np.arange(T)] = np.nan       # padding is never read
+    out = forward(cyrnn, kind, x, a0, p, lengths=lengths)
+    want = forward(ref, kind, np.nan_to_num(x), a0, p, lengths=lengths)
+    for got, expected in zip(out[:-1], want[:-1]):
+        assert_close(got, expected)
+    caches = out[-1]
+    assert len(caches) == 3 and caches[1] is x and list(caches[2]) == list(lengths)
+    T_da = int(rng.integers(0, T + 1))
+    da = rng.standard_normal((d["n_a"], m, T_da))
+    grads = backward(cyrnn, kind, da, caches)
+    if T_da:
+        assert_same_gradients(grads, backward(ref, kind, da, want[-1]), rtol=1e-9, atol=1e-11)
+        assert_same_gradients(backward(cyrnn, kind, da, want[-1]), grads, rtol=1e-9,
+                              atol=1e-11)
+    # every column alone on its own steps (SPEC §6), gradients summed over columns
+    total = {k: np.zeros_like(v) for k, v in grads.items() if k not in ("dx", "da0")}
+    for j in range(m):
+        L = int(lengths[j])
+        if L == 0:
+            assert not out[0][:, j].any() and not grads["da0"][:, j].any()
+            continue
+        alone = forward(cyrnn, kind, np.ascontiguousarray(x[:, j:j + 1, :L]), a0[:, j:j + 1], p)
+        assert_close(out[0][:, j:j + 1, :L], alone[0])
+        assert not out[0][:, j, L:].any() and not out[1][:, j, L:].any()
+        if cell(kind) == "lstm":
+            assert_close(out[2][:, j:j + 1, :L], alone[2])
+        steps = min(L, T_da)
+        if steps:
+            g = backward(cyrnn, kind, np.ascontiguousarray(da[:, j:j + 1, :steps]), alone[-1])
+            assert_close(grads["dx"][:, j:j + 1, :steps], g["dx"], rtol=1e-9, atol=1e-11)
+            assert_close(grads["da0"][:, j:j + 1], g["da0"], rtol=1e-9, atol=1e-11)
+            for k in total:
+                total[k] += g[k]
+        assert not grads["dx"][:, j, steps:].any()
+    for k in total:
+        assert_close(grads[k], total[k], rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_threads_caches_and_chunks_give_identical_bits(kind, dtype):
+    """m = 2100 runs as two chunks balanced by work: any n_threads, with or
+    without caches, computes the same bits; the reference agrees."""
+    x, a0, p, rng = problem(kind, 3, 5, 2, 2100, 9, dtype=dtype)
+    lengths = rng.integers(0, 10, 2100)
+    base = forward(cyrnn, kind, x, a0, p, lengths=lengths)
+    for kw in (dict(cache=False), dict(n_threads=2), dict(cache=False, n_threads=3)):
+        run = forward(cyrnn, kind, x, a0, p, lengths=lengths, **kw)
+        for got, want in zip(run[:-1], base[:-1]):
+            np.testing.assert_array_equal(got, want)
+    if dtype == np.float64:
+        want = forward(ref, kind, x, a0, p, lengths=lengths)
+        for got, expected in zip(base[:-1], want[:-1]):
+            assert_close(got, expected, rtol=1e-9, atol=1e-11)
+        da = rng.standard_normal(base[0].shape)
+        assert_same_gradients(backward(cyrnn, kind, da, base[-1]),
+                              backward(ref, kind, da, want[-1]), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_all_full_lengths_take_the_path_without_lengths(kind):
+    x, a0, p, rng = problem(kind, 3, 4, 2, 6, 5)
+    plain = forward(cyrnn, kind, x, a0, p)
+    full = forward(cyrnn, kind, x, a0, p, lengths=np.full(6, 5))
+    for u, v in zip(full[:-1], plain[:-1]):
+        np.testing.assert_array_equal(u, v)
+    assert len(full[-1]) == 3 and full[-1][0].lengths is not None
+    da = rng.standard_normal(plain[0].shape)
+    g, h = backward(cyrnn, kind, da, full[-1]), backward(cyrnn, kind, da, plain[-1])
+    for k in h:
+        np.testing.assert_array_equal(g[k], h[k])
+    again = pickle.loads(pickle.dumps(full[-1]))
+    assert_same_gradients(backward(cyrnn, kind, da, again), h)
+
+
+@settings(max_examples=20)
+@given(st.sampled_from(KINDS), st.integers(0, 2**32 - 1))
+def test_backward_with_lengths_finite_differences(kind, seed):
+    x, a0, p, rng = problem(kind, 2, 3, 2, 3, 4, seed)
+    lengths = rng.integers(0, 5, 3)
+    da = rng.standard_normal((3, 3, 4))
+
+    def loss():
+        return np.sum(da * forward(cyrnn, kind, x, a0, p, lengths=lengths)[0])
+
+    g = backward(cyrnn, kind, da, forward(cyrnn, kind, x, a0, p, lengths=lengths)[-1])
+    h = 1e-6
+    for name, array in [("dx", x), ("da0", a0)] + [("d" + k, p[k]) for k in p
+                                                   if k not in ("Wy", "Wya", "by")]:
+        numeric = np.zeros_like(array)
+        for index in np.ndindex(array.shape):
+            old = array[index]
+            array[index] = old + h
+            up = loss()
+            array[index] = old - h
+            down = loss()
+            array[index] = old
+            numeric[index] = (up - down) / (2 * h)
+        np.testing.assert_allclose(g[name], numeric, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_bad_lengths_are_refused_with_their_reason():
+    x, a0, p, _ = problem("lstm", 3, 4, 2, 5, 6)
+    cases = [([1, 2, 3], ValueError, r"lengths has shape \(3,\); expected \(m,\) = \(5,\)"),
+             ([1, 2, 3, 4, 7], ValueError, r"lengths\[4\] = 7 is out of range; every length "
+                                           r"must be in 0 \.\. T_x = 6"),
+             ([1, -1, 3, 4, 5], ValueError, r"lengths\[1\] = -1 is out of range"),
+             (np.array([1., 2, 3, 4, 5]), TypeError, "lengths must be integers; got dtype "
+                                                     "float64"),
+             (np.ones((5, 1), int), ValueError, r"lengths has shape \(5, 1\)"),
+             ("abcde", TypeError, "lengths must be an array of integers"),
+             ([True] * 5, TypeError, "lengths must be an array of integers")]
+    for lengths, error, message in cases:
+        for kind in ("rnn", "lstm", "gru"):
+            x, a0, p, _ = problem(kind, 3, 4, 2, 5, 6)
+            with pytest.raises(error, match=message):
+                forward(cyrnn, kind, x, a0, p, lengths=lengths)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_caches_with_lengths_are_checked_and_kept_consistent(kind):
+    x, a0, p, rng = problem(kind, 3, 4, 2, 5, 6)
+    lengths = np.array([6, 0, 3, 1, 4])
+    out = forward(cyrnn, kind, x, a0, p, lengths=lengths)
+    steps, _, kept = out[-1]
+    before = fingerprint((x, a0, p))
+    assert steps.A.shape == (4, int(lengths.sum())) and not steps.A.flags.writeable
+    assert not kept.flags.writeable
+    # step tuples: the notebook's, zeros for the columns that do not run
+    for t in range(6):
+        tup = steps[t]
+        assert not tup[0][:, lengths <= t].any()
+        assert_close(tup[0][:, lengths > t], out[0][:, lengths > t, t])
+    da = rng.standard_normal(out[0].shape)
+    want = backward(cyrnn, kind, da, out[-1])
+    assert_same_gradients(backward(cyrnn, kind, da, pickle.loads(pickle.dumps(out[-1]))), want)
+    with pytest.raises(ValueError, match=r"caches\[2\] \(lengths\) differs"):
+        backward(cyrnn, kind, da, (steps, x, lengths[::-1].copy()))
+    cls, args = steps.__reduce__()
+    with pytest.raises(ValueError, match=r"\.A has shape"):
+        cls(*([args[0][:, :-1]] + list(args[1:])))
+    with pytest.raises(ValueError, match="lengths"):
+        cls(*(list(args[:-1]) + [lengths[:4]]))
+    assert fingerprint((x, a0, p)) == before
+
+
+def test_lstm_c0_and_gil_with_lengths():
+    x, a0, p, rng = problem("lstm", 8, 16, 2, 40, 12)
+    c0 = rng.standard_normal(a0.shape)
+    lengths = rng.integers(0, 13, 40)
+    _engine._gil_probe(True)
+    try:
+        a, y, c, caches = cyrnn.lstm_forward(x, a0, p, c0=c0, lengths=lengths)
+        assert _engine._gil_probe(True) is False
+        cyrnn.lstm_backward(rng.standard_normal(a.shape), caches)
+        assert _engine._gil_probe(True) is False
+    finally:
+        _engine._gil_probe(False)
+    for j in range(40):
+        L = int(lengths[j])
+        if L:
+            alone = cyrnn.lstm_forward(np.ascontiguousarray(x[:, j:j + 1, :L]), a0[:, j:j + 1],
+                                       p, c0=c0[:, j:j + 1])
+            assert_close(c[:, j:j + 1, :L], alone[2])
+
+
+# ---------------------------------------------------------------- PyTorch packed sequences
+
+def torch_module(torch, kind, p, n_x, n_a):
+    """nn.RNN/LSTM/GRU (float64) with cyrnn's weights."""
+    if kind == "rnn":
+        net = torch.nn.RNN(n_x, n_a).double()
+        W_ih, W_hh, b_ih = p["Wax"], p["Waa"], p["ba"][:, 0]
+        b_hh = np.zeros(n_a)
+    elif kind == "lstm":
+        net = torch.nn.LSTM(n_x, n_a).double()
+        W = np.concatenate([p["W" + g] for g in "ifco"])     # PyTorch's i, f, g, o
+        W_ih, W_hh = W[:, n_a:], W[:, :n_a]
+        b_ih, b_hh = np.concatenate([p["b" + g] for g in "ifco"])[:, 0], np.zeros(4 * n_a)
+    else:
+        net = torch.nn.GRU(n_x, n_a).double()
+        W_ih = np.concatenate([p["Wr"][:, n_a:], -p["Wu"][:, n_a:], p["Wcx"]])
+        W_hh = np.concatenate([p["Wr"][:, :n_a], -p["Wu"][:, :n_a], p["Wca"]])
+        b_ih = np.concatenate([p["br"], -p["bu"], p["bcx"]])[:, 0]
+        b_hh = np.concatenate([0 * p["br"], 0 * p["bu"], p["bca"]])[:, 0]
+    with torch.no_grad():
+        for name, value in (("weight_ih_l0", W_ih), ("weight_hh_l0", W_hh),
+                            ("bias_ih_l0", b_ih), ("bias_hh_l0", b_hh)):
+            getattr(net, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    return net
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_lengths_match_pytorch_packed_sequences(kind):
+    torch = require_peer("torch", "the comparison with PyTorch's packed sequences needs it")
+    n_x, n_a, m, T = 4, 6, 7, 9
+    x, a0, p, rng = problem(kind, n_x, n_a, 2, m, T, seed=3)
+    lengths = np.array([9, 1, 4, 9, 2, 7, 5])      # PyTorch needs lengths >= 1
+    net = torch_module(torch, kind, p, n_x, n_a)
+    tx = torch.from_numpy(x.transpose(2, 1, 0).copy()).requires_grad_()
+    th0 = torch.from_numpy(a0.T[None].copy()).requires_grad_()
+    packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.from_numpy(lengths),
+                                                     enforce_sorted=False)
+    state = (th0, torch.zeros_like(th0)) if kind == "lstm" else th0
+    out, final = net(packed, state)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
+    h_n = final[0] if kind == "lstm" else final
+    result = forward(cyrnn, kind, x, a0, p, lengths=lengths)
+    a = result[0]
+    tol = dict(rtol=1e-12, atol=1e-13)
+    assert_close(a, out.detach().numpy().transpose(2, 1, 0), **tol)
+    last = a[:, np.arange(m), lengths - 1]                 # each column's final state
+    assert_close(last, h_n.detach().numpy()[0].T, **tol)
+    if kind == "lstm":
+        assert_close(result[2][:, np.arange(m), lengths - 1], final[1].detach().numpy()[0].T,
+                     **tol)
+    da = rng.standard_normal(a.shape)
+    out.backward(torch.from_numpy(da.transpose(2, 1, 0).copy()))
+    g = backward(cyrnn, kind, da, result[-1])
+    tol = dict(rtol=1e-10, atol=1e-12)
+    assert_close(g["dx"], tx.grad.numpy().transpose(2, 1, 0), **tol)
+    assert_close(g["da0"], th0.grad.numpy()[0].T, **tol)
+    gi, gh = net.weight_ih_l0.grad.numpy(), net.weight_hh_l0.grad.numpy()
+    bi = net.bias_ih_l0.grad.numpy()
+    if kind == "rnn":
+        assert_close(g["dWax"], gi, **tol)
+        assert_close(g["dWaa"], gh, **tol)
+        assert_close(g["dba"][:, 0], bi, **tol)
+    elif kind == "lstm":
+        for q, gate in enumerate("ifco"):
+            rows = slice(q * n_a, (q + 1) * n_a)
+            assert_close(g["dW" + gate], np.hstack([gh[rows], gi[rows]]), **tol)
+            assert_close(g["db" + gate][:, 0], bi[rows], **tol)
+    else:
+        r, z, n = slice(0, n_a), slice(n_a, 2 * n_a), slice(2 * n_a, 3 * n_a)
+        assert_close(g["dWr"], np.hstack([gh[r], gi[r]]), **tol)
+        assert_close(g["dWu"], -np.hstack([gh[z], gi[z]]), **tol)
+        assert_close(g["dWcx"], gi[n], **tol)
+        assert_close(g["dWca"], gh[n], **tol)
+        assert_close(g["dbca"][:, 0], net.bias_hh_l0.grad.numpy()[n], **tol)
