@@ -18,6 +18,7 @@ import numpy as np
 class Packing(NamedTuple):
     lengths: np.ndarray     # int64 (m,), as given
     order: np.ndarray       # intp (m,): sorted position -> batch column
+    sorted_lengths: np.ndarray  # intp (m,): lengths[order], non-increasing
     active: np.ndarray      # intp (T,): columns running at step t
     offsets: np.ndarray     # intp (T + 1,): first packed column of step t
 
@@ -35,50 +36,18 @@ def packing(lengths, T):
     active = (m - ended).astype(np.intp)
     offsets = np.zeros(T + 1, np.intp)
     np.cumsum(active, out=offsets[1:])
-    return Packing(lengths, order, active, offsets)
-
-
-def flat_index(p, steps, T_layout):
-    """For the packed columns of the first `steps` steps, their flat index in
-    the (m·T_layout) columns of a user-layout (·, m, T_layout) array."""
-    P = int(p.offsets[steps])
-    step = np.repeat(np.arange(steps, dtype=np.intp), p.active[:steps])
-    position = np.arange(P, dtype=np.intp) - p.offsets[step]
-    return p.order[position] * T_layout + step
+    return Packing(lengths, order, lengths[order].astype(np.intp), active, offsets)
 
 
 def time_major_index(p, steps, m):
-    """Like flat_index, into the (steps·m) columns of a time-major (·, steps, m)
-    array (stacked step caches)."""
+    """For the packed columns of the first `steps` steps, their index in the
+    (steps·m) columns of a time-major (·, steps, m) array (stacked step
+    caches). The engine's own packing runs in C (src/cyrnn_elementwise_impl.h,
+    pack_columns/unpack_columns)."""
     P = int(p.offsets[steps])
     step = np.repeat(np.arange(steps, dtype=np.intp), p.active[:steps])
     position = np.arange(P, dtype=np.intp) - p.offsets[step]
     return step * m + p.order[position]
-
-
-def pack(array, p, steps, dtype):
-    """(n, P) C-contiguous packed columns of a user-layout (n, m, T) array,
-    first `steps` steps."""
-    n, m, T = array.shape
-    flat = np.ascontiguousarray(array, dtype=dtype).reshape(n, m * T)
-    return np.ascontiguousarray(flat[:, flat_index(p, steps, T)])
-
-
-def unpack(packed, p, steps, m, dtype):
-    """The user-layout (n, m, steps) array of packed columns, zeros where a
-    column does not run."""
-    n = packed.shape[0]
-    out = np.zeros((n, m * steps), dtype)
-    out[:, flat_index(p, steps, steps)] = packed
-    return out.reshape(n, m, steps)
-
-
-def padding_mask(p, steps, m):
-    """Boolean (m·steps,) flat user-layout mask of the (column, step) pairs
-    that do not run."""
-    mask = np.ones(m * steps, bool)
-    mask[flat_index(p, steps, steps)] = False
-    return mask
 
 
 def balanced_bounds(p, n_chunks):

@@ -60,6 +60,18 @@ cdef extern from "cyrnn_elementwise.h" nogil:
     void gru_reset_backward_f(Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t,
                               const float*, Py_ssize_t, float*, Py_ssize_t, float*,
                               Py_ssize_t, Py_ssize_t)
+    void pack_columns_d(Py_ssize_t, Py_ssize_t, Py_ssize_t, const Py_ssize_t*,
+                        const Py_ssize_t*, const Py_ssize_t*, const double*, Py_ssize_t,
+                        Py_ssize_t, Py_ssize_t, double*, Py_ssize_t)
+    void pack_columns_f(Py_ssize_t, Py_ssize_t, Py_ssize_t, const Py_ssize_t*,
+                        const Py_ssize_t*, const Py_ssize_t*, const float*, Py_ssize_t,
+                        Py_ssize_t, Py_ssize_t, float*, Py_ssize_t)
+    void unpack_columns_d(Py_ssize_t, Py_ssize_t, Py_ssize_t, const Py_ssize_t*,
+                          const Py_ssize_t*, const Py_ssize_t*, const double*, Py_ssize_t,
+                          double*, Py_ssize_t, Py_ssize_t)
+    void unpack_columns_f(Py_ssize_t, Py_ssize_t, Py_ssize_t, const Py_ssize_t*,
+                          const Py_ssize_t*, const Py_ssize_t*, const float*, Py_ssize_t,
+                          float*, Py_ssize_t, Py_ssize_t)
     void softmax_columns_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, const double*)
     void softmax_columns_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, const float*)
     void sigmoid_array_d(Py_ssize_t, const double*, double*)
@@ -238,3 +250,25 @@ cdef inline void gru_reset_backward(Py_ssize_t n_a, Py_ssize_t m, const floating
         gru_reset_backward_f(n_a, m, g, ld, a_prev, ld_ap, da_next, ld_dn, dg, ld_dg, dgs)
     else:
         gru_reset_backward_d(n_a, m, g, ld, a_prev, ld_ap, da_next, ld_dn, dg, ld_dg, dgs)
+
+
+# The packed layout of variable-length batches (cyrnn_elementwise_impl.h).
+cdef inline void pack_columns(Py_ssize_t n, Py_ssize_t m, Py_ssize_t steps,
+                              const Py_ssize_t* order, const Py_ssize_t* lens,
+                              const Py_ssize_t* offsets, const floating* src, Py_ssize_t s0,
+                              Py_ssize_t s1, Py_ssize_t s2, floating* dst,
+                              Py_ssize_t ld) noexcept nogil:
+    if floating is float:
+        pack_columns_f(n, m, steps, order, lens, offsets, src, s0, s1, s2, dst, ld)
+    else:
+        pack_columns_d(n, m, steps, order, lens, offsets, src, s0, s1, s2, dst, ld)
+
+
+cdef inline void unpack_columns(Py_ssize_t n, Py_ssize_t m, Py_ssize_t steps,
+                                const Py_ssize_t* order, const Py_ssize_t* lens,
+                                const Py_ssize_t* offsets, const floating* src, Py_ssize_t ld,
+                                floating* dst, Py_ssize_t dst_ld, Py_ssize_t T_dst) noexcept nogil:
+    if floating is float:
+        unpack_columns_f(n, m, steps, order, lens, offsets, src, ld, dst, dst_ld, T_dst)
+    else:
+        unpack_columns_d(n, m, steps, order, lens, offsets, src, ld, dst, dst_ld, T_dst)

@@ -36,7 +36,8 @@ from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
 from _cells cimport (CellSpec, cell_spec, GateWeights, gates_product, gates_product_t,
                      step_forward, step_backward, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_BEFORE)
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, row_sums,
-                           gather_time_major, scatter_batch_major, fill_rows)
+                           gather_time_major, scatter_batch_major, fill_rows, pack_columns,
+                           unpack_columns)
 
 cdef extern from "cyrnn_debug.h" nogil:
     # a no-op unless the debug build (CYRNN_DEBUG): see the header
@@ -1320,25 +1321,80 @@ cdef void run_head(const Forward* r) noexcept nogil:
         output_head[double](r, 0, r.m, <const double*>r.a_out)
 
 
+cdef struct Packed:
+    # A Packing (cyrnn/_packing.py) as the C kernels read it
+    Py_ssize_t m
+    const Py_ssize_t* order
+    const Py_ssize_t* sorted_lengths
+    const Py_ssize_t* offsets
+
+
+cdef inline Packed packed_view(object p):
+    cdef Packed k
+    k.m = p.order.shape[0]
+    k.order = <const Py_ssize_t*>data(p.order)
+    k.sorted_lengths = <const Py_ssize_t*>data(p.sorted_lengths)
+    k.offsets = <const Py_ssize_t*>data(p.offsets)
+    return k
+
+
+cdef void pack_into(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t steps,
+                    const void* src, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2, void* dst,
+                    Py_ssize_t ld) noexcept nogil:
+    """dst (n, ld) packed <- the first `steps` steps of src (n, m, ·), element
+    strides s0, s1, s2."""
+    if single:
+        pack_columns(n, k.m, steps, k.order, k.sorted_lengths, k.offsets, <const float*>src,
+                     s0, s1, s2, <float*>dst, ld)
+    else:
+        pack_columns(n, k.m, steps, k.order, k.sorted_lengths, k.offsets, <const double*>src,
+                     s0, s1, s2, <double*>dst, ld)
+
+
+cdef void unpack_into(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t steps,
+                      const void* src, Py_ssize_t ld, void* dst) noexcept nogil:
+    """dst (n, m, steps) C-contiguous <- packed src (n, ld), zeros where a
+    column does not run."""
+    if single:
+        unpack_columns(n, k.m, steps, k.order, k.sorted_lengths, k.offsets, <const float*>src,
+                       ld, <float*>dst, k.m * steps, steps)
+    else:
+        unpack_columns(n, k.m, steps, k.order, k.sorted_lengths, k.offsets,
+                       <const double*>src, ld, <double*>dst, k.m * steps, steps)
+
+
+cdef void zero_padding(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t T,
+                       void* y) noexcept nogil:
+    """y (n, m, T) C-contiguous: 0 at the steps where a column does not run."""
+    cdef size_t item = 4 if single else 8
+    cdef Py_ssize_t i, q, L
+    for i in range(n):
+        for q in range(k.m):
+            L = k.sorted_lengths[q]
+            if L < T:
+                memset(<char*>y + ((i * k.m + k.order[q]) * T + L) * item, 0, (T - L) * item)
+
+
 cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, c0, list params,
                           lengths, bint cache, int threads, x_given, parameters):
     """sequence_forward with variable lengths, on kernel-ready inputs: the
     columns sorted and packed (cyrnn/_packing.py), the driver on the packed
     buffers, then the outputs unpacked and the output head run."""
     cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2], n_a = a0.shape[0]
-    dtype = np.float32 if tn == cnp.NPY_FLOAT else np.float64
     plan = _packing.packing(lengths, T)
+    cdef Packed k = packed_view(plan)
     cdef Py_ssize_t P = plan.columns
-    order = plan.order
-    a0p = np.ascontiguousarray(a0[:, order])
-    c0p = None if c0 is None else np.ascontiguousarray(c0[:, order])
-    X = _packing.pack(x, plan, T, dtype)
+    cdef bint single = tn == cnp.NPY_FLOAT
+    a0p = np.ascontiguousarray(a0[:, plan.order])
+    c0p = None if c0 is None else np.ascontiguousarray(c0[:, plan.order])
+    X = new_array(tn, n_x, P)
     G = new_array(tn, info.spec.blocks * n_a, P)
     A = G if info.spec.gates_are_state else new_array(tn, n_a, P)
     C = new_array(tn, n_a, P) if info.spec.has_c else None
     cdef cnp.ndarray Wy = params[info.wy_index]
     cdef Py_ssize_t n_y = Wy.shape[0]
-    a = new_zeros(tn, n_a, m, T)
+    a = new_array(tn, n_a, m, T)
+    c = new_array(tn, n_a, m, T) if info.spec.has_c else None
     y = new_array(tn, n_y, m, T)
     bounds = _packing.balanced_bounds(plan, n_chunks(m))
     cdef Forward r
@@ -1348,25 +1404,25 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     r.x, r.x_time_major, r.sx0, r.sx1, r.sx2 = data(X), False, 0, 0, 0
     r.a0, r.c0, r.b = data(a0p), data(c0p), data(b)
     r.Wy, r.by = NULL, data(params[info.by_index])      # the head runs below
-    r.a_out, r.c_out, r.y_out = <void*>data(a), NULL, <void*>data(y)
+    r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
     r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(A), <void*>data(C), <void*>data(X)
-    r.reverse, r.gemm_only, r.single = False, False, tn == cnp.NPY_FLOAT
+    r.reverse, r.gemm_only, r.single = False, False, single
     r.offsets = <const Py_ssize_t*>data(plan.offsets)
     r.active = <const Py_ssize_t*>data(plan.active)
     r.bounds = <const Py_ssize_t*>data(bounds)
+    cdef const void* xp = data(x)
+    cdef Py_ssize_t s0 = elem_stride(x, 0), s1 = elem_stride(x, 1), s2 = elem_stride(x, 2)
+    with nogil:
+        pack_into(single, &k, n_x, T, xp, s0, s1, s2, r.X, P)
     run_forward(&r, (X, a0p, c0p, params, keep, b, plan, bounds, a, y, G, A, C), threads,
                 n_a * m * T if threads == 1 else 0)
-    index = _packing.flat_index(plan, T, T)
-    a.reshape(n_a, m * T)[:, index] = A
-    c = None
-    if C is not None:
-        c = np.zeros((n_a, m, T), dtype)
-        c.reshape(n_a, m * T)[:, index] = C
     r.Wy = data(Wy)
     with nogil:
+        unpack_into(single, &k, n_a, T, r.A, P, r.a_out)
+        if r.C != NULL:
+            unpack_into(single, &k, n_a, T, r.C, P, r.c_out)
         run_head(&r)
-    if n_y:
-        y.reshape(n_y, m * T)[:, _packing.padding_mask(plan, T, m)] = 0
+        zero_padding(single, &k, n_y, T, r.y_out)
     if not cache:
         return a, y, c, None
     cdef StepCaches steps = new_step_caches(info)
@@ -1463,6 +1519,7 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
                            not cell_call or rows * width <= STACK_LIMIT, &r.w, False)
     dG = dA = None
     cdef Py_ssize_t P
+    cdef Packed k
     if packing is not None:
         # the columns sorted and packed like the forward's (cyrnn/_packing.py);
         # gradients start at zero: columns join as the steps go back
@@ -1472,8 +1529,9 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
             c0 = np.ascontiguousarray(c0[:, packing.order])
         dG = new_array(tn, info.spec.blocks * n_a, P)
         dA = dG if info.spec.gates_are_state else new_array(tn, n_a, P)
-        dA[:n_a] = np.ascontiguousarray(da).reshape(n_a, m * T_da)[
-            :, _packing.flat_index(packing, T_da, T_da)]
+        k = packed_view(packing)
+        pack_into(tn == cnp.NPY_FLOAT, &k, n_a, T_da, data(da), elem_stride(da, 0),
+                  elem_stride(da, 1), elem_stride(da, 2), <void*>data(dA), P)
         dX = new_array(tn, n_x, P)
         dx = None
         da0 = new_zeros(tn, n_a, m)
@@ -1529,7 +1587,8 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
         raise MemoryError("could not allocate the backward pass's scratch")
     if packing is not None:
         # back to the user's layout and column order (zeros where nothing runs)
-        dx = _packing.unpack(dX, packing, T_da, m, dX.dtype)
+        dx = new_array(tn, n_x, m, T_da)
+        unpack_into(tn == cnp.NPY_FLOAT, &k, n_x, T_da, data(dX), P, <void*>data(dx))
         da0_sorted, da0 = da0, new_array(tn, n_a, m)
         da0[:, packing.order] = da0_sorted
     cdef dict grads

@@ -547,6 +547,54 @@ static void SFX(transpose_columns)(ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t step, p
             out[(j - j0) * out_stride + t0] = si[t0 * step + j];
 }
 
+/* The packed layout of variable-length batches (cyrnn/_packing.py): sorted
+ * position q (batch column order[q], len[q] steps, len non-increasing in q)
+ * at step t < len[q] is packed column offsets[t] + q. Both directions go
+ * column by column along t: the user's side is then one contiguous run per
+ * column, and the packed side touches the same len[q] cache lines for 8
+ * consecutive q (bigbatch LSTM: unpacking `a` in runs of 8 positions per
+ * step, like gather_time_major, took 29% of the forward pass; this order a
+ * few %). Steps from `steps` on are left out (backward: the first T_da). */
+static void SFX(pack_columns)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t steps,
+                              const ptrdiff_t *CYRNN_RESTRICT order,
+                              const ptrdiff_t *CYRNN_RESTRICT len,
+                              const ptrdiff_t *CYRNN_RESTRICT offsets,
+                              const REAL *CYRNN_RESTRICT src, ptrdiff_t s0, ptrdiff_t s1,
+                              ptrdiff_t s2, REAL *CYRNN_RESTRICT dst, ptrdiff_t ld)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL *di = dst + i * ld;
+        for (ptrdiff_t q = 0; q < m; q++) {
+            const REAL *sq = src + i * s0 + order[q] * s1;
+            const ptrdiff_t L = len[q] < steps ? len[q] : steps;
+            for (ptrdiff_t t = 0; t < L; t++)
+                di[offsets[t] + q] = sq[t * s2];
+        }
+    }
+}
+
+/* dst (n, m, T_dst) in the user's layout (rows dst_ld apart), steps 0..steps-1
+ * <- packed src (rows ld apart), 0 where a column does not run. */
+static void SFX(unpack_columns)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t steps,
+                                const ptrdiff_t *CYRNN_RESTRICT order,
+                                const ptrdiff_t *CYRNN_RESTRICT len,
+                                const ptrdiff_t *CYRNN_RESTRICT offsets,
+                                const REAL *CYRNN_RESTRICT src, ptrdiff_t ld,
+                                REAL *CYRNN_RESTRICT dst, ptrdiff_t dst_ld, ptrdiff_t T_dst)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const REAL *si = src + i * ld;
+        for (ptrdiff_t q = 0; q < m; q++) {
+            REAL *dq = dst + i * dst_ld + order[q] * T_dst;
+            const ptrdiff_t L = len[q] < steps ? len[q] : steps;
+            for (ptrdiff_t t = 0; t < L; t++)
+                dq[t] = si[offsets[t] + q];
+            for (ptrdiff_t t = L; t < steps; t++)
+                dq[t] = 0;
+        }
+    }
+}
+
 /* Outputs of STREAM_MIN_BYTES and more are transposed into a small staging
  * buffer (kept in L2 under glibc's 128 KiB mmap threshold) and streamed out
  * with non-temporal stores. Written in place, each 64-byte run of dst lands in
