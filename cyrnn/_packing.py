@@ -18,6 +18,7 @@ import numpy as np
 class Packing(NamedTuple):
     lengths: np.ndarray     # int64 (m,), as given
     order: np.ndarray       # intp (m,): sorted position -> batch column
+    position: np.ndarray    # intp (m,): batch column -> sorted position
     sorted_lengths: np.ndarray  # intp (m,): lengths[order], non-increasing
     active: np.ndarray      # intp (T,): columns running at step t
     offsets: np.ndarray     # intp (T + 1,): first packed column of step t
@@ -36,7 +37,9 @@ def packing(lengths, T):
     active = (m - ended).astype(np.intp)
     offsets = np.zeros(T + 1, np.intp)
     np.cumsum(active, out=offsets[1:])
-    return Packing(lengths, order, lengths[order].astype(np.intp), active, offsets)
+    position = np.empty(m, np.intp)
+    position[order] = np.arange(m, dtype=np.intp)
+    return Packing(lengths, order, position, lengths[order].astype(np.intp), active, offsets)
 
 
 def time_major_index(p, steps, m):

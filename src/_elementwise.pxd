@@ -67,11 +67,11 @@ cdef extern from "cyrnn_elementwise.h" nogil:
                         const Py_ssize_t*, const Py_ssize_t*, const float*, Py_ssize_t,
                         Py_ssize_t, Py_ssize_t, float*, Py_ssize_t)
     void unpack_columns_d(Py_ssize_t, Py_ssize_t, Py_ssize_t, const Py_ssize_t*,
-                          const Py_ssize_t*, const Py_ssize_t*, const double*, Py_ssize_t,
-                          double*, Py_ssize_t, Py_ssize_t)
+                          const Py_ssize_t*, const Py_ssize_t*, const Py_ssize_t*,
+                          const double*, Py_ssize_t, double*, Py_ssize_t)
     void unpack_columns_f(Py_ssize_t, Py_ssize_t, Py_ssize_t, const Py_ssize_t*,
-                          const Py_ssize_t*, const Py_ssize_t*, const float*, Py_ssize_t,
-                          float*, Py_ssize_t, Py_ssize_t)
+                          const Py_ssize_t*, const Py_ssize_t*, const Py_ssize_t*,
+                          const float*, Py_ssize_t, float*, Py_ssize_t)
     void softmax_columns_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, const double*)
     void softmax_columns_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, const float*)
     void sigmoid_array_d(Py_ssize_t, const double*, double*)
@@ -265,10 +265,11 @@ cdef inline void pack_columns(Py_ssize_t n, Py_ssize_t m, Py_ssize_t steps,
 
 
 cdef inline void unpack_columns(Py_ssize_t n, Py_ssize_t m, Py_ssize_t steps,
-                                const Py_ssize_t* order, const Py_ssize_t* lens,
-                                const Py_ssize_t* offsets, const floating* src, Py_ssize_t ld,
-                                floating* dst, Py_ssize_t dst_ld, Py_ssize_t T_dst) noexcept nogil:
+                                const Py_ssize_t* order, const Py_ssize_t* position,
+                                const Py_ssize_t* lens, const Py_ssize_t* offsets,
+                                const floating* src, Py_ssize_t ld, floating* dst,
+                                Py_ssize_t dst_ld) noexcept nogil:
     if floating is float:
-        unpack_columns_f(n, m, steps, order, lens, offsets, src, ld, dst, dst_ld, T_dst)
+        unpack_columns_f(n, m, steps, order, position, lens, offsets, src, ld, dst, dst_ld)
     else:
-        unpack_columns_d(n, m, steps, order, lens, offsets, src, ld, dst, dst_ld, T_dst)
+        unpack_columns_d(n, m, steps, order, position, lens, offsets, src, ld, dst, dst_ld)

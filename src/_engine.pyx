@@ -1325,6 +1325,7 @@ cdef struct Packed:
     # A Packing (cyrnn/_packing.py) as the C kernels read it
     Py_ssize_t m
     const Py_ssize_t* order
+    const Py_ssize_t* position
     const Py_ssize_t* sorted_lengths
     const Py_ssize_t* offsets
 
@@ -1333,6 +1334,7 @@ cdef inline Packed packed_view(object p):
     cdef Packed k
     k.m = p.order.shape[0]
     k.order = <const Py_ssize_t*>data(p.order)
+    k.position = <const Py_ssize_t*>data(p.position)
     k.sorted_lengths = <const Py_ssize_t*>data(p.sorted_lengths)
     k.offsets = <const Py_ssize_t*>data(p.offsets)
     return k
@@ -1356,11 +1358,11 @@ cdef void unpack_into(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t ste
     """dst (n, m, steps) C-contiguous <- packed src (n, ld), zeros where a
     column does not run."""
     if single:
-        unpack_columns(n, k.m, steps, k.order, k.sorted_lengths, k.offsets, <const float*>src,
-                       ld, <float*>dst, k.m * steps, steps)
+        unpack_columns(n, k.m, steps, k.order, k.position, k.sorted_lengths, k.offsets,
+                       <const float*>src, ld, <float*>dst, k.m * steps)
     else:
-        unpack_columns(n, k.m, steps, k.order, k.sorted_lengths, k.offsets,
-                       <const double*>src, ld, <double*>dst, k.m * steps, steps)
+        unpack_columns(n, k.m, steps, k.order, k.position, k.sorted_lengths, k.offsets,
+                       <const double*>src, ld, <double*>dst, k.m * steps)
 
 
 cdef void zero_padding(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t T,

@@ -547,54 +547,6 @@ static void SFX(transpose_columns)(ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t step, p
             out[(j - j0) * out_stride + t0] = si[t0 * step + j];
 }
 
-/* The packed layout of variable-length batches (cyrnn/_packing.py): sorted
- * position q (batch column order[q], len[q] steps, len non-increasing in q)
- * at step t < len[q] is packed column offsets[t] + q. Both directions go
- * column by column along t: the user's side is then one contiguous run per
- * column, and the packed side touches the same len[q] cache lines for 8
- * consecutive q (bigbatch LSTM: unpacking `a` in runs of 8 positions per
- * step, like gather_time_major, took 29% of the forward pass; this order a
- * few %). Steps from `steps` on are left out (backward: the first T_da). */
-static void SFX(pack_columns)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t steps,
-                              const ptrdiff_t *CYRNN_RESTRICT order,
-                              const ptrdiff_t *CYRNN_RESTRICT len,
-                              const ptrdiff_t *CYRNN_RESTRICT offsets,
-                              const REAL *CYRNN_RESTRICT src, ptrdiff_t s0, ptrdiff_t s1,
-                              ptrdiff_t s2, REAL *CYRNN_RESTRICT dst, ptrdiff_t ld)
-{
-    for (ptrdiff_t i = 0; i < n; i++) {
-        REAL *di = dst + i * ld;
-        for (ptrdiff_t q = 0; q < m; q++) {
-            const REAL *sq = src + i * s0 + order[q] * s1;
-            const ptrdiff_t L = len[q] < steps ? len[q] : steps;
-            for (ptrdiff_t t = 0; t < L; t++)
-                di[offsets[t] + q] = sq[t * s2];
-        }
-    }
-}
-
-/* dst (n, m, T_dst) in the user's layout (rows dst_ld apart), steps 0..steps-1
- * <- packed src (rows ld apart), 0 where a column does not run. */
-static void SFX(unpack_columns)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t steps,
-                                const ptrdiff_t *CYRNN_RESTRICT order,
-                                const ptrdiff_t *CYRNN_RESTRICT len,
-                                const ptrdiff_t *CYRNN_RESTRICT offsets,
-                                const REAL *CYRNN_RESTRICT src, ptrdiff_t ld,
-                                REAL *CYRNN_RESTRICT dst, ptrdiff_t dst_ld, ptrdiff_t T_dst)
-{
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const REAL *si = src + i * ld;
-        for (ptrdiff_t q = 0; q < m; q++) {
-            REAL *dq = dst + i * dst_ld + order[q] * T_dst;
-            const ptrdiff_t L = len[q] < steps ? len[q] : steps;
-            for (ptrdiff_t t = 0; t < L; t++)
-                dq[t] = si[offsets[t] + q];
-            for (ptrdiff_t t = L; t < steps; t++)
-                dq[t] = 0;
-        }
-    }
-}
-
 /* Outputs of STREAM_MIN_BYTES and more are transposed into a small staging
  * buffer (kept in L2 under glibc's 128 KiB mmap threshold) and streamed out
  * with non-temporal stores. Written in place, each 64-byte run of dst lands in
@@ -643,6 +595,85 @@ static void SFX(scatter_batch_major)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t T,
     }
     if (stage != NULL) {
         cyrnn_stream_fence();  /* the streamed stores are visible before we return */
+        free(stage);
+    }
+}
+
+/* The packed layout of variable-length batches (cyrnn/_packing.py): sorted
+ * position q (batch column order[q], len[q] steps, len non-increasing in q)
+ * at step t < len[q] is packed column offsets[t] + q. Both directions go
+ * column by column along t: the user's side is then one contiguous run per
+ * column, and the packed side touches the same len[q] cache lines for 8
+ * consecutive q (bigbatch LSTM: unpacking `a` in runs of 8 positions per
+ * step, like gather_time_major, took 29% of the forward pass). Steps from
+ * `steps` on are left out (backward: the first T_da). */
+static void SFX(pack_columns)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t steps,
+                              const ptrdiff_t *CYRNN_RESTRICT order,
+                              const ptrdiff_t *CYRNN_RESTRICT len,
+                              const ptrdiff_t *CYRNN_RESTRICT offsets,
+                              const REAL *CYRNN_RESTRICT src, ptrdiff_t s0, ptrdiff_t s1,
+                              ptrdiff_t s2, REAL *CYRNN_RESTRICT dst, ptrdiff_t ld)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL *di = dst + i * ld;
+        for (ptrdiff_t q = 0; q < m; q++) {
+            const REAL *sq = src + i * s0 + order[q] * s1;
+            const ptrdiff_t L = len[q] < steps ? len[q] : steps;
+            for (ptrdiff_t t = 0; t < L; t++)
+                di[offsets[t] + q] = sq[t * s2];
+        }
+    }
+}
+
+/* dst (n, m, steps) in the user's layout (rows dst_ld apart) <- packed src
+ * (rows ld apart), 0 where a column does not run; position[j]: the sorted
+ * position of column j. Large outputs go through the staging buffer of
+ * scatter_batch_major, in column order, and are streamed out: written in
+ * place, column by column in sorted (random) order, every cache line of dst
+ * was read before being written (bigbatch LSTM forward: 13% of its time). */
+static void SFX(unpack_columns)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t steps,
+                                const ptrdiff_t *CYRNN_RESTRICT order,
+                                const ptrdiff_t *CYRNN_RESTRICT position,
+                                const ptrdiff_t *CYRNN_RESTRICT len,
+                                const ptrdiff_t *CYRNN_RESTRICT offsets,
+                                const REAL *CYRNN_RESTRICT src, ptrdiff_t ld,
+                                REAL *CYRNN_RESTRICT dst, ptrdiff_t dst_ld)
+{
+    REAL *stage = NULL;
+    const ptrdiff_t per_stage = SFX(STAGE) / (steps > 0 ? steps : 1);
+    if (CYRNN_HAVE_STREAM && steps > 1 && m > 1 && per_stage > 0 &&
+        (double)n * m * steps * sizeof(REAL) >= SFX(STREAM_MIN_BYTES))
+        stage = (REAL *)malloc(SFX(STAGE) * sizeof(REAL));   /* NULL: direct path */
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const REAL *si = src + i * ld;
+        REAL *di = dst + i * dst_ld;
+        if (stage == NULL) {
+            for (ptrdiff_t q = 0; q < m; q++) {
+                REAL *dq = di + order[q] * steps;
+                const ptrdiff_t L = len[q] < steps ? len[q] : steps;
+                for (ptrdiff_t t = 0; t < L; t++)
+                    dq[t] = si[offsets[t] + q];
+                for (ptrdiff_t t = L; t < steps; t++)
+                    dq[t] = 0;
+            }
+            continue;
+        }
+        for (ptrdiff_t j0 = 0; j0 < m; j0 += per_stage) {
+            const ptrdiff_t j1 = j0 + per_stage < m ? j0 + per_stage : m;
+            for (ptrdiff_t j = j0; j < j1; j++) {
+                const ptrdiff_t q = position[j];
+                const ptrdiff_t L = len[q] < steps ? len[q] : steps;
+                REAL *sj = stage + (j - j0) * steps;
+                for (ptrdiff_t t = 0; t < L; t++)
+                    sj[t] = si[offsets[t] + q];
+                for (ptrdiff_t t = L; t < steps; t++)
+                    sj[t] = 0;
+            }
+            SFX(stream_copy)(di + j0 * steps, stage, (j1 - j0) * steps);
+        }
+    }
+    if (stage != NULL) {
+        cyrnn_stream_fence();
         free(stage);
     }
 }

@@ -291,3 +291,22 @@ def test_lengths_match_pytorch_packed_sequences(kind):
         assert_close(g["dWcx"], gi[n], **tol)
         assert_close(g["dWca"], gh[n], **tol)
         assert_close(g["dbca"][:, 0], net.bias_hh_l0.grad.numpy()[n], **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_outputs_with_lengths_match_reference(dtype):
+    """Outputs past 8 MB leave the packed buffers through the staging path
+    (unpack_columns); the reference checks every element, padding included."""
+    x, a0, p, rng = problem("lstm", 8, 64, 3, 2100, 20, dtype=dtype)
+    lengths = rng.integers(0, 21, 2100)
+    a, y, c, caches = cyrnn.lstm_forward(x, a0, p, lengths=lengths)
+    assert a.nbytes >= 8 << 20
+    want = ref.lstm_forward(*(v.astype(np.float64) for v in (x, a0)),
+                            {k: v.astype(np.float64) for k, v in p.items()}, lengths=lengths)
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    for got, expected in zip((a, y, c), want[:3]):
+        assert_close(got, expected, rtol=tol, atol=tol)
+    da = rng.standard_normal(a.shape).astype(dtype)
+    grads = cyrnn.lstm_backward(da, caches)
+    expected = ref.lstm_backward(da.astype(np.float64), want[-1])
+    assert_close(grads["dx"], expected["dx"], rtol=tol * 10, atol=tol * 10)
