@@ -102,3 +102,18 @@ def require_peer(module, why):
         if os.environ.get("CYRNN_REQUIRE_PEERS") == "1":
             pytest.fail(message + " (CYRNN_REQUIRE_PEERS=1)")
         pytest.skip(message)
+
+
+def numerical_gradient(loss, array, h=1e-6):
+    """Central finite differences of loss() with respect to every entry of
+    array (changed in place and restored)."""
+    grad = np.zeros_like(array)
+    for index in np.ndindex(array.shape):
+        old = array[index]
+        array[index] = old + h
+        up = loss()
+        array[index] = old - h
+        down = loss()
+        array[index] = old
+        grad[index] = (up - down) / (2 * h)
+    return grad

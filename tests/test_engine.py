@@ -111,7 +111,7 @@ def test_several_chunks_blocks_and_workspace_give_identical_bits(kind, dtype):
         assert_close(got, expected, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_reset_before"])
 def test_gemm_floor_runs_the_drivers_plan(kind):
     # the floor runs the driver with its GEMMs only, on the problem's own
     # buffers: any shape the engine runs must run here (and under the sanitizers)

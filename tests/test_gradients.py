@@ -10,22 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cyrnn
-from problems import lstm_parameters, rnn_parameters, sequence
+from problems import lstm_parameters, numerical_gradient, rnn_parameters, sequence
 
-H = 1e-6
-
-
-def numerical_gradient(loss, array):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        old = array[index]
-        array[index] = old + H
-        up = loss()
-        array[index] = old - H
-        down = loss()
-        array[index] = old
-        grad[index] = (up - down) / (2 * H)
-    return grad
 
 
 def check(analytic, numeric, what):

@@ -12,7 +12,7 @@ import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
 from problems import (assert_close, assert_same_gradients, fingerprint, gru_parameters,
-                      require_peer, sequence)
+                      numerical_gradient, require_peer, sequence)
 
 VARIANTS = {"reset_after": False, "reset_before": True}
 
@@ -112,22 +112,6 @@ def test_float32_gru_follows_the_float64_result(variant):
 
 
 # ---------------------------------------------------------------- finite differences
-
-H = 1e-6
-
-
-def numerical_gradient(loss, array):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        old = array[index]
-        array[index] = old + H
-        up = loss()
-        array[index] = old - H
-        down = loss()
-        array[index] = old
-        grad[index] = (up - down) / (2 * H)
-    return grad
-
 
 def check(analytic, numeric, what):
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7, err_msg=what)
@@ -400,12 +384,3 @@ def test_empty_batch_and_gil_released():
         assert _engine._gil_probe(True) is False
     finally:
         _engine._gil_probe(False)
-
-
-@pytest.mark.parametrize("cell", ["gru", "gru_reset_before"])
-def test_gemm_floor_runs_the_gru_plan(cell):
-    for shape in ((3, 5, 2, 10, 7), (4, 6, 3, 2100, 3), (2, 3, 0, 1, 1), (2, 3, 2, 5, 0)):
-        floor = _engine.GemmFloor(cell, *shape)
-        floor.forward()
-        floor.backward()
-        _engine.GemmFloor(cell, *shape, dtype=np.float32).forward()

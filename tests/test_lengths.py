@@ -13,7 +13,8 @@ import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
 from problems import (assert_close, assert_same_gradients, fingerprint, gru_parameters,
-                      lstm_parameters, require_peer, rnn_parameters, sequence)
+                      lstm_parameters, numerical_gradient, require_peer, rnn_parameters,
+                      sequence)
 
 KINDS = ("rnn", "lstm", "gru", "gru_reset_before")
 PARAMETERS = {"rnn": rnn_parameters, "lstm": lstm_parameters, "gru": gru_parameters,
@@ -137,19 +138,10 @@ def test_backward_with_lengths_finite_differences(kind, seed):
         return np.sum(da * forward(cyrnn, kind, x, a0, p, lengths=lengths)[0])
 
     g = backward(cyrnn, kind, da, forward(cyrnn, kind, x, a0, p, lengths=lengths)[-1])
-    h = 1e-6
     for name, array in [("dx", x), ("da0", a0)] + [("d" + k, p[k]) for k in p
                                                    if k not in ("Wy", "Wya", "by")]:
-        numeric = np.zeros_like(array)
-        for index in np.ndindex(array.shape):
-            old = array[index]
-            array[index] = old + h
-            up = loss()
-            array[index] = old - h
-            down = loss()
-            array[index] = old
-            numeric[index] = (up - down) / (2 * h)
-        np.testing.assert_allclose(g[name], numeric, rtol=1e-5, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(g[name], numerical_gradient(loss, array), rtol=1e-5,
+                                   atol=1e-7, err_msg=name)
 
 
 def test_bad_lengths_are_refused_with_their_reason():
