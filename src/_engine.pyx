@@ -304,6 +304,10 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef const floating* a_prev = <const floating*>r.a0 + j0
     cdef const floating* c_prev = NULL if r.c0 == NULL else <const floating*>r.c0 + j0
     cdef Py_ssize_t ld_ap = m, ld_cp = m
+    # (packed, reversed: the initial states, and the columns started so far)
+    cdef const floating* a_first = a_prev
+    cdef const floating* c_first = c_prev
+    cdef Py_ssize_t started = 0, start
     cdef floating* Gb
     cdef floating* Ab
     cdef floating* Cb
@@ -365,12 +369,27 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
             tt = tbb - 1 - i if r.reverse else i
             width = running(r.active, p0 + tt, j0, j1)
             if width == 0:
-                break       # (packed: no column of the chunk runs any more)
+                if r.reverse:
+                    continue    # (packed, reversed: no column of the chunk has started)
+                break           # (packed: no column of the chunk runs any more)
             span = column(r, p0 + tt, j0) - column(r, p0, j0) if packed else tt * step
-            # the recurrent products and the cell's kernels, on the columns that run
-            step_forward(cell, &r.w, n_a, width, Gb + span, ld, b, a_prev, ld_ap, c_prev,
-                         ld_cp, Cb + span if cell.has_c else NULL, Ab + span,
-                         not concat, not r.gemm_only)
+            # the recurrent products and the cell's kernels, on the columns that run;
+            # packed and reversed, columns start at their own last step, from a0, c0
+            start = started if packed and r.reverse else 0
+            if start > 0:
+                step_forward(cell, &r.w, n_a, start, Gb + span, ld, b, a_prev, ld_ap, c_prev,
+                             ld_cp, Cb + span if cell.has_c else NULL, Ab + span,
+                             not concat, not r.gemm_only)
+            if width > start:
+                step_forward(cell, &r.w, n_a, width - start, Gb + span + start, ld, b,
+                             (a_prev if start == 0 else a_first) + start,
+                             ld_ap if start == 0 else m,
+                             (c_prev if start == 0 else c_first) + start
+                             if (c_prev if start == 0 else c_first) != NULL else NULL,
+                             ld_cp if start == 0 else m,
+                             Cb + span + start if cell.has_c else NULL, Ab + span + start,
+                             not concat, not r.gemm_only)
+            started = width
             a_prev, ld_ap = Ab + span, ld
             if cell.has_c:
                 c_prev, ld_cp = Cb + span, ld
@@ -513,7 +532,7 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     cdef bint packed = r.offsets != NULL
     # columns of the forward's buffers (Tm) and of the first T_da steps (Tdm)
     cdef Py_ssize_t Tm = r.offsets[T] if packed else T * m
-    cdef Py_ssize_t Tdm = r.offsets[T_da] if packed else T_da * m, k, t, prev, ct, n
+    cdef Py_ssize_t Tdm = r.offsets[T_da] if packed else T_da * m, k, t, prev, ct, n, nc
     cdef bint dbl = sizeof(floating) == 8
     cdef const floating* G = <const floating*>r.G
     cdef const floating* A = <const floating*>r.A
@@ -581,18 +600,26 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
         if t != first:
             check_block("A_prev", A + (r.offsets[prev] if packed else prev * m), n_a, Tm, n,
                         r.A, n_a * Tm, item)
-        if t == first:
-            a_prev, ld_ap = <const floating*>r.a0, m
-            c_prev, ld_cp = <const floating*>r.c0, m
-        else:
+        # the columns whose a_prev is a state (the rest start from a0, c0 here)
+        nc = 0 if t == first else n
+        if packed and r.reverse:
+            nc = r.active[prev] if prev < T else 0
+        if nc > 0:
             a_prev, ld_ap = A + (r.offsets[prev] if packed else prev * m), Tm
             c_prev, ld_cp = (C + (r.offsets[prev] if packed else prev * m)
                              if cell.has_c else NULL), Tm
-        # dG[t] from da[t] + da_next (and dc carried), then da_next for the step
-        # before (after the last step this is da0); see step_backward
-        step_backward(cell, &r.w, n_a, n, G + ct, C + ct if cell.has_c else NULL, Tm,
-                      a_prev, ld_ap, c_prev, ld_cp, dA + ct, Tdm, da0, m, k > 0, dc,
-                      dG + ct, Tdm, not concat, not r.gemm_only, Wt, work)
+            # dG[t] from da[t] + da_next (and dc carried), then da_next for the
+            # step before (after the last step this is da0); see step_backward
+            step_backward(cell, &r.w, n_a, nc, G + ct, C + ct if cell.has_c else NULL, Tm,
+                          a_prev, ld_ap, c_prev, ld_cp, dA + ct, Tdm, da0, m, k > 0, dc,
+                          dG + ct, Tdm, not concat, not r.gemm_only, Wt, work)
+        if n > nc:
+            c_prev = <const floating*>r.c0 + nc if r.c0 != NULL else NULL
+            step_backward(cell, &r.w, n_a, n - nc, G + ct + nc,
+                          C + ct + nc if cell.has_c else NULL, Tm,
+                          <const floating*>r.a0 + nc, m, c_prev, m, dA + ct + nc, Tdm,
+                          da0 + nc, m, k > 0, dc + nc if dc != NULL else NULL,
+                          dG + ct + nc, Tdm, not concat, not r.gemm_only, Wt, work)
         if concat:
             break
     free(Wt)
@@ -620,10 +647,15 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
             if A_prev == NULL:
                 free(work)
                 return -1
-            copy_rows(n_a, r.active[0], <const floating*>r.a0, m, A_prev, Tdm)
-            for t in range(1, T_da):
-                copy_rows(n_a, r.active[t], A + r.offsets[t - 1], Tm, A_prev + r.offsets[t],
-                          Tdm)
+            for t in range(T_da):
+                # as in the step loop: states for the first nc columns, a0 for the rest
+                prev = t + 1 if r.reverse else t - 1
+                n = r.active[t]
+                nc = (r.active[prev] if prev < T else 0) if r.reverse else (n if t > 0 else 0)
+                if nc > 0:
+                    copy_rows(n_a, nc, A + r.offsets[prev], Tm, A_prev + r.offsets[t], Tdm)
+                copy_rows(n_a, n - nc, <const floating*>r.a0 + nc, m,
+                          A_prev + r.offsets[t] + nc, Tdm)
             gemm_abt(arows, n_a, Tdm, <floating>1, dG, Tdm, A_prev, Tdm, <floating>0,
                      <floating*>r.dWa, r.lddwa, work)
             free(A_prev)
@@ -1286,11 +1318,9 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
     if lengths is not None:
         lengths = _validation.check_lengths(lengths, m, T)
         lengths.flags.writeable = False
-        if reverse:
-            raise NotImplementedError("lengths with the reverse direction")
         if not (lengths == T).all():
             return packed_forward(info, tn, x, a0, c0, params, lengths, cache, threads, x_given,
-                                  parameters)
+                                  parameters, reverse)
         # every column runs every step: the ordinary run, caches recording lengths
     cdef double scratch = (<double>(info.spec.blocks + (0 if info.spec.gates_are_state else 1)
                                     + info.spec.has_c) * n_a + n_x) * T * m * \
@@ -1378,7 +1408,8 @@ cdef void zero_padding(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t T,
 
 
 cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, c0, list params,
-                          lengths, bint cache, int threads, x_given, parameters):
+                          lengths, bint cache, int threads, x_given, parameters,
+                          bint reverse=False):
     """sequence_forward with variable lengths, on kernel-ready inputs: the
     columns sorted and packed (cyrnn/_packing.py), the driver on the packed
     buffers, then the outputs unpacked and the output head run."""
@@ -1408,7 +1439,7 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     r.Wy, r.by = NULL, data(params[info.by_index])      # the head runs below
     r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
     r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(A), <void*>data(C), <void*>data(X)
-    r.reverse, r.gemm_only, r.single = False, False, single
+    r.reverse, r.gemm_only, r.single = reverse, False, single
     r.offsets = <const Py_ssize_t*>data(plan.offsets)
     r.active = <const Py_ssize_t*>data(plan.active)
     r.bounds = <const Py_ssize_t*>data(bounds)
@@ -2263,13 +2294,15 @@ def gru_backward(da, caches):
 
 # ------------------------------------------------------------------ for the models to come
 
-def _run_direction(cell, x, a0, parameters, *, c0=None, reverse=False, cache=False,
-                   n_threads=1):
+def _run_direction(cell, x, a0, parameters, *, c0=None, lengths=None, reverse=False,
+                   cache=False, n_threads=1):
     """A layer's direction: (a, y, c, caches) with the steps run from T-1 down to
     0 when `reverse` (its step caches then follow the reverse order: see
-    _backward_direction). Engine entry for stacked and bidirectional models."""
+    _backward_direction); with lengths, reversed, column j runs from its step
+    lengths[j]-1 down to 0 (PyTorch's bidirectional packed sequences). Engine
+    entry for stacked and bidirectional models."""
     info = gru_info(parameters) if cell == "gru" else CELLS[cell]
-    return sequence_forward(info, x, a0, c0, parameters, cache, n_threads, reverse)
+    return sequence_forward(info, x, a0, c0, parameters, cache, n_threads, reverse, lengths)
 
 
 def _backward_direction(cell, da, caches, *, reverse=False):
@@ -2277,7 +2310,8 @@ def _backward_direction(cell, da, caches, *, reverse=False):
     cdef StepCaches steps = caches[0]
     cdef CellInfo info = steps.info()
     cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>steps.A)
-    n_a, T, m = steps.A.shape
+    n_a, m = steps.a0.shape
+    T = steps.T
     da = _validation.contiguous(_validation.as_array("da", da), steps.A.dtype)
     _validation.check_shape("da", da, ("n_a", "m", "T_x"), (n_a, m, T))
     p, _ = _validation.check_parameters(info.cell, steps.parameters, steps.X.shape[0], n_a,
@@ -2285,4 +2319,4 @@ def _backward_direction(cell, da, caches, *, reverse=False):
     params = validated_parameters(info, {k: _validation.contiguous(v, steps.A.dtype)
                                          for k, v in p.items()})
     return run_backward(info, tn, False, da, steps.G, steps.A, steps.C, steps.a0, steps.c0,
-                        steps.X, params, None, T, reverse)
+                        steps.X, params, None, T, reverse, False, None, steps.packing)

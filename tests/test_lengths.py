@@ -302,3 +302,46 @@ def test_large_outputs_with_lengths_match_reference(dtype):
     grads = cyrnn.lstm_backward(da, caches)
     expected = ref.lstm_backward(da.astype(np.float64), want[-1])
     assert_close(grads["dx"], expected["dx"], rtol=tol * 10, atol=tol * 10)
+
+
+def reversed_within(a, lengths):
+    """a (·, m, T) with each column's first lengths[j] steps in reverse order,
+    zeros after them."""
+    out = np.zeros_like(a)
+    for j, L in enumerate(lengths):
+        out[:, j, :L] = a[:, j, :L][:, ::-1]
+    return out
+
+
+@settings(max_examples=30)
+@given(cases, st.data())
+def test_reverse_direction_with_lengths_runs_each_column_from_its_end(d, data):
+    """Reversed with lengths (bidirectional models, PyTorch's packed reverse
+    direction), column j runs its steps lengths[j]-1 .. 0 from a0: the forward
+    pass over x reversed within each column's length, outputs reversed back;
+    gradients likewise. Natively: no reversed copy of x."""
+    kind, m, T = d["kind"], d["m"], d["T"]
+    x, a0, p, rng = problem(kind, d["n_x"], d["n_a"], d["n_y"], m, T, d["seed"])
+    lengths = np.array(data.draw(st.lists(st.integers(0, T), min_size=m, max_size=m)))
+    c0 = rng.standard_normal(a0.shape) if cell(kind) == "lstm" else None
+    a, y, c, caches = _engine._run_direction(cell(kind), x, a0, p, c0=c0, lengths=lengths,
+                                             reverse=True, cache=True)
+    flipped = reversed_within(x, lengths)
+    want = _engine._run_direction(cell(kind), flipped, a0, p, c0=c0, lengths=lengths,
+                                  cache=True)
+    if c0 is None:      # (the forward direction against the reference, which has no c0)
+        assert_close(want[0], forward(ref, kind, flipped, a0, p, lengths=lengths)[0])
+    assert_close(a, reversed_within(want[0], lengths))
+    assert_close(y, reversed_within(want[1], lengths))
+    if c is not None:
+        assert_close(c, reversed_within(want[2], lengths))
+    again = _engine._run_direction(cell(kind), x, a0, p, c0=c0, lengths=lengths, reverse=True,
+                                   n_threads=2)
+    np.testing.assert_array_equal(again[0], a)
+    da = rng.standard_normal(a.shape)
+    grads = _engine._backward_direction(cell(kind), da, caches, reverse=True)
+    expected = backward(cyrnn, kind, reversed_within(da, lengths), want[-1])
+    assert list(grads) == list(expected)
+    for key in expected:
+        got = reversed_within(grads[key], lengths) if key == "dx" else grads[key]
+        assert_close(got, expected[key], rtol=1e-9, atol=1e-11)
