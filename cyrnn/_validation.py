@@ -264,7 +264,8 @@ def check_lengths(lengths, m, T):
             bad = int(np.flatnonzero((arr < 0) | (arr > T))[0])
             raise ValueError(f"lengths[{bad}] = {int(arr[bad])} is out of range; every length "
                              f"must be in 0 .. T_x = {T}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    # a copy: the engine freezes it and keeps it in the caches; the caller's stays as is
+    return np.array(arr, dtype=np.int64)
 
 
 # ---------------------------------------------------------------- caches

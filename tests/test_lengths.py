@@ -345,3 +345,12 @@ def test_reverse_direction_with_lengths_runs_each_column_from_its_end(d, data):
     for key in expected:
         got = reversed_within(grads[key], lengths) if key == "dx" else grads[key]
         assert_close(got, expected[key], rtol=1e-9, atol=1e-11)
+
+
+def test_the_callers_lengths_array_is_left_alone():
+    x, a0, p, _ = problem("lstm", 3, 4, 2, 5, 6)
+    lengths = np.array([6, 0, 3, 1, 4])
+    caches = cyrnn.lstm_forward(x, a0, p, lengths=lengths)[-1]
+    assert lengths.flags.writeable and caches[2] is not lengths
+    lengths[0] = 2          # the caches keep their own copy
+    assert caches[2][0] == 6 and not caches[2].flags.writeable
