@@ -261,7 +261,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef const CellSpec* cell = &r.cell
     cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, T = r.T, Tm = r.T * r.m
     cdef Py_ssize_t ms = j1 - j0, rows = cell.blocks * r.n_a
-    cdef Py_ssize_t tb = block_steps(r, ms), tbb, s, p0, i, tt, width, span
+    cdef Py_ssize_t tb = block_steps(r, ms), tbb, s, p0, i, tt, width, span, last
     # Block buffers are windows of the cache buffers when there are caches
     # (direct), else a workspace of one block, reused. Packed (variable
     # lengths) runs are direct, their steps `column()` apart and `running()` wide.
@@ -336,9 +336,13 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
         Cb = Cbase + (column(r, p0, j0) if direct else 0) if cell.has_c else NULL
         Xb = Xbase + (column(r, p0, j0) if packed else
                       p0 * stepx + colx if (direct or not gather_x) else 0)
-        # the block's columns: its steps one after another (packed: as wide as they run)
-        span = (column(r, p0 + tbb - 1, j0) - column(r, p0, j0)
-                + running(r.active, p0 + tbb - 1, j0, j1)) if direct else (tbb - 1) * step + ms
+        # the block's columns: its steps one after another (packed: as wide as they
+        # run, up to the last step where the chunk has a column running)
+        last = p0 + tbb - 1
+        while packed and last > p0 and running(r.active, last, j0, j1) == 0:
+            last -= 1
+        span = (column(r, last, j0) - column(r, p0, j0)
+                + running(r.active, last, j0, j1)) if direct else (tbb - 1) * step + ms
         check_block("X block", Xb, n_x, ldx, span if packed else (tbb - 1) * stepx + ms, X_buf,
                     X_len, item)
         check_block("G block", Gb, rows, ld, span, G_buf, G_len, item)
@@ -597,14 +601,13 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
         check_block("G step", G + ct, grows, Tm, n, r.G, grows * Tm, item)
         if cell.has_c:
             check_block("C step", C + ct, n_a, Tm, n, r.C, n_a * Tm, item)
-        if t != first:
-            check_block("A_prev", A + (r.offsets[prev] if packed else prev * m), n_a, Tm, n,
-                        r.A, n_a * Tm, item)
         # the columns whose a_prev is a state (the rest start from a0, c0 here)
         nc = 0 if t == first else n
         if packed and r.reverse:
             nc = r.active[prev] if prev < T else 0
         if nc > 0:
+            check_block("A_prev", A + (r.offsets[prev] if packed else prev * m), n_a, Tm, nc,
+                        r.A, n_a * Tm, item)
             a_prev, ld_ap = A + (r.offsets[prev] if packed else prev * m), Tm
             c_prev, ld_cp = (C + (r.offsets[prev] if packed else prev * m)
                              if cell.has_c else NULL), Tm
