@@ -83,16 +83,24 @@ cdef struct GateWeights:
     bint on_concat
 
 
+cdef inline const void* const* weight_blocks(const GateWeights* w, bint recurrent,
+                                             const Py_ssize_t** ld) noexcept nogil:
+    """The row blocks of the recurrent (else input) weights; their row strides into ld."""
+    if recurrent:
+        ld[0] = &w.ldwa[0]
+        return &w.Wa[0]
+    ld[0] = &w.ldwx[0]
+    return &w.Wx[0]
+
+
 cdef inline void gates_product(const GateWeights* w, bint recurrent, int q0, int q1,
                                Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t n, const floating* B,
                                Py_ssize_t ldb, floating beta, floating* G,
                                Py_ssize_t ldg) noexcept nogil:
     """G (+)= W @ B for gates q0..q1-1 (n_a rows each, one after another in G):
     their recurrent weights (k = n_a) or input weights (k = n_x)."""
-    cdef const void* const* W = &w.Wa[0]
-    cdef const Py_ssize_t* ld = &w.ldwa[0]
-    if not recurrent:
-        W, ld = &w.Wx[0], &w.ldwx[0]
+    cdef const Py_ssize_t* ld
+    cdef const void* const* W = weight_blocks(w, recurrent, &ld)
     cdef int q
     if w.blocks == 1:
         gemm(False, False, (q1 - q0) * n_a, n, k, <floating>1,
@@ -111,10 +119,8 @@ cdef inline void gates_product_t(const GateWeights* w, bint recurrent, int q0, i
     """out (+)= W.T @ dG for gates q0..q1-1 (dG: their rows one after another),
     summed over the gates. Wt: the stacked recurrent weights transposed
     (n_a × block_rows, one block only), or NULL."""
-    cdef const void* const* W = &w.Wa[0]
-    cdef const Py_ssize_t* ld = &w.ldwa[0]
-    if not recurrent:
-        W, ld = &w.Wx[0], &w.ldwx[0]
+    cdef const Py_ssize_t* ld
+    cdef const void* const* W = weight_blocks(w, recurrent, &ld)
     cdef int q
     if w.blocks == 1:
         gemm_atb_pretransposed(Wt + q0 * n_a if recurrent and Wt != NULL else NULL,
