@@ -286,7 +286,7 @@ def test_lengths_match_pytorch_packed_sequences(kind):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_large_outputs_with_lengths_match_reference(dtype):
+def test_large_outputs_match_reference_with_lengths(dtype):
     """Outputs past 8 MB leave the packed buffers through the staging path
     (unpack_columns); the reference checks every element, padding included."""
     x, a0, p, rng = problem("lstm", 8, 64, 3, 2100, 20, dtype=dtype)
