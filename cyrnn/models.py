@@ -1,7 +1,8 @@
 """Models: stacks of RNN/LSTM/GRU layers, one or two directions, an optional
-output head, and their weights to and from PyTorch (../shared/SPEC.md §7).
+output head, and their weights from PyTorch, Keras and ONNX (../shared/SPEC.md §7).
 
-    model = cyrnn.models.from_torch(torch_lstm)       # or its state dict
+    model = cyrnn.models.from_torch(torch_lstm)       # or its state dict,
+                                                      # from_keras, from_onnx
     outputs, final_state = model(x, lengths=lengths)  # x: (n_x, m, T)
 
 Every direction of every layer runs in the one engine (src/_engine.pyx); a
@@ -16,11 +17,15 @@ import numpy as np
 
 from . import _cells, _engine, _validation
 
-__all__ = ["Model", "from_torch", "load"]
+__all__ = ["Model", "from_torch", "from_keras", "from_onnx", "load"]
 
 # The notebook's keys of each cell's gate weights (the output head is the model's).
 _HEAD_KEYS = {"rnn": ("Wya", "by"), "lstm": ("Wy", "by"), "gru": ("Wy", "by")}
 _TORCH_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+# Each framework's order of the gate blocks in its stacked weights (see _direction).
+_TORCH_ORDER = {"rnn": "", "lstm": "ifco", "gru": "rzn"}
+_KERAS_ORDER = {"rnn": "", "lstm": "ifco", "gru": "zrn"}
+_ONNX_ORDER = {"rnn": "", "lstm": "iofc", "gru": "zrn"}
 _FORMAT = "cyrnn.models/1"
 
 
@@ -284,23 +289,249 @@ def from_torch(module_or_state_dict, *, head=None):
             zeros = np.zeros(W_hh.shape[0], W_hh.dtype)
             b_ih = arrays.get(f"bias_ih_{sfx}", zeros)
             b_hh = arrays.get(f"bias_hh_{sfx}", zeros)
-            layer.append(_from_torch_direction(cell, n_a, W_ih, W_hh, b_ih, b_hh))
+            layer.append(_direction(cell, n_a, W_ih, W_hh, b_ih, b_hh,
+                                   _TORCH_ORDER[cell]))
         layers.append(layer)
     return Model(cell, layers, head)
 
 
-def _from_torch_direction(cell, n_a, W_ih, W_hh, b_ih, b_hh):
+def _direction(cell, n_a, W_ih, W_hh, b_ih, b_hh, order, reset_after=True):
+    """One direction's parameter dict from a framework's stacked weights.
+
+    W_ih: (gates·n_a, n_in), W_hh: (gates·n_a, n_a), b_ih/b_hh: (gates·n_a,),
+    gate blocks in `order`: LSTM letters i, f, c (candidate), o; GRU r (reset),
+    z (update, the frameworks' h = z·h_prev + (1 - z)·candidate) and n (candidate)."""
     if cell == "rnn":
         return {"Wax": W_ih, "Waa": W_hh, "ba": (b_ih + b_hh)[:, None]}
-    if cell == "lstm":      # PyTorch's gate order: i, f, g (candidate), o
+    rows = {g: slice(q * n_a, (q + 1) * n_a) for q, g in enumerate(order)}
+    if cell == "lstm":
         p = {}
-        for q, g in enumerate("ifco"):
-            rows = slice(q * n_a, (q + 1) * n_a)
-            p["W" + g] = np.hstack([W_hh[rows], W_ih[rows]])
-            p["b" + g] = (b_ih[rows] + b_hh[rows])[:, None]
+        for g in "ifco":
+            p["W" + g] = np.hstack([W_hh[rows[g]], W_ih[rows[g]]])
+            p["b" + g] = (b_ih[rows[g]] + b_hh[rows[g]])[:, None]
         return p
-    r, z, n = slice(0, n_a), slice(n_a, 2 * n_a), slice(2 * n_a, 3 * n_a)
-    # SPEC §5: PyTorch's z is 1 - Γu, hence the sign flip
-    return {"Wr": np.hstack([W_hh[r], W_ih[r]]), "br": (b_ih[r] + b_hh[r])[:, None],
-            "Wu": -np.hstack([W_hh[z], W_ih[z]]), "bu": -(b_ih[z] + b_hh[z])[:, None],
-            "Wcx": W_ih[n], "bcx": b_ih[n][:, None], "Wca": W_hh[n], "bca": b_hh[n][:, None]}
+    r, z, n = rows["r"], rows["z"], rows["n"]
+    # SPEC §5: the frameworks' z is 1 - Γu, hence the sign flip
+    p = {"Wr": np.hstack([W_hh[r], W_ih[r]]), "br": (b_ih[r] + b_hh[r])[:, None],
+         "Wu": -np.hstack([W_hh[z], W_ih[z]]), "bu": -(b_ih[z] + b_hh[z])[:, None]}
+    if reset_after:
+        p.update({"Wcx": W_ih[n], "bcx": b_ih[n][:, None],
+                  "Wca": W_hh[n], "bca": b_hh[n][:, None]})
+    else:     # the candidate's two biases both sit outside the reset gate
+        p.update({"Wc": np.hstack([W_hh[n], W_ih[n]]), "bc": (b_ih[n] + b_hh[n])[:, None]})
+    return p
+
+
+# ------------------------------------------------------------------- Keras
+
+_KERAS_CELLS = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+
+
+def _keras_class(layer):
+    """The Keras class a layer is (or derives from) among those read here."""
+    for cls in type(layer).__mro__:
+        if cls.__name__ in (*_KERAS_CELLS, "Bidirectional", "Dense", "TimeDistributed",
+                            "InputLayer"):
+            return cls.__name__
+    return type(layer).__name__
+
+
+def from_keras(layer_or_model, *, head=None):
+    """A Model with the weights of Keras 3 layers (any backend): a SimpleRNN,
+    LSTM or GRU (reset_after True or False), a Bidirectional of one (merge_mode
+    'concat'), or a Sequential/functional model (or a list of layers) that
+    stacks such layers of one kind, optionally ending in a Dense (or
+    TimeDistributed Dense) with a softmax, which becomes the head. Inputs are
+    always (n_x, m, T) (Keras's are (m, T, n_x)); a Keras mask is `lengths`
+    here. Unsupported, each a ValueError naming it: activations other than
+    tanh/sigmoid, go_backwards outside a Bidirectional, other merge modes,
+    other layers in a model."""
+    obj = layer_or_model
+    kind = _keras_class(obj)
+    if kind in (*_KERAS_CELLS, "Bidirectional"):
+        stack = [obj]
+    elif isinstance(obj, (list, tuple)) or hasattr(obj, "layers"):
+        stack = [layer for layer in (obj if isinstance(obj, (list, tuple)) else obj.layers)
+                 if _keras_class(layer) != "InputLayer"]
+    else:
+        raise TypeError(f"from_keras needs a Keras SimpleRNN/LSTM/GRU/Bidirectional layer "
+                        f"or a model of them; got {type(obj).__name__}")
+    if stack and _keras_class(stack[-1]) in ("Dense", "TimeDistributed"):
+        if head is not None:
+            raise ValueError("the Keras model ends in a Dense layer and head= was given too")
+        head = _keras_head(stack.pop())
+    layers, cells = [], set()
+    for layer in stack:
+        kind = _keras_class(layer)
+        if kind == "Bidirectional":
+            merge = layer.get_config().get("merge_mode")
+            if merge != "concat":
+                raise ValueError(f"Bidirectional {layer.name!r} has merge_mode={merge!r}; only "
+                                 "'concat' is supported (the outputs stack both directions)")
+            directions = [(layer.forward_layer, False), (layer.backward_layer, True)]
+        elif kind in _KERAS_CELLS:
+            directions = [(layer, False)]
+        else:
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) is not supported "
+                             "in a Keras model: only SimpleRNN/LSTM/GRU, Bidirectional of "
+                             "them, and a final softmax Dense")
+        converted = []
+        for sub, backwards in directions:
+            cell, p = _keras_direction(sub, backwards)
+            cells.add(cell)
+            converted.append(p)
+        layers.append(converted)
+    if len(cells) != 1:
+        raise ValueError(f"the Keras layers mix cells {sorted(cells)}; a Model has one kind")
+    return Model(cells.pop(), layers, head)
+
+
+def _keras_direction(layer, backwards):
+    kind = _keras_class(layer)
+    if kind not in _KERAS_CELLS:
+        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) is not a "
+                         "SimpleRNN, LSTM or GRU")
+    cell = _KERAS_CELLS[kind]
+    config = layer.get_config()
+    wanted = {"activation": "tanh"}
+    if cell != "rnn":
+        wanted["recurrent_activation"] = "sigmoid"
+    for key, value in wanted.items():
+        if config.get(key) != value:
+            raise ValueError(f"{kind} {layer.name!r} has {key}={config.get(key)!r}; only "
+                             f"{value!r} is supported")
+    if bool(config.get("go_backwards")) != backwards:
+        raise ValueError(f"{kind} {layer.name!r} has go_backwards={config.get('go_backwards')}; "
+                         "a reversed layer is supported only inside a Bidirectional")
+    if not layer.built:
+        raise ValueError(f"{kind} {layer.name!r} is not built (it has no weights yet): call "
+                         "it on an input or build it first")
+    weights = [np.asarray(w) for w in layer.get_weights()]
+    kernel, recurrent = weights[0], weights[1]
+    n_a = recurrent.shape[0]
+    zeros = np.zeros(recurrent.shape[1], recurrent.dtype)
+    b_ih, b_hh = zeros, zeros
+    if len(weights) > 2:     # a reset-after GRU has two bias rows (input, recurrent)
+        bias = weights[2]
+        b_ih, b_hh = (bias[0], bias[1]) if bias.ndim == 2 else (bias, zeros)
+    return cell, _direction(cell, n_a, kernel.T, recurrent.T, b_ih, b_hh, _KERAS_ORDER[cell],
+                            reset_after=bool(config.get("reset_after", True)))
+
+
+def _keras_head(layer):
+    dense = layer.layer if _keras_class(layer) == "TimeDistributed" else layer
+    config = dense.get_config()
+    if _keras_class(dense) != "Dense" or config.get("activation") != "softmax":
+        raise ValueError(f"the final layer {layer.name!r} must be a Dense with "
+                         f"activation='softmax' to be the head; got {type(dense).__name__} "
+                         f"with activation={config.get('activation')!r}")
+    weights = [np.asarray(w) for w in dense.get_weights()]
+    kernel = weights[0]
+    bias = weights[1] if len(weights) > 1 else np.zeros(kernel.shape[1], kernel.dtype)
+    return {"Wy": kernel.T, "by": bias[:, None]}
+
+
+# -------------------------------------------------------------------- ONNX
+
+_ONNX_CELLS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+_ONNX_ACTIVATIONS = {"rnn": ["Tanh"], "lstm": ["Sigmoid", "Tanh", "Tanh"],
+                     "gru": ["Sigmoid", "Tanh"]}
+# What exporters put between stacked recurrent nodes: shapes, layouts, the
+# initial states' zeros. Any other node would compute something the Model does not.
+_ONNX_LAYOUT_OPS = {"Constant", "ConstantOfShape", "Shape", "Gather", "Unsqueeze", "Squeeze",
+                    "Concat", "Expand", "Transpose", "Reshape", "Identity", "Cast", "Slice"}
+
+
+def from_onnx(model_or_path, *, head=None):
+    """A Model with the weights of an ONNX graph's RNN/LSTM/GRU nodes (an
+    onnx.ModelProto, a path or the file's bytes; needs the `onnx` package:
+    `pip install "cyrnn[onnx]"`). The recurrent nodes, in graph order, are the
+    stack's layers, each 'forward' or 'bidirectional'; the other nodes may only
+    move data (what exporters such as torch.onnx put between layers). GRU nodes
+    with linear_before_reset=1 are the reset-after variant, 0 reset-before.
+    Inputs are always (n_x, m, T), whatever the node's layout; initial states
+    and sequence_lens are call arguments (`initial_state`, `lengths`).
+    Unsupported, each a ValueError naming it: peepholes, clip, input_forget,
+    activations other than the defaults, direction='reverse' alone, weights
+    that are not constants of the graph."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as error:
+        raise ImportError('from_onnx needs the onnx package: pip install "cyrnn[onnx]"') \
+            from error
+    obj = model_or_path
+    if isinstance(obj, (bytes, bytearray)):
+        obj = onnx.load_from_string(bytes(obj))
+    elif not hasattr(obj, "graph"):
+        obj = onnx.load(obj)
+    graph = obj.graph
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value":
+                    constants[node.output[0]] = numpy_helper.to_array(attribute.t)
+    layers, cells = [], set()
+    for node in graph.node:
+        if node.op_type in _ONNX_CELLS:
+            cell = _ONNX_CELLS[node.op_type]
+            cells.add(cell)
+            layers.append(_onnx_layer(cell, node, constants, onnx.helper))
+        elif node.op_type not in _ONNX_LAYOUT_OPS:
+            raise ValueError(f"ONNX node {node.name!r} ({node.op_type}) is not supported: "
+                             f"from_onnx reads RNN/LSTM/GRU nodes and the data moves "
+                             f"between them ({', '.join(sorted(_ONNX_LAYOUT_OPS))})")
+    if not layers:
+        raise ValueError("the ONNX graph has no RNN, LSTM or GRU node")
+    if len(cells) != 1:
+        raise ValueError(f"the ONNX graph mixes cells {sorted(cells)}; a Model has one kind")
+    return Model(cells.pop(), layers, head)
+
+
+def _onnx_layer(cell, node, constants, helper):
+    what = f"ONNX {node.op_type} node {node.name!r}"
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    direction = attrs.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    if direction not in ("forward", "bidirectional"):
+        raise ValueError(f"{what} has direction={direction!r}; only 'forward' and "
+                         "'bidirectional' are supported (a Model's reverse direction "
+                         "comes with a forward one)")
+    directions = 2 if direction == "bidirectional" else 1
+    activations = [a.decode() if isinstance(a, bytes) else a
+                   for a in attrs.get("activations", [])]
+    if activations and activations != _ONNX_ACTIVATIONS[cell] * directions:
+        raise ValueError(f"{what} has activations={activations}; only the defaults "
+                         f"{_ONNX_ACTIVATIONS[cell] * directions} are supported")
+    if "clip" in attrs:
+        raise ValueError(f"{what} has clip={attrs['clip']}; cell clipping is not supported")
+    if attrs.get("input_forget", 0):
+        raise ValueError(f"{what} has input_forget=1 (coupled gates); not supported")
+
+    def constant(index, name):
+        if len(node.input) <= index or not node.input[index]:
+            return None
+        if node.input[index] not in constants:
+            raise ValueError(f"{what}: its input {name} ({node.input[index]!r}) is not a "
+                             "constant of the graph (an initializer or Constant node)")
+        return constants[node.input[index]]
+
+    if cell == "lstm" and len(node.input) > 7 and node.input[7]:
+        raise ValueError(f"{what} has peepholes (input P); not supported")
+    W, R, B = constant(1, "W"), constant(2, "R"), constant(3, "B")
+    if W is None or R is None:
+        raise ValueError(f"{what} has no weights W and R")
+    n_a = attrs.get("hidden_size", R.shape[-1])
+    rows = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * n_a
+    if B is None:
+        B = np.zeros((directions, 2 * rows), R.dtype)
+    for name, array, shape in (("W", W, (directions, rows, W.shape[-1])),
+                               ("R", R, (directions, rows, n_a)),
+                               ("B", B, (directions, 2 * rows))):
+        if array.shape != shape:
+            raise ValueError(f"{what}: {name} has shape {array.shape}; expected {shape} "
+                             f"(direction={direction!r}, hidden_size={n_a})")
+    reset_after = bool(attrs.get("linear_before_reset", 0))
+    return [_direction(cell, n_a, W[d], R[d], B[d, :rows], B[d, rows:], _ONNX_ORDER[cell],
+                       reset_after=reset_after) for d in range(directions)]
