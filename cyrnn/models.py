@@ -11,11 +11,12 @@ own steps backwards when lengths are given (PyTorch's packed semantics).
 The weights are the notebook's parameter dicts (cyrnn/_cells.py), one per
 layer and direction.
 """
+import functools
 import json
 
 import numpy as np
 
-from . import _cells, _engine, _validation
+from . import _cells, _engine, _parallel, _validation
 
 __all__ = ["Model", "from_torch", "from_keras", "from_onnx", "load"]
 
@@ -27,6 +28,9 @@ _TORCH_ORDER = {"rnn": "", "lstm": "ifco", "gru": "rzn"}
 _KERAS_ORDER = {"rnn": "", "lstm": "ifco", "gru": "zrn"}
 _ONNX_ORDER = {"rnn": "", "lstm": "iofc", "gru": "zrn"}
 _FORMAT = "cyrnn.models/1"
+# Below this much work per direction (multiply-adds), handing one direction to a
+# second thread costs more than it saves (thread hand-off ~30-50 us).
+_PARALLEL_DIRECTIONS_MACS = 2_000_000
 
 
 def _gate_keys(cell, parameters=None):
@@ -133,20 +137,34 @@ class Model:
         states = self.num_layers * self.directions
         a0s = self._initial(initial_state, "a", states, m)
         c0s = self._initial(initial_state, "c", states, m) if self.cell == "lstm" else None
+        threads = _parallel.resolve_threads(n_threads)
         final_a, final_c = [], []
         columns = np.arange(m)
         for l, layer in enumerate(self.layers):
-            outs = []
-            for d, p in enumerate(layer):
+            runs = [None] * len(layer)
+
+            def run(first, last, layer_input=x, l=l, per_direction=threads):
+                for d in range(first, last):
+                    k = l * self.directions + d
+                    runs[d] = _engine._run_direction(
+                        self.cell, layer_input, a0s[k], layer[d],
+                        c0=None if c0s is None else c0s[k], lengths=lengths, reverse=d == 1,
+                        cache=False, n_threads=per_direction)
+
+            if len(layer) == 2 and threads > 1 and \
+                    self._macs(l) * m * T >= _PARALLEL_DIRECTIONS_MACS:
+                # the two directions at once, each on half the threads (what each
+                # computes does not depend on its threads: results are the same)
+                run_both = functools.partial(run, per_direction=max(1, threads // 2))
+                _parallel.run_chunks(run_both, 2, 2)
+            else:
+                run(0, len(layer))
+            for d, (a, _, c, _) in enumerate(runs):
                 k = l * self.directions + d
-                a, _, c, _ = _engine._run_direction(
-                    self.cell, x, a0s[k], p, c0=None if c0s is None else c0s[k],
-                    lengths=lengths, reverse=d == 1, cache=False, n_threads=n_threads)
-                outs.append(a)
                 final_a.append(self._final(a, a0s[k], lengths, d, columns))
                 if c is not None:
                     final_c.append(self._final(c, c0s[k], lengths, d, columns))
-            x = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+            x = runs[0][0] if len(runs) == 1 else np.concatenate([r[0] for r in runs], axis=0)
         final = {"a": np.stack(final_a)}
         if self.cell == "lstm":
             final["c"] = np.stack(final_c)
@@ -168,6 +186,11 @@ class Model:
             raise ValueError(f"initial_state[{key!r}] has shape {s.shape}; expected "
                              f"(layers·directions, n_a, m) = ({states}, {self.n_a}, {m})")
         return [np.ascontiguousarray(s[k]) for k in range(states)]
+
+    def _macs(self, l):
+        """Multiply-adds per column and step of one direction of layer l."""
+        n_in = self.n_x if l == 0 else self.directions * self.n_a
+        return _TORCH_GATES[self.cell] * self.n_a * (self.n_a + n_in)
 
     @staticmethod
     def _final(a, a0, lengths, d, columns):

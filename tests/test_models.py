@@ -120,3 +120,33 @@ def test_head_initial_state_and_errors():
         model(np.zeros((4, 2, 4)))
     with pytest.raises(ValueError, match=r"initial_state\['a'\] has shape"):
         model(x, initial_state={"a": np.zeros((1, 4, 2))})
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_directions_in_parallel_are_bit_identical(cell, monkeypatch):
+    """n_threads > 1 runs a layer's two directions at once (above a size, here
+    forced to 0): the same numbers as one after the other, lengths or not."""
+    monkeypatch.setattr(models, "_PARALLEL_DIRECTIONS_MACS", 0)
+    rng = np.random.default_rng(9)
+    n_x, n_a = 5, 6
+
+    def direction(n_in):
+        if cell == "lstm":
+            return {f"{w}{g}": rng.standard_normal((n_a, n_a + n_in) if w == "W" else (n_a, 1))
+                    for g in "fico" for w in "Wb"}
+        return {"Wr": rng.standard_normal((n_a, n_a + n_in)), "br": rng.standard_normal((n_a, 1)),
+                "Wu": rng.standard_normal((n_a, n_a + n_in)), "bu": rng.standard_normal((n_a, 1)),
+                "Wc": rng.standard_normal((n_a, n_a + n_in)), "bc": rng.standard_normal((n_a, 1))}
+
+    model = models.Model(cell, [[direction(n_x), direction(n_x)],
+                                [direction(2 * n_a), direction(2 * n_a)]])
+    x = rng.standard_normal((n_x, 7, 12))
+    for lengths in (None, [12, 3, 5, 12, 1, 8, 2]):
+        want, want_final = model(x, lengths=lengths)
+        for threads in (2, 3, None):
+            out, final = model(x, lengths=lengths, n_threads=threads)
+            np.testing.assert_array_equal(out, want)
+            for key in want_final:
+                np.testing.assert_array_equal(final[key], want_final[key])
+    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+        model(x, n_threads=0)
