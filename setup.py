@@ -87,7 +87,7 @@ def extension(name):
 
 setup(
     ext_modules=cythonize(
-        [extension(name) for name in ("_pool", "_engine", "_activations")],
+        [extension(name) for name in ("_pool", "_engine", "_activations", "_train")],
         compiler_directives=directives,
         include_path=["src"],
         build_dir=GENERATED_C,

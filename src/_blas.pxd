@@ -4,7 +4,7 @@
 # C = op(A)·op(B) is the column-major C^T = op(B)^T·op(A)^T, so `gemm` swaps the
 # operands and the sizes once here and kernel authors never see Fortran order.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 # Sizes passed to BLAS. SciPy's cython_blas takes 32-bit ints (LP64); every entry
 # point refuses problems whose sizes do not fit (cyrnn/_validation.py and the
@@ -45,6 +45,20 @@ cdef inline void gemm(bint trans_a, bint trans_b,
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>B, &ldb, <double*>A, &lda,
               &beta, C, &ldc)
+
+
+cdef inline void gemv(bint trans, blas_int m, blas_int n, floating alpha, const floating* A,
+                      blas_int lda, const floating* x, floating beta,
+                      floating* y) noexcept nogil:
+    """Row-major y = alpha·op(A)·x + beta·y, A m×n (contiguous x and y)."""
+    cdef char t = b'N' if trans else b'T'     # row-major A is column-major Aᵀ
+    cdef blas_int one = 1
+    if m <= 0 or n <= 0:
+        return
+    if floating is float:
+        sgemv(&t, &n, &m, &alpha, <float*>A, &lda, <float*>x, &one, &beta, y, &one)
+    else:
+        dgemv(&t, &n, &m, &alpha, <double*>A, &lda, <double*>x, &one, &beta, y, &one)
 
 
 # OpenBLAS (SciPy's BLAS on Linux and Windows) runs a row-major A·Bᵀ with k < 32
