@@ -241,10 +241,12 @@ class Model:
 
     # ---------------------------------------------------------------- files
 
-    def save(self, path):
+    def save(self, path, *, extra=None):
         """Write the model to a .npz file (arrays and a JSON description; read
-        back by `load`, without pickle)."""
-        arrays = {}
+        back by `load`, without pickle). `extra`: more arrays to keep in the
+        same file under "extra/<name>" (e.g. a training run's state), which
+        `load` ignores and `np.load(path)["extra/<name>"]` reads."""
+        arrays = {f"extra/{name}": np.asarray(value) for name, value in (extra or {}).items()}
         for l, layer in enumerate(self.layers):
             for d, p in enumerate(layer):
                 for key in _gate_keys(self.cell, p):
