@@ -75,21 +75,31 @@ def softmax_cross_entropy(a, Wy, by, targets, *, lengths=None, reduction="mean")
         raise ValueError(f"targets[{j}, {t}] is {targets[j, t]}; classes must be in "
                          f"[0, {n_y}) where counted")
     count = int(flat_counted.sum())
-    columns = np.flatnonzero(flat_counted)                 # (j, t) pairs, j·T + t
     A = a.reshape(n_a, m * T)
-    Z = Wy @ A[:, columns] + by                            # (n_y, count)
+    every = count == m * T
+    # the counted (j, t) pairs, as columns j·T + t of A (all of them: A itself)
+    columns = None if every else np.flatnonzero(flat_counted)
+    picked_targets = flat_targets if every else flat_targets[columns]
+    A_counted = A if every else A[:, columns]
+    # Z = Wy·a + by, then in place: softmax over the classes, then its gradient
+    Z = Wy @ A_counted
+    Z += by
     Z -= Z.max(axis=0)
-    E = np.exp(Z)
-    total = E.sum(axis=0)
-    picked = Z[flat_targets[columns], np.arange(count)]
-    loss = float(np.sum(np.log(total) - picked, dtype=np.float64))
+    rows, cols = picked_targets, np.arange(count)
+    picked = Z[rows, cols].astype(np.float64)
+    np.exp(Z, out=Z)
+    total = Z.sum(axis=0)
+    loss = float(np.sum(np.log(total, dtype=np.float64)) - np.sum(picked))
     scale = 1.0 / count if reduction == "mean" and count else 1.0
-    dZ = E / total
-    dZ[flat_targets[columns], np.arange(count)] -= 1
-    dZ *= dtype.type(scale)
-    da = np.zeros((n_a, m * T), dtype)
-    da[:, columns] = Wy.T @ dZ
-    head = {"dWy": dZ @ A[:, columns].T, "dby": dZ.sum(axis=1, keepdims=True)}
+    Z /= total
+    Z[rows, cols] -= 1
+    Z *= dtype.type(scale)                        # dZ
+    if every:
+        da = Wy.T @ Z
+    else:
+        da = np.zeros((n_a, m * T), dtype)
+        da[:, columns] = Wy.T @ Z
+    head = {"dWy": Z @ A_counted.T, "dby": Z.sum(axis=1, keepdims=True)}
     return loss * scale, da.reshape(n_a, m, T), head
 
 
