@@ -48,17 +48,18 @@ cdef inline void gemm(bint trans_a, bint trans_b,
 
 
 cdef inline void gemv(bint trans, blas_int m, blas_int n, floating alpha, const floating* A,
-                      blas_int lda, const floating* x, floating beta,
-                      floating* y) noexcept nogil:
-    """Row-major y = alpha·op(A)·x + beta·y, A m×n (contiguous x and y)."""
+                      blas_int lda, const floating* x, blas_int incx, floating beta,
+                      floating* y, blas_int incy) noexcept nogil:
+    """Row-major y = alpha·op(A)·x + beta·y, A m×n, x and y `inc` elements apart."""
     cdef char t = b'N' if trans else b'T'     # row-major A is column-major Aᵀ
-    cdef blas_int one = 1
     if m <= 0 or n <= 0:
         return
+    if lda < 1:
+        lda = 1
     if floating is float:
-        sgemv(&t, &n, &m, &alpha, <float*>A, &lda, <float*>x, &one, &beta, y, &one)
+        sgemv(&t, &n, &m, &alpha, <float*>A, &lda, <float*>x, &incx, &beta, y, &incy)
     else:
-        dgemv(&t, &n, &m, &alpha, <double*>A, &lda, <double*>x, &one, &beta, y, &one)
+        dgemv(&t, &n, &m, &alpha, <double*>A, &lda, <double*>x, &incx, &beta, y, &incy)
 
 
 # OpenBLAS (SciPy's BLAS on Linux and Windows) runs a row-major A·Bᵀ with k < 32

@@ -153,7 +153,7 @@ cdef double char_rnn_step(Py_ssize_t T, Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize
     # forward: a_t = tanh(Wax·x_t + Waa·a_{t-1} + b), x_t one-hot (or zero)
     for t in range(T):
         row = A + (t + 1) * n_a
-        gemv(False, n_a, n_a, 1.0, Waa, n_a, A + t * n_a, 0.0, row)
+        gemv(False, n_a, n_a, 1.0, Waa, n_a, A + t * n_a, 1, 0.0, row, 1)
         if X[t] >= 0:      # (Wax·x + Waa·a) + b, the course's order
             for i in range(n_a):
                 row[i] = Wax[i * n_x + X[t]] + row[i]
@@ -197,7 +197,7 @@ cdef double char_rnn_step(Py_ssize_t T, Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize
             for i in range(n_a):
                 dWax[i * n_x + X[t]] = dWax[i * n_x + X[t]] + row[i]
         if t > 0:
-            gemv(True, n_a, n_a, 1.0, Waa, n_a, row, 0.0, da_next)
+            gemv(True, n_a, n_a, 1.0, Waa, n_a, row, 1, 0.0, da_next, 1)
     gemm(True, False, n_a, n_a, T, 1.0, DA, n_a, A, n_a, 0.0, dWaa, n_a)
     memcpy(a_last, A + T * n_a, n_a * sizeof(double))
     clip_and_step_d(Wax, dWax, n_a * n_x, c, lr)
