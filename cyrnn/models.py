@@ -140,8 +140,20 @@ class Model:
         threads = _parallel.resolve_threads(n_threads)
         final_a, final_c = [], []
         columns = np.arange(m)
+        n_a, D = self.n_a, self.directions
         for l, layer in enumerate(self.layers):
             runs = [None] * len(layer)
+            # The directions write their rows of the layer's output in place: the
+            # last layer's in the user's layout, the others' (without lengths)
+            # time-major, which the next layer reads as it is (no layout change)
+            if l == self.num_layers - 1 or lengths is not None:
+                output = np.empty((D * n_a, m, T), self.dtype)
+                outs = [output[d * n_a:(d + 1) * n_a] for d in range(D)]
+            else:
+                time_major = np.empty((D * n_a, T, m), self.dtype)
+                output = time_major.transpose(0, 2, 1)
+                outs = [time_major[d * n_a:(d + 1) * n_a].transpose(0, 2, 1)
+                        for d in range(D)]
 
             def run(first, last, layer_input=x, l=l, per_direction=threads):
                 for d in range(first, last):
@@ -149,7 +161,7 @@ class Model:
                     runs[d] = _engine._run_direction(
                         self.cell, layer_input, a0s[k], layer[d],
                         c0=None if c0s is None else c0s[k], lengths=lengths, reverse=d == 1,
-                        cache=False, n_threads=per_direction)
+                        cache=False, n_threads=per_direction, out=outs[d])
 
             if len(layer) == 2 and threads > 1 and \
                     self._macs(l) * m * T >= _PARALLEL_DIRECTIONS_MACS:
@@ -164,15 +176,14 @@ class Model:
                 final_a.append(self._final(a, a0s[k], lengths, d, columns))
                 if c is not None:
                     final_c.append(self._final(c, c0s[k], lengths, d, columns))
-            x = runs[0][0] if len(runs) == 1 else np.concatenate([r[0] for r in runs], axis=0)
+            x = output
         final = {"a": np.stack(final_a)}
         if self.cell == "lstm":
             final["c"] = np.stack(final_c)
         if self.head is None:
             return x, final
         from ._activations import softmax
-        D, T = x.shape[0], x.shape[2]
-        z = self.head["Wy"] @ x.reshape(D, m * T) + self.head["by"]
+        z = self.head["Wy"] @ x.reshape(D * n_a, m * T) + self.head["by"]
         y = softmax(z).reshape(-1, m, T)
         if lengths is not None:
             y[:, lengths[:, None] <= np.arange(T)] = 0

@@ -312,7 +312,8 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef floating* Ab
     cdef floating* Cb
     cdef floating* Xb
-    cdef floating* a_out = <floating*>r.a_out + j0 * T
+    # NULL: the states stay in A, time-major (a direct run's buffer, _run_direction's out)
+    cdef floating* a_out = <floating*>r.a_out + j0 * T if r.a_out != NULL else NULL
     # the buffers the blocks below must stay inside (checked by the debug build)
     cdef size_t item = sizeof(floating)
     cdef const void* G_buf = r.G if direct else ws
@@ -415,11 +416,13 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
         s += tbb
     if direct and not r.gemm_only and not packed:
         # whole rows of the outputs at once (see scatter_batch_major's staging)
-        scatter_batch_major(n_a, ms, T, Abase + j0, Tm, m, a_out, m * T, T)
+        if a_out != NULL:
+            scatter_batch_major(n_a, ms, T, Abase + j0, Tm, m, a_out, m * T, T)
         if r.c_out != NULL:
             scatter_batch_major(n_a, ms, T, Cbase + j0, Tm, m, <floating*>r.c_out + j0 * T,
                                 m * T, T)
-    output_head(r, j0, ms, a_out)
+    if a_out != NULL:
+        output_head(r, j0, ms, a_out)
     return 0
 
 
@@ -1214,24 +1217,32 @@ cdef class _BackwardJob:
 
 
 cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, object c0,
-                           list params, bint cache, bint reverse, Forward* r):
+                           list params, bint cache, bint reverse, Forward* r,
+                           object out=None):
     """Fill r for a forward call on kernel-ready inputs, allocating the outputs
     and (with `cache`) the cache buffers; returns them as (a, y, c, G, A, C, X,
-    keep-alive objects)."""
+    keep-alive objects). `out` (checked by _run_direction): the (n_a, m, T)
+    array to write the hidden states into instead of a new one; a transposed
+    view of a C-contiguous (n_a, T, m) array is the time-major state buffer A
+    itself (no output in the user's layout is made, nor c: the cell states
+    come back as a view of C; `cache` must be on)."""
     cdef Py_ssize_t n_x = cnp.PyArray_DIMS(x)[0], m = cnp.PyArray_DIMS(x)[1]
     cdef Py_ssize_t T = cnp.PyArray_DIMS(x)[2], n_a = cnp.PyArray_DIMS(a0)[0]
     cdef Py_ssize_t rows = info.spec.blocks * n_a
     cdef cnp.ndarray Wy = params[info.wy_index]
     cdef Py_ssize_t n_y = cnp.PyArray_DIMS(Wy)[0]
+    cdef bint states_out = out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)
     keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
-    a = new_array(tn, n_a, m, T)
+    a = new_array(tn, n_a, m, T) if out is None else out
     y = new_array(tn, n_y, m, T)
-    c = new_array(tn, n_a, m, T) if info.spec.has_c else None
+    c = new_array(tn, n_a, m, T) if info.spec.has_c and not states_out else None
     cdef bint time_major = is_time_major_view(x)
     G = A = C = X = None
     if cache:
-        G = new_array(tn, rows, T, m)
-        A = G if info.spec.gates_are_state else new_array(tn, n_a, T, m)
+        A_given = out.transpose(0, 2, 1) if states_out else None
+        G = A_given if states_out and info.spec.gates_are_state else new_array(tn, rows, T, m)
+        A = G if info.spec.gates_are_state else (
+            A_given if states_out else new_array(tn, n_a, T, m))
         C = new_array(tn, n_a, T, m) if info.spec.has_c else None
         X = x.transpose(0, 2, 1) if time_major else new_array(tn, n_x, T, m)
     r.cell = info.spec
@@ -1240,11 +1251,14 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     r.sx0, r.sx1, r.sx2 = elem_stride(x, 0), elem_stride(x, 1), elem_stride(x, 2)
     r.a0, r.c0, r.b = data(a0), data(c0), data(b)
     r.Wy, r.by = data(Wy), data(params[info.by_index])
-    r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
+    r.a_out = NULL if states_out else <void*>data(a)
+    r.c_out, r.y_out = <void*>data(c), <void*>data(y)
     r.G, r.A, r.C = <void*>data(G), <void*>data(A), <void*>data(C)
     r.X = NULL if time_major else <void*>data(X)
     r.reverse, r.gemm_only, r.single = reverse, False, tn == cnp.NPY_FLOAT
     r.offsets = r.active = r.bounds = NULL
+    if states_out and C is not None:
+        c = C.transpose(0, 2, 1)
     return a, y, c, G, A, C, X, (keep, b)
 
 
@@ -1279,9 +1293,10 @@ cdef void run_forward(Forward* r, object keep, int n_threads, Py_ssize_t work_si
 
 
 cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threads,
-                            bint reverse=False, lengths=None):
+                            bint reverse=False, lengths=None, out=None):
     """(a, y, c, caches) of a sequence forward; c None for cells without one,
-    caches None without `cache`; with `lengths`, caches (steps, x, lengths)."""
+    caches None without `cache`; with `lengths`, caches (steps, x, lengths).
+    out: see _run_direction."""
     cdef int tn = float_typenum(x)
     cdef list params = None
     cdef Py_ssize_t n_x, m, T, n_a
@@ -1323,7 +1338,7 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
         lengths.flags.writeable = False
         if not (lengths == T).all():
             return packed_forward(info, tn, x, a0, c0, params, lengths, cache, threads, x_given,
-                                  parameters, reverse)
+                                  parameters, reverse, _checked_out(out, tn, n_a, m, T, False))
         # every column runs every step: the ordinary run, caches recording lengths
     cdef double scratch = (<double>(info.spec.blocks + (0 if info.spec.gates_are_state else 1)
                                     + info.spec.has_c) * n_a + n_x) * T * m * \
@@ -1332,9 +1347,15 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
                            + cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0]) * T * m * \
         (4 if tn == cnp.NPY_FLOAT else 8)
     cdef Forward r
+    out = _checked_out(out, tn, n_a, m, T, not cache)
+    if out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out) and \
+            cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0] > 0:
+        raise ValueError("a time-major out holds the hidden states only: the output "
+                         "layer must have 0 rows")
     a, y, c, G, A, C, X, keep = prepare_forward(
         info, tn, x, a0, c0, params,
-        cache or (scratch <= SCRATCH_BYTES and outputs > CACHED_OUTPUT_BYTES), reverse, &r)
+        cache or (scratch <= SCRATCH_BYTES and outputs > CACHED_OUTPUT_BYTES) or (
+            out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)), reverse, &r, out)
     run_forward(&r, (x, a0, c0, params, keep, a, y, c, G, A, C, X), threads,
                 n_a * m * T if threads == 1 else 0)
     if not cache:
@@ -1412,7 +1433,7 @@ cdef void zero_padding(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t T,
 
 cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, c0, list params,
                           lengths, bint cache, int threads, x_given, parameters,
-                          bint reverse=False):
+                          bint reverse=False, out=None):
     """sequence_forward with variable lengths, on kernel-ready inputs: the
     columns sorted and packed (cyrnn/_packing.py), the driver on the packed
     buffers, then the outputs unpacked and the output head run."""
@@ -1429,7 +1450,7 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     C = new_array(tn, n_a, P) if info.spec.has_c else None
     cdef cnp.ndarray Wy = params[info.wy_index]
     cdef Py_ssize_t n_y = Wy.shape[0]
-    a = new_array(tn, n_a, m, T)
+    a = new_array(tn, n_a, m, T) if out is None else out
     c = new_array(tn, n_a, m, T) if info.spec.has_c else None
     y = new_array(tn, n_y, m, T)
     bounds = _packing.balanced_bounds(plan, n_chunks(m))
@@ -2298,14 +2319,41 @@ def gru_backward(da, caches):
 # ------------------------------------------------------------------ for the models to come
 
 def _run_direction(cell, x, a0, parameters, *, c0=None, lengths=None, reverse=False,
-                   cache=False, n_threads=1):
+                   cache=False, n_threads=1, out=None):
     """A layer's direction: (a, y, c, caches) with the steps run from T-1 down to
     0 when `reverse` (its step caches then follow the reverse order: see
     _backward_direction); with lengths, reversed, column j runs from its step
     lengths[j]-1 down to 0 (PyTorch's bidirectional packed sequences). Engine
-    entry for stacked and bidirectional models."""
+    entry for stacked and bidirectional models.
+
+    out: where the hidden states go, an (n_a, m, T) array of the compute dtype
+    (no head: Wy with 0 rows), returned as `a`: C-contiguous (the user's
+    layout: e.g. one direction's rows of a layer's output), or, without lengths
+    and caches, a transposed view of a C-contiguous (n_a, T, m) array, which the
+    steps write directly (the time-major layout the next layer reads in place;
+    `c` then views the cell states likewise)."""
     info = gru_info(parameters) if cell == "gru" else CELLS[cell]
-    return sequence_forward(info, x, a0, c0, parameters, cache, n_threads, reverse, lengths)
+    return sequence_forward(info, x, a0, c0, parameters, cache, n_threads, reverse, lengths,
+                            out)
+
+
+cdef object _checked_out(object out, int tn, Py_ssize_t n_a, Py_ssize_t m, Py_ssize_t T,
+                         bint time_major_ok):
+    """out if it fits _run_direction's rules, else ValueError naming them."""
+    if out is None:
+        return None
+    if type(out) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>out) != tn or \
+            out.shape != (n_a, m, T) or not out.flags.writeable:
+        raise ValueError(f"out must be a writable {np.dtype(np.float32 if tn == cnp.NPY_FLOAT else np.float64)} "
+                         f"array of shape {(n_a, m, T)}; got {type(out).__name__} "
+                         f"{getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}")
+    if cnp.PyArray_ISCARRAY(<cnp.ndarray>out):
+        return out
+    if time_major_ok and is_time_major_view(<cnp.ndarray>out) and \
+            out.transpose(0, 2, 1).flags.c_contiguous:
+        return out
+    raise ValueError("out must be C-contiguous, or (without lengths and caches) a transposed "
+                     "view of a C-contiguous (n_a, T, m) array")
 
 
 def _backward_direction(cell, da, caches, *, reverse=False):

@@ -150,3 +150,60 @@ def test_directions_in_parallel_are_bit_identical(cell, monkeypatch):
                 np.testing.assert_array_equal(final[key], want_final[key])
     with pytest.raises(ValueError, match="n_threads must be >= 1"):
         model(x, n_threads=0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_engine_writes_a_layers_rows_in_place(cell):
+    """_run_direction's out: the hidden states written into a given array, in
+    the user's layout or time-major (what Model hands between layers), bit for
+    bit what the call returns without it."""
+    rng = np.random.default_rng(11)
+    n_x, n_a, m, T = 4, 5, 6, 7
+    p = {"rnn": lambda: {"Wax": rng.standard_normal((n_a, n_x)),
+                         "Waa": rng.standard_normal((n_a, n_a)),
+                         "ba": rng.standard_normal((n_a, 1)), "Wya": np.zeros((0, n_a)),
+                         "by": np.zeros((0, 1))},
+         "lstm": lambda: dict({f"{w}{g}": rng.standard_normal((n_a, n_a + n_x) if w == "W"
+                                                              else (n_a, 1))
+                               for g in "fico" for w in "Wb"},
+                              Wy=np.zeros((0, n_a)), by=np.zeros((0, 1))),
+         "gru": lambda: {"Wr": rng.standard_normal((n_a, n_a + n_x)),
+                         "Wu": rng.standard_normal((n_a, n_a + n_x)),
+                         "br": rng.standard_normal((n_a, 1)), "bu": rng.standard_normal((n_a, 1)),
+                         "Wcx": rng.standard_normal((n_a, n_x)),
+                         "Wca": rng.standard_normal((n_a, n_a)),
+                         "bcx": rng.standard_normal((n_a, 1)),
+                         "bca": rng.standard_normal((n_a, 1)), "Wy": np.zeros((0, n_a)),
+                         "by": np.zeros((0, 1))}}[cell]()
+    x, a0 = rng.standard_normal((n_x, m, T)), rng.standard_normal((n_a, m))
+    run = cyrnn._engine._run_direction
+    for reverse in (False, True):
+        for lengths in (None, np.array([7, 1, 3, 7, 0, 5])):
+            a, _, c, _ = run(cell, x, a0, p, lengths=lengths, reverse=reverse)
+            rows = np.full((3 * n_a, m, T), np.nan)
+            got = run(cell, x, a0, p, lengths=lengths, reverse=reverse,
+                      out=rows[n_a:2 * n_a])
+            assert got[0].base is rows or got[0].base is rows.base
+            np.testing.assert_array_equal(rows[n_a:2 * n_a], a)
+            assert np.isnan(rows[:n_a]).all() and np.isnan(rows[2 * n_a:]).all()
+            if lengths is not None:
+                continue
+            time_major = np.full((2 * n_a, T, m), np.nan)
+            view = time_major[n_a:].transpose(0, 2, 1)
+            got_a, _, got_c, _ = run(cell, x, a0, p, reverse=reverse, out=view)
+            np.testing.assert_array_equal(time_major[n_a:].transpose(0, 2, 1), a)
+            np.testing.assert_array_equal(got_a, a)
+            assert np.isnan(time_major[:n_a]).all()
+            if c is not None:
+                np.testing.assert_array_equal(got_c, c)
+    with pytest.raises(ValueError, match=r"out must be a writable float64 array of shape"):
+        run(cell, x, a0, p, out=np.zeros((n_a, m, T + 1)))
+    with pytest.raises(ValueError, match="out must be C-contiguous, or"):
+        run(cell, x, a0, p, lengths=[1, 2, 3, 4, 5, 6],
+            out=np.zeros((n_a, T, m)).transpose(0, 2, 1))
+    with pytest.raises(ValueError, match="out must be C-contiguous, or"):
+        run(cell, x, a0, p, out=np.zeros((n_a, m, 2 * T))[:, :, ::2])
+    head = dict(p, **{("Wya" if cell == "rnn" else "Wy"): np.ones((2, n_a)),
+                      "by": np.zeros((2, 1))})
+    with pytest.raises(ValueError, match="output layer must have 0 rows"):
+        run(cell, x, a0, head, out=np.zeros((n_a, T, m)).transpose(0, 2, 1))
