@@ -16,7 +16,7 @@ import json
 
 import numpy as np
 
-from . import _cells, _engine, _parallel, _validation
+from . import _cells, _engine, _parallel, _pool, _validation
 
 __all__ = ["Model", "from_torch", "from_keras", "from_onnx", "load"]
 
@@ -138,7 +138,9 @@ class Model:
         a0s = self._initial(initial_state, "a", states, m)
         c0s = self._initial(initial_state, "c", states, m) if self.cell == "lstm" else None
         threads = _parallel.resolve_threads(n_threads)
-        final_a, final_c = [], []
+        final = {"a": np.empty((states, self.n_a, m), self.dtype)}
+        if self.cell == "lstm":
+            final["c"] = np.empty((states, self.n_a, m), self.dtype)
         columns = np.arange(m)
         n_a, D = self.n_a, self.directions
         for l, layer in enumerate(self.layers):
@@ -146,11 +148,12 @@ class Model:
             # The directions write their rows of the layer's output in place: the
             # last layer's in the user's layout, the others' (without lengths)
             # time-major, which the next layer reads as it is (no layout change)
+            # (from cyrnn's recycling pool: fresh pages would cost page faults)
             if l == self.num_layers - 1 or lengths is not None:
-                output = np.empty((D * n_a, m, T), self.dtype)
+                output = _pool.empty((D * n_a, m, T), self.dtype)
                 outs = [output[d * n_a:(d + 1) * n_a] for d in range(D)]
             else:
-                time_major = np.empty((D * n_a, T, m), self.dtype)
+                time_major = _pool.empty((D * n_a, T, m), self.dtype)
                 output = time_major.transpose(0, 2, 1)
                 outs = [time_major[d * n_a:(d + 1) * n_a].transpose(0, 2, 1)
                         for d in range(D)]
@@ -173,13 +176,10 @@ class Model:
                 run(0, len(layer))
             for d, (a, _, c, _) in enumerate(runs):
                 k = l * self.directions + d
-                final_a.append(self._final(a, a0s[k], lengths, d, columns))
+                self._final(final["a"][k], a, a0s[k], lengths, d, columns)
                 if c is not None:
-                    final_c.append(self._final(c, c0s[k], lengths, d, columns))
+                    self._final(final["c"][k], c, c0s[k], lengths, d, columns)
             x = output
-        final = {"a": np.stack(final_a)}
-        if self.cell == "lstm":
-            final["c"] = np.stack(final_c)
         if self.head is None:
             return x, final
         from ._activations import softmax
@@ -204,16 +204,19 @@ class Model:
         return _TORCH_GATES[self.cell] * self.n_a * (self.n_a + n_in)
 
     @staticmethod
-    def _final(a, a0, lengths, d, columns):
+    def _final(out, a, a0, lengths, d, columns):
+        """out = the states (n_a, m) a direction ends with: at its last step
+        (forward) or step 0 (reverse), a column's own with lengths (a0 where
+        it has none)."""
         T = a.shape[2]
         if T == 0:
-            return a0.copy()
-        if lengths is None:
-            return a[:, :, 0 if d == 1 else T - 1].copy()
-        step = np.zeros_like(lengths) if d == 1 else np.maximum(lengths - 1, 0)
-        out = a[:, columns, step]
-        out[:, lengths == 0] = a0[:, lengths == 0]
-        return out
+            out[...] = a0
+        elif lengths is None:
+            out[...] = a[:, :, 0 if d == 1 else T - 1]
+        else:
+            step = np.zeros_like(lengths) if d == 1 else np.maximum(lengths - 1, 0)
+            out[...] = a[:, columns, step]
+            out[:, lengths == 0] = a0[:, lengths == 0]
 
     # ---------------------------------------------------------------- PyTorch
 

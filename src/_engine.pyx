@@ -2343,14 +2343,18 @@ cdef object _checked_out(object out, int tn, Py_ssize_t n_a, Py_ssize_t m, Py_ss
     if out is None:
         return None
     if type(out) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>out) != tn or \
-            out.shape != (n_a, m, T) or not out.flags.writeable:
+            cnp.PyArray_NDIM(<cnp.ndarray>out) != 3 or \
+            cnp.PyArray_DIMS(<cnp.ndarray>out)[0] != n_a or \
+            cnp.PyArray_DIMS(<cnp.ndarray>out)[1] != m or \
+            cnp.PyArray_DIMS(<cnp.ndarray>out)[2] != T or \
+            not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
         raise ValueError(f"out must be a writable {np.dtype(np.float32 if tn == cnp.NPY_FLOAT else np.float64)} "
                          f"array of shape {(n_a, m, T)}; got {type(out).__name__} "
                          f"{getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}")
     if cnp.PyArray_ISCARRAY(<cnp.ndarray>out):
         return out
     if time_major_ok and is_time_major_view(<cnp.ndarray>out) and \
-            out.transpose(0, 2, 1).flags.c_contiguous:
+            cnp.PyArray_ISALIGNED(<cnp.ndarray>out):
         return out
     raise ValueError("out must be C-contiguous, or (without lengths and caches) a transposed "
                      "view of a C-contiguous (n_a, T, m) array")
