@@ -7,7 +7,7 @@ n_threads=2)` call on a 64k-sequence job.
 
     python benchmarks/bench_dask.py [--sequences 32768] [--big 65536] [--json ...]
 
-The inputs are persisted first (on the cluster's workers, or in memory for the
+The inputs are placed first (on the cluster's workers, evenly, or in memory for the
 threaded scheduler): the timings are of inference on data already there, not
 of moving it. Each job returns the last step's hidden states (n_a, m) so that
 what travels back is small, as in a job that writes its outputs where they are.
@@ -40,6 +40,24 @@ def lazy_job(da, cdask, x, p):
     return cdask.lstm_forward(x, a0, p)[0][:, :, -1]
 
 
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def place(client, x):
+    """x on the cluster as chunks of CHUNK sequences, spread evenly over the
+    workers (persist may leave 18 and 14 of 32 chunks on two workers)."""
+    import dask.array as da
+    workers = sorted(client.scheduler_info()["workers"])
+    parts = [np.ascontiguousarray(x[:, j:j + CHUNK]) for j in range(0, x.shape[1], CHUNK)]
+    futures = [client.scatter(part, workers=[workers[i % len(workers)]])
+               for i, part in enumerate(parts)]
+    return da.concatenate([da.from_delayed(f, shape=part.shape, dtype=part.dtype)
+                           for f, part in zip(futures, parts)], axis=1)
+
+
 def measure(runs, rounds):
     """Median seconds of each run over interleaved rounds (after a warm-up)."""
     samples = {name: [] for name in runs}
@@ -63,7 +81,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import dask
     import dask.array as da
-    from distributed import Client, LocalCluster, wait
+    from distributed import Client, LocalCluster
 
     from cyrnn import dask as cdask
 
@@ -81,42 +99,47 @@ def main(argv=None):
     def in_process():
         return cyrnn.lstm_forward(big_np, a0_big, p, cache=False, n_threads=2)[0][:, :, -1]
 
-    # Two phases, each interleaved within: the threaded scheduler with no cluster
-    # running (idle worker processes still take CPU time from a 2-thread run),
-    # then the clusters.
+    def in_process_slices():
+        # the same job as a loop over 2048-column slices (2 engine chunks each)
+        return [cyrnn.lstm_forward(big_np[:, j:j + 2048], a0_big[:, j:j + 2048], p,
+                                   cache=False, n_threads=2)[0][:, :, -1]
+                for j in range(0, args.big, 2048)]
+
+    # The threaded scheduler with no cluster running (idle worker processes
+    # still take CPU time from a 2-thread run); then rounds of clusters, one
+    # cluster alive at a time (started, data placed evenly, warmed up, timed,
+    # closed), the 64k-sequence job with the in-process calls.
     seconds = measure({"threads 1": threaded(1), "threads 2": threaded(2)}, args.rounds)
     del x_local
-    clusters = {}
-    for workers in (1, 2):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=40)
-        client = Client(cluster, set_as_default=False)
-        x_remote = client.persist(da.from_array(x_np, chunks=(N_X, CHUNK, T)))
-        with client.as_current():
-            wait(x_remote)
-        clusters[workers] = (cluster, client, x_remote)
-    big_remote = clusters[2][1].persist(da.from_array(big_np, chunks=(N_X, CHUNK, T)))
-    with clusters[2][1].as_current():
-        wait(big_remote)
-
-    def distributed(k, x=None):
-        _, client, x_remote = clusters[k]
-        return lambda: client.compute(lazy_job(da, cdask, x_remote if x is None else x, p),
-                                      sync=True)
-
-    seconds.update(measure({"cluster 1 worker": distributed(1),
-                            "cluster 2 workers": distributed(2),
-                            "big: cluster 2 workers": distributed(2, big_remote),
-                            "big: in-process n_threads=2": in_process}, args.rounds))
-    for cluster, client, _ in clusters.values():
-        client.close()
-        cluster.close()
+    samples = {}
+    with threadpool_limits(1, "blas"):
+        for _ in range(args.rounds):
+            for workers in (1, 2):
+                with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=40) as cluster, \
+                        Client(cluster, set_as_default=False) as client:
+                    jobs = {f"cluster {workers} worker{'s' if workers > 1 else ''}":
+                            place(client, x_np)}
+                    if workers == 2:
+                        jobs["big: cluster 2 workers"] = place(client, big_np)
+                    for name, x_remote in jobs.items():
+                        run = lambda: client.compute(lazy_job(da, cdask, x_remote, p), sync=True)
+                        run()
+                        samples.setdefault(name, []).append(timed(run))
+            for name, fn in (("big: in-process n_threads=2", in_process),
+                             ("big: in-process, 2048-column slices", in_process_slices)):
+                fn()
+                samples.setdefault(name, []).append(timed(fn))
+    seconds.update({name: statistics.median(v) for name, v in samples.items()})
     rate = {name: (args.big if name.startswith("big") else args.sequences) / s
             for name, s in seconds.items()}
     ratios = {"threads 2 / threads 1": rate["threads 2"] / rate["threads 1"],
               "cluster 2 / cluster 1": rate["cluster 2 workers"] / rate["cluster 1 worker"],
               "distributed overhead vs in-process (64k job)":
-                  seconds["big: cluster 2 workers"] / seconds["big: in-process n_threads=2"] - 1}
+                  seconds["big: cluster 2 workers"] / seconds["big: in-process n_threads=2"] - 1,
+              "distributed overhead vs in-process slices (64k job)":
+                  seconds["big: cluster 2 workers"] /
+                  seconds["big: in-process, 2048-column slices"] - 1}
     for name in seconds:
         print(f"{name:30} {seconds[name]:8.3f} s  {rate[name]:10.0f} sequences/s")
     for name, value in ratios.items():
