@@ -388,7 +388,9 @@ def main(argv=None):
                         help="seconds of timing per function and shape (default %(default)s)")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     parser.add_argument("--json", metavar="PATH", help="write all results as JSON")
-    parser.add_argument("--plot", metavar="PATH", help="write a PNG plot (needs matplotlib)")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="where to write the PNG plot (needs matplotlib; default "
+                             "cyrnn-bench-<dtype>.png)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -401,6 +403,13 @@ def main(argv=None):
         if f not in FUNCTIONS:
             parser.error(f"unknown function {f!r}; choose from {', '.join(FUNCTIONS)}")
     dtype = np.float32 if args.dtype == "float32" else np.float64
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("PyTorch is not installed: the PyTorch columns stay empty. Add it with "
+                  "`pip install torch` (or `pip install \"cyrnn[peers]\"`, which also brings "
+                  "Keras, onnxruntime and dask for benchmarks/).")
     check_agreement(dtype)
     print(f"cyrnn agrees with the NumPy reference ({args.dtype}); timing {', '.join(shapes)} ...")
     result = run(shapes, dtype, args.threads, args.budget, functions,
@@ -410,9 +419,14 @@ def main(argv=None):
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)
         print(f"wrote {args.json}")
-    if args.plot:
-        plot(result, args.plot)
-        print(f"wrote {args.plot}")
+    path = args.plot or f"cyrnn-bench-{args.dtype}.png"
+    try:
+        plot(result, path)
+        print(f"wrote {path} (speed-ups by shape and function)")
+    except ImportError:
+        if args.plot:
+            raise
+        print("(no plot: matplotlib is not installed; `pip install \"cyrnn[bench]\"`)")
     return 0
 
 
