@@ -110,7 +110,7 @@ def main(argv=None):
     # cluster alive at a time (started, data placed evenly, warmed up, timed,
     # closed), the 64k-sequence job with the in-process calls.
     seconds = measure({"threads 1": threaded(1), "threads 2": threaded(2)}, args.rounds)
-    del x_local
+
     samples = {}
     with threadpool_limits(1, "blas"):
         for _ in range(args.rounds):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import cyrnn
 from cyrnn import models
-from problems import require_peer
+from problems import gru_parameters, lstm_parameters, require_peer, rnn_parameters
 
 
 def dask_array():
@@ -20,20 +20,8 @@ def dask_array():
 
 
 def parameters(cell, n_x, n_a, n_y, rng):
-    def draw(*shape):
-        return rng.standard_normal(shape)
-    if cell == "rnn":
-        return {"Wax": draw(n_a, n_x), "Waa": draw(n_a, n_a), "ba": draw(n_a, 1),
-                "Wya": draw(n_y, n_a), "by": draw(n_y, 1)}
-    if cell == "lstm":
-        p = {f"{w}{g}": draw(n_a, n_a + n_x) if w == "W" else draw(n_a, 1)
-             for g in "fico" for w in "Wb"}
-    else:
-        p = {"Wr": draw(n_a, n_a + n_x), "Wu": draw(n_a, n_a + n_x), "br": draw(n_a, 1),
-             "bu": draw(n_a, 1), "Wcx": draw(n_a, n_x), "Wca": draw(n_a, n_a),
-             "bcx": draw(n_a, 1), "bca": draw(n_a, 1)}
-    p["Wy"], p["by"] = draw(n_y, n_a), draw(n_y, 1)
-    return p
+    make = {"rnn": rnn_parameters, "lstm": lstm_parameters, "gru": gru_parameters}[cell]
+    return make(rng, n_x, n_a, n_y)
 
 
 def per_chunk(function, x, a0, p, chunks, **kwargs):

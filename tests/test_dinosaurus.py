@@ -189,9 +189,9 @@ def test_optimize_falls_back_to_the_course_behaviour():
         (parameters, [None, -1, 2, 3], Y),                                     # negative index
         (parameters, tuple(X), tuple(Y)),                                      # tuples
     ]
-    for given, X_given, Y_given in cases:
-        mine = {k: v.copy(order="K") for k, v in given.items()}
-        theirs = {k: v.copy(order="K") for k, v in given.items()}
+    for weights, X_given, Y_given in cases:
+        mine = {k: v.copy(order="K") for k, v in weights.items()}
+        theirs = {k: v.copy(order="K") for k, v in weights.items()}
         got = fast.optimize(X_given, Y_given, a_prev, mine)
         want = numpy_version.optimize(X_given, Y_given, a_prev, theirs)
         assert got[0] == want[0]

@@ -254,7 +254,8 @@ def test_float64_onnx_graphs_match_the_reference_evaluator(cell, attributes):
 def test_graphs_exported_from_pytorch(cell):
     """torch.onnx's exporter (TorchScript-based) writes the gates in ONNX's
     order and the reshapes between layers; the model equals the module."""
-    o, t = onnx(), require_peer("torch", "ONNX graphs are exported from PyTorch modules")
+    onnx()
+    t = require_peer("torch", "ONNX graphs are exported from PyTorch modules")
     from test_models import make, run_torch
     net = make(t, cell, 5, 7, 2, True)
     x = np.random.default_rng(7).standard_normal((5, 3, 6))

@@ -11,20 +11,15 @@ from hypothesis import strategies as st
 
 import cyrnn
 from cyrnn import models, train
-from problems import numerical_gradient, require_peer
+from problems import (gru_parameters, lstm_parameters, numerical_gradient, require_peer,
+                      rnn_parameters)
 
 
 def cell_parameters(cell, n_x, n_a, rng, scale=0.5):
-    def draw(*shape):
-        return scale * rng.standard_normal(shape)
-    if cell == "rnn":
-        return {"Wax": draw(n_a, n_x), "Waa": draw(n_a, n_a), "ba": draw(n_a, 1)}
-    if cell == "lstm":
-        return {f"{w}{g}": draw(n_a, n_a + n_x) if w == "W" else draw(n_a, 1)
-                for g in "fico" for w in "Wb"}
-    return {"Wr": draw(n_a, n_a + n_x), "Wu": draw(n_a, n_a + n_x), "br": draw(n_a, 1),
-            "bu": draw(n_a, 1), "Wcx": draw(n_a, n_x), "Wca": draw(n_a, n_a),
-            "bcx": draw(n_a, 1), "bca": draw(n_a, 1)}
+    """A cell's parameters without its output layer (the loss has its own)."""
+    make = {"rnn": rnn_parameters, "lstm": lstm_parameters, "gru": gru_parameters}[cell]
+    p = make(rng, n_x, n_a, 1, scale=scale)
+    return {k: v for k, v in p.items() if k not in ("Wya", "Wy", "by")}
 
 
 def hidden_only(cell, p, n_a):
