@@ -9,6 +9,8 @@ from cyrnn import bench
 
 def test_short_run_names_a_missing_peer_and_writes_the_plot(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)          # as if not installed
+    # (the peak GEMM rate takes a 2048³ GEMM: minutes under QEMU's emulation)
+    monkeypatch.setattr(bench, "dgemm_peak", lambda dtype: 1.0)
     monkeypatch.chdir(tmp_path)
     args = ["--shapes", "tiny", "--functions", "rnn_forward", "--budget", "0.01", "--quiet",
             "--json", str(tmp_path / "r.json")]
