@@ -8,7 +8,7 @@ random state, so a learner's notebook prints the same numbers after
 `optimize` (and so `model`) runs forward, backward through time, clipping and
 the update as one compiled call over SciPy's BLAS (src/_train.pyx); `sample`
 draws exactly as the course's np.random.choice does, without its per-call
-checks. The utils are the course's NumPy code (cyrnn.reference.dinosaurus),
+checks. The utils and `clip` are the course's NumPy code (cyrnn.reference.dinosaurus),
 and any input the compiled path does not take (other dtypes, layouts,
 negative indices) runs there too, with the course's behaviour.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _train
 from .reference import dinosaurus as _reference
-from .reference.dinosaurus import (get_initial_loss, get_sample, initialize_parameters,
+from .reference.dinosaurus import (clip, get_initial_loss, get_sample, initialize_parameters,
                                    print_sample, rnn_backward, rnn_forward, rnn_step_backward,
                                    rnn_step_forward, smooth, softmax, update_parameters)
 
@@ -25,12 +25,6 @@ __all__ = [
     "initialize_parameters", "rnn_step_forward", "rnn_step_backward", "update_parameters",
     "rnn_forward", "rnn_backward", "clip", "sample", "optimize", "model",
 ]
-
-def clip(gradients, maxValue):
-    """The five gradients clipped to [-maxValue, maxValue] in place; a new dict
-    of them (the course's exercise)."""
-    return _reference.clip(gradients, maxValue)
-
 
 def optimize(X, Y, a_prev, parameters, learning_rate=0.01):
     """One step of SGD on the sequence X -> Y (X[0] None: the zero input):

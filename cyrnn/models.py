@@ -22,7 +22,7 @@ __all__ = ["Model", "from_torch", "from_keras", "from_onnx", "load"]
 
 # The notebook's keys of each cell's gate weights (the output head is the model's).
 _HEAD_KEYS = {"rnn": ("Wya", "by"), "lstm": ("Wy", "by"), "gru": ("Wy", "by")}
-_TORCH_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}     # gate row blocks in the frameworks' stacks
 # Each framework's order of the gate blocks in its stacked weights (see _direction).
 _TORCH_ORDER = {"rnn": "", "lstm": "ifco", "gru": "rzn"}
 _KERAS_ORDER = {"rnn": "", "lstm": "ifco", "gru": "zrn"}
@@ -50,7 +50,7 @@ class Model:
     The arrays' dtype (float32 or float64) is the model's compute dtype."""
 
     def __init__(self, cell, layers, head=None):
-        if cell not in _TORCH_GATES:
+        if cell not in _GATES:
             raise ValueError(f"cell must be 'rnn', 'lstm' or 'gru'; got {cell!r}")
         if not layers or not all(len(layer) in (1, 2) for layer in layers) or \
                 len({len(layer) for layer in layers}) != 1:
@@ -201,7 +201,7 @@ class Model:
     def _macs(self, l):
         """Multiply-adds per column and step of one direction of layer l."""
         n_in = self.n_x if l == 0 else self.directions * self.n_a
-        return _TORCH_GATES[self.cell] * self.n_a * (self.n_a + n_in)
+        return _GATES[self.cell] * self.n_a * (self.n_a + n_in)
 
     @staticmethod
     def _final(out, a, a0, lengths, d, columns):
@@ -562,7 +562,7 @@ def _onnx_layer(cell, node, constants, helper):
     if W is None or R is None:
         raise ValueError(f"{what} has no weights W and R")
     n_a = attrs.get("hidden_size", R.shape[-1])
-    rows = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * n_a
+    rows = _GATES[cell] * n_a
     if B is None:
         B = np.zeros((directions, 2 * rows), R.dtype)
     for name, array, shape in (("W", W, (directions, rows, W.shape[-1])),

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from . import _train
+from .models import _HEAD_KEYS
 
 __all__ = ["softmax_cross_entropy", "clip_by_value", "clip_by_global_norm", "SGD", "Adam",
            "initialize_adam", "update_parameters_with_adam", "main"]
@@ -265,8 +266,6 @@ class CharModel:
     """A one-layer RNN/LSTM/GRU over one-hot characters with a softmax head:
     `parameters` = the cell's (notebook keys) plus "Wy", "by"."""
 
-    HEAD_KEYS = {"rnn": ("Wya", "by"), "lstm": ("Wy", "by"), "gru": ("Wy", "by")}
-
     def __init__(self, cell, vocabulary, n_a, dtype=np.float32, seed=0, parameters=None):
         self.cell, self.vocabulary, self.n_a = cell, vocabulary, n_a
         self.dtype = np.dtype(dtype)
@@ -280,7 +279,7 @@ class CharModel:
         self._forward = getattr(cyrnn, f"{cell}_forward")
         self._backward = getattr(cyrnn, f"{cell}_backward")
         self._cell_forward = getattr(cyrnn, f"{cell}_cell_forward")
-        Wy, by = self.HEAD_KEYS[cell]
+        Wy, by = _HEAD_KEYS[cell]
         self._no_head = {Wy: np.zeros((0, n_a), self.dtype), by: np.zeros((0, 1), self.dtype)}
 
     def cell_parameters(self):
@@ -316,7 +315,7 @@ class CharModel:
         start from zeros)."""
         V = len(self.vocabulary)
         p = dict(self.cell_parameters())
-        Wy, by = self.HEAD_KEYS[self.cell]
+        Wy, by = _HEAD_KEYS[self.cell]
         p[Wy], p[by] = self.parameters["Wy"], self.parameters["by"]
         a = np.zeros((self.n_a, 1), self.dtype)
         c = np.zeros((self.n_a, 1), self.dtype)
