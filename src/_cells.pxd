@@ -122,13 +122,16 @@ cdef inline void gates_product_t(const GateWeights* w, bint recurrent, int q0, i
     cdef const Py_ssize_t* ld
     cdef const void* const* W = weight_blocks(w, recurrent, &ld)
     cdef int q
-    if n == 1 and n_a > 0:
-        # One column (batch 1, or the last one running): matrix-vector products.
-        # Measured (2-core Xeon, AVX-512, SciPy's OpenBLAS 0.3.30, 1 thread):
-        # the backward at m = 1 ran 5-30% faster than with single-column GEMMs
-        # (LSTM n_a = 128 and 256, GRU n_a = 32; float32 and float64), as
-        # OpenBLAS packs the transposed weights on every GEMM call. The
-        # forward's products (not transposed) ran no faster, so they stay GEMMs.
+    if n == 1 and n_a > 0 and <double>(q1 - q0) * n_a * k >= 262144:
+        # One column (batch 1, or the last one running) against weights of 2^18
+        # elements or more: matrix-vector products. OpenBLAS packs the
+        # transposed weights with strided reads on every GEMM call, slow once
+        # they outgrow L2 (gemm_atb's threshold). Measured in an interleaved A/B
+        # (2-core Xeon, AVX-512, SciPy's OpenBLAS 0.3.30, 1 thread), backward at
+        # m = 1: LSTM n_a = 256 float64 0.65x the time, float32 0.93x; below
+        # the threshold (LSTM n_a = 128, GRU n_a = 32) gemv was 0-25% slower,
+        # so those keep the GEMM. The forward's products (not transposed) were
+        # no faster as gemv and stay GEMMs.
         if w.blocks == 1:
             gemv(True, (q1 - q0) * n_a, k, <floating>1,
                  <const floating*>W[0] + q0 * n_a * ld[0], ld[0], dG, ldg, beta, out, ldo)
