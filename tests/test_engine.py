@@ -353,3 +353,22 @@ def test_backward_reads_only_the_gate_weights_like_the_reference():
         p[gate] = p[gate][:, :2]
         with pytest.raises(ValueError, match=rf"parameters\['{gate}'\] has shape \(4, 2\)"):
             BACKWARD[kind](da, caches)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_column_backward_with_large_weights(dtype):
+    """m = 1 with recurrent weights of 2^18 elements or more: the backward's
+    products run as matrix-vector products (src/_cells.pxd); checked against
+    the reference, alone and as the last column running of a packed batch."""
+    rng = np.random.default_rng(12)
+    n_x, n_a, T = 3, 256, 4
+    p = lstm_parameters(rng, n_x, n_a, 2, dtype, scale=0.05)
+    tol = dict(rtol=1e-9, atol=1e-11) if dtype == np.float64 else dict(rtol=2e-3, atol=2e-5)
+    for m, lengths in ((1, None), (2, np.array([4, 1]))):
+        x = rng.standard_normal((n_x, m, T)).astype(dtype)
+        a0 = rng.standard_normal((n_a, m)).astype(dtype)
+        da = rng.standard_normal((n_a, m, T)).astype(dtype)
+        got = cyrnn.lstm_backward(da, cyrnn.lstm_forward(x, a0, p, lengths=lengths)[-1])
+        want = ref.lstm_backward(da, ref.lstm_forward(x, a0, p, lengths=lengths)[-1])
+        for key in want:
+            assert_close(got[key], want[key], what=key, **tol)
