@@ -156,3 +156,37 @@ cdef inline void gemm_atb_pretransposed(const floating* At, blas_int ldat, blas_
         gemm(False, False, m, n, k, alpha, At, ldat, B, ldb, beta, C, ldc)
     else:
         gemm_atb(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, work)
+
+
+# The forward's recurrent product G (+)= W·A (W: rows×k weights, A: k×n states,
+# few columns n) has two BLAS orientations: the row-major call above (in
+# column-major terms, the states times Wᵀ: the weights are BLAS's B operand), or
+# the transposed result S = Aᵀ·Wᵀ (the weights are BLAS's A operand) added into
+# G transposed. Which is faster depends on the machine, the dtype and the shape
+# (2-core Intel Xeon with AVX-512, SciPy's OpenBLAS SkylakeX: float64
+# (4096 × 1024)·(1024 × 32) 0.86x the time transposed, float32 1.21x), so the
+# engine times both on first use (src/_engine.pyx, forward plans).
+cdef inline void gemm_transposed_result(blas_int m, blas_int n, blas_int k,
+                                        const floating* A, blas_int lda,
+                                        const floating* B, blas_int ldb,
+                                        floating beta, floating* C, blas_int ldc,
+                                        floating* S) noexcept nogil:
+    """Row-major C[m×n] = A[m×k]·B[k×n] + beta·C computed as S[n×m] = Bᵀ·Aᵀ
+    (S: n·m elements of scratch), then C = Sᵀ + beta·C in tiles."""
+    cdef Py_ssize_t i, j, i0, i1
+    if m <= 0 or n <= 0:
+        return
+    gemm(True, True, n, m, k, <floating>1, B, ldb, A, lda, <floating>0, S, m)
+    # tiles of 32 rows of C: their strided reads of S stay in L1
+    for i0 in range(0, m, 32):
+        i1 = min(i0 + 32, m)
+        for i in range(i0, i1):
+            if beta == 0:
+                for j in range(n):
+                    C[i * ldc + j] = S[j * m + i]
+            elif beta == 1:
+                for j in range(n):
+                    C[i * ldc + j] += S[j * m + i]
+            else:
+                for j in range(n):
+                    C[i * ldc + j] = beta * C[i * ldc + j] + S[j * m + i]

@@ -82,6 +82,8 @@ def _check_block_selftest():
 
 from collections.abc import Sequence
 
+import os
+
 import numpy as np
 
 from cyrnn import _cells, _packing, _validation
@@ -118,6 +120,120 @@ def chunk_bounds(Py_ssize_t m):
     """The plan's column chunks of a batch of m, as [(first, end), ...]."""
     cdef Py_ssize_t n = n_chunks(m), k
     return [(chunk_start(m, k, n), chunk_start(m, k + 1, n)) for k in range(n)]
+
+
+# ------------------------------------------------------------------ forward plans
+# The recurrent product of each forward step, G += W·a_prev, runs in one of two
+# BLAS orientations (gemm_transposed_result in src/_blas.pxd): which is faster
+# depends on the machine, the dtype and the shape, so the first call of a shape
+# times both (the real code, scratch transposition included) and every later
+# call in the process reuses the choice. A plan depends on the problem's sizes
+# only (the widest chunk, never n_threads), so results stay bit-identical
+# across n_threads and with or without caches. Problems too small to repay a
+# timing run (PLAN_MIN_MACS multiply-adds per step), single columns (a matrix-
+# vector product either way) and single steps keep the direct orientation.
+# CYRNN_FORWARD_PLAN=direct|transposed pins one (e.g. for results identical
+# across machines that would choose differently); the default is auto.
+cdef enum:
+    PLAN_DIRECT = 0
+    PLAN_TRANSPOSED = 1
+    PLAN_AUTO = -1
+    PLAN_MIN_MACS = 1 << 20
+
+FORWARD_PLANS = ("direct", "transposed")
+cdef dict plan_cache = {}
+
+
+def _plan_mode_from(value):
+    if value in (None, "", "auto"):
+        return PLAN_AUTO
+    if value not in FORWARD_PLANS:
+        raise ValueError(f"CYRNN_FORWARD_PLAN must be auto, direct or transposed; got {value!r}")
+    return FORWARD_PLANS.index(value)
+
+
+cdef int plan_mode = _plan_mode_from(os.environ.get("CYRNN_FORWARD_PLAN"))
+
+
+def set_forward_plan(mode):
+    """Pin the forward pass's recurrent-product orientation for this process:
+    "direct", "transposed", or "auto" (time both per shape on first use, the
+    default; also set by the environment variable CYRNN_FORWARD_PLAN).
+    Returns the previous mode."""
+    global plan_mode
+    old = "auto" if plan_mode == PLAN_AUTO else FORWARD_PLANS[plan_mode]
+    plan_mode = _plan_mode_from(mode)
+    return old
+
+
+def forward_plans():
+    """The orientations chosen so far in this process:
+    {(dtype, gates·n_a, n_a, columns): "direct" | "transposed"}."""
+    return {(("float32" if k[0] else "float64"),) + k[1:]: FORWARD_PLANS[v]
+            for k, v in plan_cache.items()}
+
+
+cdef double time_plan(floating dummy, const GateWeights* w, int gates, Py_ssize_t n_a,
+                      Py_ssize_t ms, const floating* a, floating* G, floating* scratch,
+                      int reps) noexcept nogil:
+    cdef int i
+    for i in range(reps):
+        gates_product(w, True, 0, gates, n_a, n_a, ms, a, ms, <floating>1, G, ms, scratch)
+    return 0
+
+
+cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
+    """The faster orientation for this shape on this machine, timed once."""
+    import time
+    key = (single, gates * n_a, n_a, ms)
+    cached = plan_cache.get(key)
+    if cached is not None:
+        return cached
+    cdef int tn = cnp.NPY_FLOAT if single else cnp.NPY_DOUBLE
+    rng = np.random.default_rng(0)
+    W = rng.uniform(-0.1, 0.1, (gates * n_a, n_a)).astype(np.float32 if single else np.float64)
+    a, G, S = new_zeros(tn, n_a, ms), new_zeros(tn, gates * n_a, ms), new_zeros(tn, gates * n_a, ms)
+    cdef GateWeights w
+    w.blocks, w.block_rows, w.on_concat = 1, gates * n_a, False
+    w.Wa[0], w.ldwa[0] = data(W), n_a
+    # samples of ~0.3 ms (~8M multiply-adds), 5 rounds each, interleaved
+    cdef int reps = max(1, <int>(8e6 / (<double>gates * n_a * n_a * ms)))
+    cdef int plan, rnd
+    cdef void* scratch
+    cdef void* pa = <void*>data(a)
+    cdef void* pG = <void*>data(G)
+    seconds = [[], []]
+    for rnd in range(5):
+        for plan in (PLAN_DIRECT, PLAN_TRANSPOSED):
+            scratch = <void*>data(S) if plan == PLAN_TRANSPOSED else NULL
+            start = time.perf_counter()
+            with nogil:
+                if single:
+                    time_plan[float](0, &w, gates, n_a, ms, <float*>pa, <float*>pG,
+                                     <float*>scratch, reps)
+                else:
+                    time_plan[double](0, &w, gates, n_a, ms, <double*>pa, <double*>pG,
+                                      <double*>scratch, reps)
+            seconds[plan].append(time.perf_counter() - start)
+    # the transposed orientation only when clearly faster (it adds a pass)
+    best = PLAN_TRANSPOSED if sorted(seconds[1])[2] < 0.95 * sorted(seconds[0])[2] \
+        else PLAN_DIRECT
+    plan_cache[key] = best
+    return best
+
+
+cdef int forward_plan(const Forward* r) except -1:
+    """The plan of r's recurrent products (r's sizes and weights filled in)."""
+    cdef Py_ssize_t n = n_chunks(r.m)
+    cdef Py_ssize_t ms = (r.m + n - 1) // n if n > 0 else 0
+    if r.w.blocks != 1 or ms < 2 or r.T < 2 or plan_mode == PLAN_DIRECT:
+        return PLAN_DIRECT
+    if plan_mode == PLAN_TRANSPOSED:
+        return PLAN_TRANSPOSED
+    if <double>r.cell.gates * r.n_a * r.n_a * ms < PLAN_MIN_MACS:
+        return PLAN_DIRECT
+    return choose_plan(r.single, r.cell.gates, r.n_a, ms)
+
 
 
 cdef inline Py_ssize_t chunk_start(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
@@ -192,6 +308,7 @@ cdef struct Forward:
     bint reverse            # run the steps from T-1 down to 0
     bint gemm_only          # the floor: GEMMs alone, nothing in between
     bint single             # float32 (else float64)
+    int plan                # the recurrent products' orientation (PLAN_*, forward_plan())
     # Variable lengths (SPEC §6), or NULL: every column runs every step. The
     # columns are sorted by length, longest first (the caller permutes a0, c0
     # and packs x), so the active[t] columns still running at step t are a
@@ -249,10 +366,17 @@ cdef inline size_t workspace_size(const Forward* r, Py_ssize_t ms) noexcept nogi
     windows of the cache buffers)."""
     cdef size_t concat = (r.n_a + r.n_x) * ms if (uses_concat(&r.cell, &r.w, r.T)
                                                   and r.offsets == NULL) else 0
+    concat += plan_scratch(r, ms)
     if r.G != NULL:
         return concat
     return (block_rows(r) - (r.n_x if r.x_time_major else 0)) * block_steps(r, ms) * ms \
         + 2 * r.n_a * ms + concat
+
+
+cdef inline size_t plan_scratch(const Forward* r, Py_ssize_t ms) noexcept nogil:
+    """Elements the recurrent products' plan needs per chunk of ms columns (at
+    the workspace's end, before concat's)."""
+    return r.cell.gates * r.n_a * ms if r.plan == PLAN_TRANSPOSED and r.w.blocks == 1 else 0
 
 
 cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize_t j1,
@@ -280,6 +404,9 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef bint concat = uses_concat(cell, &r.w, T) and r.offsets == NULL
     cdef Py_ssize_t ws_len = workspace_size(r, ms)
     cdef floating* cat = ws + (ws_len - (n_a + n_x) * ms) if concat else NULL
+    cdef size_t scratch_len = plan_scratch(r, ms)
+    cdef floating* scratch = ws + (ws_len - (n_a + n_x) * ms * concat - scratch_len) \
+        if scratch_len else NULL
     cdef int q
     if not direct:
         Gbase = ws
@@ -384,7 +511,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
             if start > 0:
                 step_forward(cell, &r.w, n_a, start, Gb + span, ld, b, a_prev, ld_ap, c_prev,
                              ld_cp, Cb + span if cell.has_c else NULL, Ab + span,
-                             not concat, not r.gemm_only)
+                             not concat, not r.gemm_only, scratch)
             if width > start:
                 step_forward(cell, &r.w, n_a, width - start, Gb + span + start, ld, b,
                              (a_prev if start == 0 else a_first) + start,
@@ -393,7 +520,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
                              if (c_prev if start == 0 else c_first) != NULL else NULL,
                              ld_cp if start == 0 else m,
                              Cb + span + start if cell.has_c else NULL, Ab + span + start,
-                             not concat, not r.gemm_only)
+                             not concat, not r.gemm_only, scratch)
             started = width
             a_prev, ld_ap = Ab + span, ld
             if cell.has_c:
@@ -1257,6 +1384,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     r.X = NULL if time_major else <void*>data(X)
     r.reverse, r.gemm_only, r.single = reverse, False, tn == cnp.NPY_FLOAT
     r.offsets = r.active = r.bounds = NULL
+    r.plan = forward_plan(r)
     if states_out and C is not None:
         c = C.transpose(0, 2, 1)
     return a, y, c, G, A, C, X, (keep, b)
@@ -1467,6 +1595,7 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     r.offsets = <const Py_ssize_t*>data(plan.offsets)
     r.active = <const Py_ssize_t*>data(plan.active)
     r.bounds = <const Py_ssize_t*>data(bounds)
+    r.plan = forward_plan(&r)
     cdef const void* xp = data(x)
     cdef Py_ssize_t s0 = elem_stride(x, 0), s1 = elem_stride(x, 1), s2 = elem_stride(x, 2)
     with nogil:
@@ -1537,6 +1666,7 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(a), <void*>data(c), NULL
     r.reverse, r.gemm_only, r.single = False, False, tn == cnp.NPY_FLOAT
     r.offsets = r.active = r.bounds = NULL
+    r.plan = PLAN_DIRECT        # one step: no recurrent products (concat) to plan
     cdef int status
     if holds_gil_worth_releasing(<double>m * (rows * width + n_y * n_a)):
         with nogil:
@@ -1943,12 +2073,15 @@ cdef class GemmFloor:
     run the engine's driver for that problem with everything but the GEMMs
     switched off: the same plan (chunks, blocks, GEMM shapes and layouts) as
     the default call, nothing in between. No implementation of this design
-    on this BLAS can be faster, which makes it the yardstick of benchmarks/."""
+    on this BLAS can be faster, which makes it the yardstick of benchmarks/.
+    `plan`: the forward's recurrent-product orientation (one of
+    FORWARD_PLANS) instead of the one the call would choose, so benchmarks
+    show every candidate's floor."""
     cdef _ForwardJob fwd
     cdef _BackwardJob bwd
 
     def __init__(self, cell, Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y, Py_ssize_t m,
-                 Py_ssize_t T, dtype=np.float64):
+                 Py_ssize_t T, dtype=np.float64, plan=None):
         cdef CellInfo info = CELLS[cell]
         dtype = np.dtype(dtype)
         cdef int tn = cnp.NPY_FLOAT if dtype == np.float32 else cnp.NPY_DOUBLE
@@ -1966,6 +2099,10 @@ cdef class GemmFloor:
         out = prepare_forward(info, tn, x, a0, c0, params, True, False, &self.fwd.r)
         self.fwd.keep = (x, a0, c0, params, out)
         self.fwd.r.gemm_only = True
+        if plan is not None:
+            self.fwd.r.plan = FORWARD_PLANS.index(plan) if plan in FORWARD_PLANS else -1
+            if self.fwd.r.plan < 0:
+                raise ValueError(f"plan must be one of {FORWARD_PLANS} or None; got {plan!r}")
         G, A, C, X = out[3:7]
         self.bwd = _BackwardJob.__new__(_BackwardJob)
         run_backward(info, tn, False, buf(n_a, m, T), G, A, C, a0, c0, X, params, None, T,
