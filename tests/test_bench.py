@@ -31,3 +31,53 @@ def test_unknown_shape_is_refused(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--shapes", "huge"])
     assert "unknown shape 'huge'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- --inference
+
+def test_inference_run_without_peers_says_how_to_add_them(tmp_path, monkeypatch, capsys):
+    """cyrnn-bench --inference with no peer installed still times cyrnn and its
+    floors, and names the missing peers with the command that adds them."""
+    from cyrnn import bench_inference
+
+    for name in ("torch", "onnx", "onnxruntime"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(bench_inference, "THREAD_SHAPES", ("tiny",))
+    monkeypatch.setattr(bench_inference, "SERVING", (3, 5, 4))
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["--inference", "--shapes", "tiny", "--dtype", "float64",
+                       "--budget", "0.01", "--json", "r.json"]) == 0
+    out = capsys.readouterr().out
+    assert "torch and onnxruntime not installed" in out and "pip install torch onnx" in out
+    import json
+    result = json.loads((tmp_path / "r.json").read_text())
+    row = result["single_thread"][0]
+    assert {"cyrnn", "cyrnn cached", "floor direct", "floor transposed"} <= set(row["seconds"])
+    assert row["cyrnn_vs_best_floor"] > 0 and "torch_vs_cyrnn" not in row
+    assert result["two_threads"][0]["sequences_per_s"]["cyrnn 2 user threads"] > 0
+    assert result["serving"][0]["requests_per_s"]["cyrnn"] > 0
+
+
+def test_inference_peers_compute_what_cyrnn_does():
+    """The peers the inference table times run the same LSTM (PyTorch's and
+    ONNX's gate orders, with and without the head): checked before timing, and
+    that check catches a wrong gate order."""
+    import numpy as np
+
+    from cyrnn import bench_inference
+    from problems import require_peer
+
+    found = {name: require_peer(name, "the inference table times it")
+             for name in ("torch", "onnx", "onnxruntime")}
+    for n_y in (0, 3):
+        calls = bench_inference.implementations(found, (4, 6, 5, 7), np.float32, n_y)
+        assert {"torch", "onnxruntime"} <= set(calls)
+    calls = bench_inference.implementations(found, (4, 6, 5, 7), np.float64, 0)
+    assert "torch" in calls and "onnxruntime" not in calls     # no float64 ONNX LSTM
+    real = bench_inference._stacked
+    try:
+        bench_inference._stacked = lambda p, order, n_a: real(p, "fico", n_a)
+        with pytest.raises(AssertionError, match="does not compute what cyrnn does"):
+            bench_inference.implementations(found, (4, 6, 5, 7), np.float32, 0)
+    finally:
+        bench_inference._stacked = real

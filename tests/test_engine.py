@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import cyrnn
 import cyrnn.reference as ref
@@ -120,6 +120,110 @@ def test_gemm_floor_runs_the_drivers_plan(kind):
         floor.forward()
         floor.backward()
         _engine.GemmFloor(kind, *shape, dtype=np.float32).forward()
+
+
+# ---------------------------------------------------------------- forward plans
+
+@pytest.fixture
+def pinned_plan():
+    """Pin the forward plan within one test (set_forward_plan); the mode is
+    restored after it."""
+    previous = _engine.set_forward_plan("auto")
+    yield _engine.set_forward_plan
+    _engine.set_forward_plan(previous)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # each example pins
+@given(kind=st.sampled_from(["rnn", "lstm", "gru", "gru_reset_before"]),
+       dtype=st.sampled_from([np.float64, np.float32]), n_x=st.integers(1, 5),
+       n_a=st.integers(1, 9), m=st.integers(1, 40), T=st.integers(1, 9),
+       reverse=st.booleans(), with_lengths=st.booleans(), seed=st.integers(0, 2**16))
+def test_each_forward_plan_computes_the_reference(pinned_plan, kind, dtype, n_x, n_a, m, T,
+                                                  reverse, with_lengths, seed):
+    """Both orientations of the recurrent product, pinned, equal the reference
+    (reverse: on reversed time), and each gives the same bits with and without
+    caches and on 1 or 2 threads."""
+    x, a0, p, rng = problem(kind, n_x, n_a, 2, m, T, seed, dtype)
+    lengths = rng.integers(0, T + 1, m) if with_lengths else None
+    x64, a064 = x.astype(np.float64), a0.astype(np.float64)
+    p64 = {k: v.astype(np.float64) for k, v in p.items()}
+    tol = 1e-10 if dtype == np.float64 else 3e-5
+    reference = getattr(ref, kind.split("_")[0] + "_forward")
+    if reverse:
+        lengths = None
+        want = reference(np.ascontiguousarray(x64[:, :, ::-1]), a064, p64)[0][:, :, ::-1]
+    else:
+        want = reference(x64, a064, p64, lengths=lengths)[0]
+    for plan in _engine.FORWARD_PLANS:
+        pinned_plan(plan)
+        runs = [_engine._run_direction(kind.split("_")[0], x, a0, p, lengths=lengths,
+                                       reverse=reverse, cache=cache, n_threads=threads)[0]
+                for cache, threads in ((True, 1), (False, 1), (False, 2))]
+        assert_close(runs[0], want, rtol=tol, atol=tol, what=plan)
+        for other in runs[1:]:
+            np.testing.assert_array_equal(other, runs[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_transposed_plan_over_chunks_blocks_and_threads_gives_identical_bits(pinned_plan,
+                                                                             dtype):
+    """m = 2100 (two chunks) in blocks of steps, pinned to the transposed plan:
+    every way of running it gives the same bits, close to the direct plan."""
+    x, a0, p, rng = problem("lstm", 3, 6, 2, 2100, 11, dtype=dtype)
+    pinned_plan("transposed")
+    base = cyrnn.lstm_forward(x, a0, p)
+    limit = _engine._scratch_bytes(0)
+    try:
+        runs = [cyrnn.lstm_forward(x, a0, p, cache=False),
+                cyrnn.lstm_forward(x, a0, p, cache=False, n_threads=2),
+                cyrnn.lstm_forward(x, a0, p, n_threads=3)]
+    finally:
+        _engine._scratch_bytes(limit)
+    for run in runs:
+        for got, want in zip(run[:3], base[:3]):
+            np.testing.assert_array_equal(got, want)
+    pinned_plan("direct")
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for got, want in zip(base[:3], cyrnn.lstm_forward(x, a0, p)[:3]):
+        assert_close(got, want, rtol=tol, atol=tol)
+
+
+def test_auto_plan_times_once_per_shape_and_applies_its_choice(pinned_plan):
+    """A shape above the planning threshold is timed on its first call; the
+    choice is cached for the process, and the call's bits are those of that
+    plan pinned. Below the threshold, single columns and single steps stay
+    direct without a timing run."""
+    x, a0, p, _ = problem("lstm", 8, 128, 0, 32, 3, dtype=np.float32)
+    key = ("float32", 512, 128, 32)
+    got = cyrnn.lstm_forward(x, a0, p, cache=False)[0]
+    chosen = _engine.forward_plans()[key]
+    assert chosen in _engine.FORWARD_PLANS
+    pinned_plan(chosen)
+    np.testing.assert_array_equal(cyrnn.lstm_forward(x, a0, p, cache=False)[0], got)
+    pinned_plan("auto")
+    before = dict(_engine.forward_plans())
+    for shape in ((8, 8, 0, 32, 3), (8, 128, 0, 1, 3), (8, 128, 0, 32, 1)):
+        xs, a0s, ps, _ = problem("lstm", *shape, dtype=np.float32)
+        cyrnn.lstm_forward(xs, a0s, ps, cache=False)
+    assert _engine.forward_plans() == before
+
+
+def test_gemm_floor_of_each_plan_and_bad_plans_refused(pinned_plan):
+    for kind in ("rnn", "lstm", "gru", "gru_reset_before"):
+        for plan in _engine.FORWARD_PLANS:
+            _engine.GemmFloor(kind, 3, 5, 2, 10, 7, plan=plan).forward()
+            _engine.GemmFloor(kind, 3, 5, 0, 2100, 2, np.float32, plan=plan).forward()
+    with pytest.raises(ValueError, match="plan must be one of"):
+        _engine.GemmFloor("lstm", 3, 5, 2, 10, 7, plan="fastest")
+    with pytest.raises(ValueError, match="CYRNN_FORWARD_PLAN must be auto, direct or transposed"):
+        pinned_plan("sideways")
+    out = run_python("import cyrnn", env={**__import__("os").environ,
+                                          "CYRNN_FORWARD_PLAN": "sideways"})
+    assert out.returncode != 0 and "CYRNN_FORWARD_PLAN must be" in out.stderr
+    out = run_python("from cyrnn import _engine; print(_engine.set_forward_plan('auto'))",
+                     env={**__import__("os").environ, "CYRNN_FORWARD_PLAN": "transposed"})
+    assert out.stdout.strip() == "transposed"
 
 
 # ---------------------------------------------------------------- caches
