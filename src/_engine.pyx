@@ -305,6 +305,8 @@ cdef struct Forward:
     void* A                 # (n_a, T, m); the same buffer as G when gates_are_state
     void* C                 # (n_a, T, m) when has_c
     void* X                 # (n_x, T, m); NULL when x is read in place
+    Py_ssize_t ld           # row stride of G, A, C, X: T·m (the caches' layout), more
+                            # in inference scratch (scratch_ld), the columns when packed
     bint reverse            # run the steps from T-1 down to 0
     bint gemm_only          # the floor: GEMMs alone, nothing in between
     bint single             # float32 (else float64)
@@ -401,7 +403,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     # lengths) runs are direct, their steps `column()` apart and `running()` wide.
     cdef bint direct = r.G != NULL, whole = ms == m, packed = r.offsets != NULL
     cdef Py_ssize_t P = r.offsets[T] if packed else Tm      # columns of the caches
-    cdef Py_ssize_t ld = P if direct else block_ld(r, ms), step = m if direct else ms
+    cdef Py_ssize_t ld = r.ld if direct else block_ld(r, ms), step = m if direct else ms
     cdef Py_ssize_t col = j0 if direct else 0
     cdef bint gather_x = not r.x_time_major
     cdef Py_ssize_t ldx, stepx, colx
@@ -433,7 +435,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     if not gather_x:
         Xbase, ldx, stepx, colx = <floating*>r.x, Tm, m, j0
     elif direct:
-        ldx, stepx, colx = P, m, j0
+        ldx, stepx, colx = ld, m, j0
     else:
         ldx, stepx, colx = ld, ms, 0
     cdef const floating* x = <const floating*>r.x
@@ -457,14 +459,14 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef const void* A_buf = r.A if direct else ws
     cdef const void* C_buf = r.C if direct else ws
     cdef const void* X_buf = r.x if not gather_x else (r.X if direct else ws)
-    cdef Py_ssize_t G_len = rows * P if direct else ws_len
-    cdef Py_ssize_t A_len = n_a * P if direct else ws_len
-    cdef Py_ssize_t X_len = n_x * P if (direct or not gather_x) else ws_len
+    cdef Py_ssize_t G_len = rows * ld if direct else ws_len
+    cdef Py_ssize_t A_len = n_a * ld if direct else ws_len
+    cdef Py_ssize_t X_len = n_x * Tm if not gather_x else (n_x * ld if direct else ws_len)
     if gather_x and direct and not r.gemm_only and not packed:
         # all steps into the X cache at once: whole 64-byte lines of x (blocks of
         # steps would read the lines at their edges twice)
-        check_block("X", Xbase + j0, n_x, Tm, (T - 1) * m + ms, X_buf, X_len, item)
-        gather_time_major(n_x, ms, T, x + j0 * r.sx1, r.sx0, r.sx1, r.sx2, Xbase + j0, Tm, m)
+        check_block("X", Xbase + j0, n_x, ld, (T - 1) * m + ms, X_buf, X_len, item)
+        gather_time_major(n_x, ms, T, x + j0 * r.sx1, r.sx0, r.sx1, r.sx2, Xbase + j0, ld, m)
     s = 0
     while s < T:
         tbb = min(tb, T - s)
@@ -554,9 +556,9 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     if direct and not r.gemm_only and not packed:
         # whole rows of the outputs at once (see scatter_batch_major's staging)
         if a_out != NULL:
-            scatter_batch_major(n_a, ms, T, Abase + j0, Tm, m, a_out, m * T, T)
+            scatter_batch_major(n_a, ms, T, Abase + j0, ld, m, a_out, m * T, T)
         if r.c_out != NULL:
-            scatter_batch_major(n_a, ms, T, Cbase + j0, Tm, m, <floating*>r.c_out + j0 * T,
+            scatter_batch_major(n_a, ms, T, Cbase + j0, ld, m, <floating*>r.c_out + j0 * T,
                                 m * T, T)
     if a_out != NULL:
         output_head(r, j0, ms, a_out)
@@ -1368,16 +1370,32 @@ cdef class _BackwardJob:
             raise MemoryError("could not allocate the backward pass's scratch")
 
 
+cdef inline Py_ssize_t scratch_ld(Py_ssize_t columns, bint single) noexcept:
+    """Row stride (elements) of inference scratch with `columns` columns: whole
+    64-byte lines, an odd number of them. A step's rows are then spread over every
+    set of the CPU's caches; T·m columns of a power-of-two-rich size (6400, 51200)
+    mapped a step's rows to few sets, and its gates were evicted between the
+    recurrent GEMM and the step's kernels (LSTM inference, medium shape: see
+    benchmarks/README)."""
+    cdef Py_ssize_t per_line = 16 if single else 8
+    cdef Py_ssize_t lines = (columns + per_line - 1) // per_line
+    if lines % 2 == 0:
+        lines += 1
+    return lines * per_line
+
+
 cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, object c0,
                            list params, bint cache, bint reverse, Forward* r,
-                           object out=None):
+                           object out=None, bint scratch=False):
     """Fill r for a forward call on kernel-ready inputs, allocating the outputs
     and (with `cache`) the cache buffers; returns them as (a, y, c, G, A, C, X,
     keep-alive objects). `out` (checked by _run_direction): the (n_a, m, T)
     array to write the hidden states into instead of a new one; a transposed
     view of a C-contiguous (n_a, T, m) array is the time-major state buffer A
     itself (no output in the user's layout is made, nor c: the cell states
-    come back as a view of C; `cache` must be on)."""
+    come back as a view of C; `cache` must be on). `scratch`: the cache
+    buffers serve this call only (inference), so their rows may be padded
+    apart (scratch_ld)."""
     cdef Py_ssize_t n_x = cnp.PyArray_DIMS(x)[0], m = cnp.PyArray_DIMS(x)[1]
     cdef Py_ssize_t T = cnp.PyArray_DIMS(x)[2], n_a = cnp.PyArray_DIMS(a0)[0]
     cdef Py_ssize_t rows = info.spec.blocks * n_a
@@ -1389,8 +1407,15 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     y = new_array(tn, n_y, m, T)
     c = new_array(tn, n_a, m, T) if info.spec.has_c and not states_out else None
     cdef bint time_major = is_time_major_view(x)
+    cdef bint padded = cache and scratch and not states_out
+    cdef Py_ssize_t ld = scratch_ld(T * m, tn == cnp.NPY_FLOAT) if padded else T * m
     G = A = C = X = None
-    if cache:
+    if padded:
+        G = new_array(tn, rows, ld)
+        A = G if info.spec.gates_are_state else new_array(tn, n_a, ld)
+        C = new_array(tn, n_a, ld) if info.spec.has_c else None
+        X = None if time_major else new_array(tn, n_x, ld)
+    elif cache:
         A_given = out.transpose(0, 2, 1) if states_out else None
         G = A_given if states_out and info.spec.gates_are_state else new_array(tn, rows, T, m)
         A = G if info.spec.gates_are_state else (
@@ -1409,6 +1434,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     r.X = NULL if time_major else <void*>data(X)
     r.reverse, r.gemm_only, r.single = reverse, False, tn == cnp.NPY_FLOAT
     r.offsets = r.active = r.bounds = NULL
+    r.ld = ld
     r.plan = forward_plan(r)
     if states_out and C is not None:
         c = C.transpose(0, 2, 1)
@@ -1509,7 +1535,8 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
         info, tn, x, a0, c0, params,
         cache or (scratch <= SCRATCH_BYTES and outputs > CACHED_OUTPUT_BYTES
                   and m * (4 if tn == cnp.NPY_FLOAT else 8) >= NARROW_ROW_BYTES) or (
-            out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)), reverse, &r, out)
+            out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)), reverse, &r, out,
+        not cache)
     run_forward(&r, (x, a0, c0, params, keep, a, y, c, G, A, C, X), threads,
                 n_a * m * T if threads == 1 else 0)
     if not cache:
@@ -1621,6 +1648,7 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     r.offsets = <const Py_ssize_t*>data(plan.offsets)
     r.active = <const Py_ssize_t*>data(plan.active)
     r.bounds = <const Py_ssize_t*>data(bounds)
+    r.ld = P
     r.plan = forward_plan(&r)
     cdef const void* xp = data(x)
     cdef Py_ssize_t s0 = elem_stride(x, 0), s1 = elem_stride(x, 1), s2 = elem_stride(x, 2)
@@ -1693,6 +1721,7 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     r.reverse, r.gemm_only, r.single = False, False, tn == cnp.NPY_FLOAT
     r.offsets = r.active = r.bounds = NULL
     r.plan = PLAN_DIRECT        # one step: no recurrent products (concat) to plan
+    r.ld = m
     cdef int status
     if holds_gil_worth_releasing(<double>m * (rows * width + n_y * n_a)):
         with nogil:
@@ -2122,9 +2151,13 @@ cdef class GemmFloor:
         x, a0 = buf(n_x, m, T), buf(n_a, m)
         c0 = buf(n_a, m) if info.spec.has_c else None
         self.fwd = _ForwardJob.__new__(_ForwardJob)
-        out = prepare_forward(info, tn, x, a0, c0, params, True, False, &self.fwd.r)
+        # the forward as inference runs it (scratch rows padded apart); the
+        # backward on buffers in the caches' layout
+        out = prepare_forward(info, tn, x, a0, c0, params, True, False, &self.fwd.r, None, True)
         self.fwd.keep = (x, a0, c0, params, out)
         self.fwd.r.gemm_only = True
+        cdef Forward cached
+        out = prepare_forward(info, tn, x, a0, c0, params, True, False, &cached)
         if plan is not None:
             self.fwd.r.plan = FORWARD_PLANS.index(plan) if plan in FORWARD_PLANS else -1
             if self.fwd.r.plan < 0:
