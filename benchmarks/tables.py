@@ -1,4 +1,5 @@
-"""Markdown tables from the JSON files of `python -m cyrnn.bench` and bench_threads.py.
+"""Markdown tables from the JSON files of `python -m cyrnn.bench` (also `--inference`)
+and bench_threads.py.
 
     python benchmarks/tables.py benchmarks/results/float64.json [...]
     python benchmarks/tables.py --summary results/float64.json results/float32.json
@@ -81,6 +82,43 @@ def summary_table(results):
     return "\n".join(lines)
 
 
+def inference_tables(result):
+    """The three tables of `cyrnn-bench --inference`: 1 thread, 2 threads, serving."""
+    out = ["| shape | dtype | head | cyrnn ms | cached ms | best floor ms (plan) | cyrnn / floor "
+           "| PyTorch ms | ORT ms | PyTorch / cyrnn | ORT / cyrnn | faster peer / floor |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["single_thread"]:
+        t = r["seconds"]
+        best = r.get("best_floor")
+        peers = [t[k] for k in ("torch", "onnxruntime") if k in t]
+        out.append("| " + " | ".join([
+            r["shape"], r["dtype"], "yes" if r["head"] else "no", ms(t["cyrnn"]),
+            ms(t["cyrnn cached"]),
+            f"{ms(t[best])} ({best.split()[-1]})" if best else "",
+            f"{r['cyrnn_vs_best_floor']:.2f}" if best else "",
+            ms(t.get("torch")), ms(t.get("onnxruntime")),
+            f"{r['torch_vs_cyrnn']:.2f}" if "torch" in t else "",
+            f"{r['onnxruntime_vs_cyrnn']:.2f}" if "onnxruntime" in t else "",
+            f"{min(peers) / t[best]:.2f}" if best and peers else ""]) + " |")
+    out += ["", "| shape | dtype | cyrnn n_threads=2 | 2 user threads | 2 BLAS threads | PyTorch "
+            "| onnxruntime | best cyrnn / faster peer |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["two_threads"]:
+        q = r["sequences_per_s"]
+        out.append("| " + " | ".join(
+            [r["shape"], r["dtype"]] + [f"{q[k]:.0f}" if k in q else "" for k in (
+                "cyrnn", "cyrnn 2 user threads", "cyrnn 2 BLAS threads", "torch", "onnxruntime")]
+            + [f"{r['cyrnn_vs_faster_peer']:.2f}" if "cyrnn_vs_faster_peer" in r else ""]) + " |")
+    out += ["", "| requests | dtype | user threads | cyrnn req/s | PyTorch req/s | onnxruntime "
+            "req/s | cyrnn / faster peer |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in result["serving"]:
+        q = r["requests_per_s"]
+        out.append("| " + " | ".join(
+            [f"m = {r['m']}", r["dtype"], str(r["threads"])]
+            + [f"{q[k]:.0f}" if k in q else "" for k in ("cyrnn", "torch", "onnxruntime")]
+            + [f"{r['cyrnn_vs_faster_peer']:.2f}" if "cyrnn_vs_faster_peer" in r else ""]) + " |")
+    return "\n".join(out)
+
+
 def main(paths):
     if paths and paths[0] == "--summary":
         results = []
@@ -92,7 +130,10 @@ def main(paths):
     for path in paths:
         with open(path) as fh:
             result = json.load(fh)
-        print(threads_table(result) if "bigbatch" in result else suite_table(result))
+        if "single_thread" in result:
+            print(inference_tables(result))
+        else:
+            print(threads_table(result) if "bigbatch" in result else suite_table(result))
         print()
 
 
