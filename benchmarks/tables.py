@@ -84,8 +84,9 @@ def summary_table(results):
 
 def inference_tables(result):
     """The three tables of `cyrnn-bench --inference`: 1 thread, 2 threads, serving."""
-    out = ["| shape | dtype | head | cyrnn ms | cached ms | best floor ms (plan) | cyrnn / floor "
-           "| PyTorch ms | ORT ms | PyTorch / cyrnn | ORT / cyrnn | faster peer / floor |",
+    out = [("| shape | dtype | head | cyrnn ms | cached ms | best floor ms (plan) | "
+            "cyrnn / floor | PyTorch ms | ORT ms | PyTorch / cyrnn | ORT / cyrnn | "
+            "faster peer / floor |"),
            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["single_thread"]:
         t = r["seconds"]
@@ -100,16 +101,17 @@ def inference_tables(result):
             f"{r['torch_vs_cyrnn']:.2f}" if "torch" in t else "",
             f"{r['onnxruntime_vs_cyrnn']:.2f}" if "onnxruntime" in t else "",
             f"{min(peers) / t[best]:.2f}" if best and peers else ""]) + " |")
-    out += ["", "| shape | dtype | cyrnn n_threads=2 | 2 user threads | 2 BLAS threads | PyTorch "
-            "| onnxruntime | best cyrnn / faster peer |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    out += ["", ("| shape | dtype | cyrnn n_threads=2 | 2 user threads | 2 BLAS threads | "
+                 "PyTorch | onnxruntime | best cyrnn / faster peer |"),
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in result["two_threads"]:
         q = r["sequences_per_s"]
         out.append("| " + " | ".join(
             [r["shape"], r["dtype"]] + [f"{q[k]:.0f}" if k in q else "" for k in (
                 "cyrnn", "cyrnn 2 user threads", "cyrnn 2 BLAS threads", "torch", "onnxruntime")]
             + [f"{r['cyrnn_vs_faster_peer']:.2f}" if "cyrnn_vs_faster_peer" in r else ""]) + " |")
-    out += ["", "| requests | dtype | user threads | cyrnn req/s | PyTorch req/s | onnxruntime "
-            "req/s | cyrnn / faster peer |", "|---|---|---:|---:|---:|---:|---:|"]
+    out += ["", ("| requests | dtype | user threads | cyrnn req/s | PyTorch req/s | "
+                 "onnxruntime req/s | cyrnn / faster peer |"), "|---|---|---:|---:|---:|---:|---:|"]
     for r in result["serving"]:
         q = r["requests_per_s"]
         out.append("| " + " | ".join(

@@ -249,7 +249,7 @@ def two_thread_rows(found, dtypes, budget, log=print):
                 p, x, a0 = lstm_problem(n_x, n_a, m, T, dtype)
                 calls["cyrnn 2 user threads"] = _Halves(pool, x, a0, p)
                 calls["cyrnn 2 BLAS threads"] = _blas_threads(
-                    lambda: cyrnn.lstm_forward(x, a0, p, cache=False))
+                    lambda x=x, a0=a0, p=p: cyrnn.lstm_forward(x, a0, p, cache=False))
                 t = measure(calls, budget)
                 rate = {k: m / v for k, v in t.items()}
                 ours = max(v for k, v in rate.items() if k.startswith("cyrnn"))
@@ -280,7 +280,7 @@ def serving_rows(found, dtypes, seconds, log=print, threads=2):
     for dtype in dtypes:
         for m in (1, 8):
             p, x, a0 = lstm_problem(n_x, n_a, m, T, dtype)
-            calls = {"cyrnn": lambda: cyrnn.lstm_forward(x, a0, p, cache=False)}
+            calls = {"cyrnn": lambda x=x, a0=a0, p=p: cyrnn.lstm_forward(x, a0, p, cache=False)}
             impl = implementations(found, (n_x, n_a, m, T), dtype, 0, threads=1)
             calls.update({k: v for k, v in impl.items() if k in ("torch", "onnxruntime")})
             rate = {}
@@ -302,17 +302,18 @@ def serving_rows(found, dtypes, seconds, log=print, threads=2):
 def _serve(call, threads, seconds, rounds=3):
     """Median over rounds of requests/s with `threads` threads calling `call` in a loop."""
     results = []
+
+    def worker(i, start, counts):
+        start.wait()
+        stop = time.perf_counter() + seconds
+        while time.perf_counter() < stop:
+            call()
+            counts[i] += 1
     for _ in range(rounds):
         counts = [0] * threads
         start = threading.Barrier(threads + 1)
-
-        def worker(i):
-            start.wait()
-            stop = time.perf_counter() + seconds
-            while time.perf_counter() < stop:
-                call()
-                counts[i] += 1
-        workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        workers = [threading.Thread(target=worker, args=(i, start, counts))
+                   for i in range(threads)]
         for w in workers:
             w.start()
         start.wait()

@@ -163,12 +163,15 @@ cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, Py_ssi
                               const floating* a_prev, Py_ssize_t ld_ap,
                               const floating* c_prev, Py_ssize_t ld_cp,
                               floating* c, floating* a, bint recurrent,
-                              bint kernels, floating* scratch=NULL) noexcept nogil:
+                              bint kernels, floating* scratch=NULL,
+                              bint keep_gates=True) noexcept nogil:
     """One step from its input projection in G: the recurrent products (unless
     `recurrent` is off: a single step's concat GEMM did them), then the
     kernels (off: the GEMMs alone, the floor): activated gates in G, the state
     a (and c) rows ld apart like G. c_prev NULL means 0. scratch: the
-    recurrent products' (gates_product), or NULL."""
+    recurrent products' (gates_product), or NULL. keep_gates off: G need not
+    hold the activated gates afterwards (no caches; the LSTM then skips storing
+    them)."""
     cdef Py_ssize_t gs = n_a * ld
     if cell.kind == CELL_GRU:
         # hc = bca, then [Γr; Γu; hc] += W_a @ a_prev in one GEMM
@@ -195,7 +198,7 @@ cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, Py_ssi
             return
         if cell.kind == CELL_LSTM:
             # f, i, o = σ(·), c~ = tanh(·), c = f·c_prev + i·c~, a = o·tanh(c)
-            lstm_forward_step(n_a, ms, G, ld, gs, b, c_prev, ld_cp, c, ld, a, ld)
+            lstm_forward_step(n_a, ms, G, ld, gs, b, c_prev, ld_cp, c, ld, a, ld, keep_gates)
         else:
             # a = tanh(z + b), in place (a is G)
             rnn_forward_step(n_a, ms, G, ld, b)

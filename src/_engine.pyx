@@ -311,6 +311,7 @@ cdef struct Forward:
     bint gemm_only          # the floor: GEMMs alone, nothing in between
     bint single             # float32 (else float64)
     int plan                # the recurrent products' orientation (PLAN_*, forward_plan())
+    bint keep_gates         # G must hold the activated gates after each step (caches)
     # Variable lengths (SPEC §6), or NULL: every column runs every step. The
     # columns are sorted by length, longest first (the caller permutes a0, c0
     # and packs x), so the active[t] columns still running at step t are a
@@ -523,7 +524,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
             if start > 0:
                 step_forward(cell, &r.w, n_a, start, Gb + span, ld, b, a_prev, ld_ap, c_prev,
                              ld_cp, Cb + span if cell.has_c else NULL, Ab + span,
-                             not concat, not r.gemm_only, scratch)
+                             not concat, not r.gemm_only, scratch, r.keep_gates)
             if width > start:
                 step_forward(cell, &r.w, n_a, width - start, Gb + span + start, ld, b,
                              (a_prev if start == 0 else a_first) + start,
@@ -532,7 +533,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
                              if (c_prev if start == 0 else c_first) != NULL else NULL,
                              ld_cp if start == 0 else m,
                              Cb + span + start if cell.has_c else NULL, Ab + span + start,
-                             not concat, not r.gemm_only, scratch)
+                             not concat, not r.gemm_only, scratch, r.keep_gates)
             started = width
             a_prev, ld_ap = Ab + span, ld
             if cell.has_c:
@@ -1435,6 +1436,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     r.reverse, r.gemm_only, r.single = reverse, False, tn == cnp.NPY_FLOAT
     r.offsets = r.active = r.bounds = NULL
     r.ld = ld
+    r.keep_gates = cache and not scratch
     r.plan = forward_plan(r)
     if states_out and C is not None:
         c = C.transpose(0, 2, 1)
@@ -1649,6 +1651,7 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     r.active = <const Py_ssize_t*>data(plan.active)
     r.bounds = <const Py_ssize_t*>data(bounds)
     r.ld = P
+    r.keep_gates = cache
     r.plan = forward_plan(&r)
     cdef const void* xp = data(x)
     cdef Py_ssize_t s0 = elem_stride(x, 0), s1 = elem_stride(x, 1), s2 = elem_stride(x, 2)
@@ -1721,7 +1724,7 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     r.reverse, r.gemm_only, r.single = False, False, tn == cnp.NPY_FLOAT
     r.offsets = r.active = r.bounds = NULL
     r.plan = PLAN_DIRECT        # one step: no recurrent products (concat) to plan
-    r.ld = m
+    r.ld, r.keep_gates = m, True
     cdef int status
     if holds_gil_worth_releasing(<double>m * (rows * width + n_y * n_a)):
         with nogil:

@@ -95,15 +95,37 @@ CYRNN_INLINE void SFX(lstm_forward_run)(
 }
 
 /* One LSTM step after the gate GEMM. g holds the four gate pre-activations
- * (f, i, c~, o), gate_stride elements apart; they are replaced by the
- * activated gates. c = f*c_prev + i*c~, a = o*tanh(c). c_prev NULL means 0. */
+ * (f, i, c~, o), gate_stride elements apart; with keep_gates they are replaced
+ * by the activated gates (the caches), else left as they are: the activations
+ * then go through small buffers that stay in L1 instead of being stored back to
+ * g (inference; same arithmetic, same bits). c = f*c_prev + i*c~,
+ * a = o*tanh(c). c_prev NULL means 0. */
 CYRNN_HOT static void SFX(lstm_forward_step)(
     ptrdiff_t n_a, ptrdiff_t m, REAL *CYRNN_RESTRICT g, ptrdiff_t ld_g,
     ptrdiff_t gate_stride, const REAL *CYRNN_RESTRICT b,
     const REAL *CYRNN_RESTRICT c_prev, ptrdiff_t ld_cp,
-    REAL *CYRNN_RESTRICT c, ptrdiff_t ld_c, REAL *CYRNN_RESTRICT a, ptrdiff_t ld_a)
+    REAL *CYRNN_RESTRICT c, ptrdiff_t ld_c, REAL *CYRNN_RESTRICT a, ptrdiff_t ld_a,
+    int keep_gates)
 {
     const ptrdiff_t rows = SFX(rows_per_group)(m, 2 * SFX(VEC));
+    if (rows == 1 && !keep_gates) {
+        REAL pf[SFX(PACK)], pi[SFX(PACK)], pc[SFX(PACK)], po[SFX(PACK)];
+        for (ptrdiff_t i = 0; i < n_a; i++) {
+            const REAL *gf = g + i * ld_g;
+            const REAL bias[4] = {b[i], b[n_a + i], b[2 * n_a + i], b[3 * n_a + i]};
+            for (ptrdiff_t j0 = 0; j0 < m; j0 += SFX(PACK)) {
+                const ptrdiff_t w = m - j0 < SFX(PACK) ? m - j0 : SFX(PACK);
+                memcpy(pf, gf + j0, w * sizeof(REAL));
+                memcpy(pi, gf + gate_stride + j0, w * sizeof(REAL));
+                memcpy(pc, gf + 2 * gate_stride + j0, w * sizeof(REAL));
+                memcpy(po, gf + 3 * gate_stride + j0, w * sizeof(REAL));
+                SFX(lstm_forward_run)(w, pf, pi, pc, po, bias,
+                                      c_prev ? c_prev + i * ld_cp + j0 : NULL,
+                                      c + i * ld_c + j0, a + i * ld_a + j0);
+            }
+        }
+        return;
+    }
     if (rows == 1) {
         for (ptrdiff_t i = 0; i < n_a; i++) {
             REAL *gf = g + i * ld_g;
@@ -146,10 +168,12 @@ CYRNN_HOT static void SFX(lstm_forward_step)(
         for (ptrdiff_t i = i0; i < i1; i++) {
             REAL *gf = g + i * ld_g;
             for (ptrdiff_t j = 0; j < m; j++, k++) {
-                gf[j] = pf[k];
-                gf[gate_stride + j] = pi[k];
-                gf[2 * gate_stride + j] = pc[k];
-                gf[3 * gate_stride + j] = po[k];
+                if (keep_gates) {
+                    gf[j] = pf[k];
+                    gf[gate_stride + j] = pi[k];
+                    gf[2 * gate_stride + j] = pc[k];
+                    gf[3 * gate_stride + j] = po[k];
+                }
                 c[i * ld_c + j] = pcn[k];
                 a[i * ld_a + j] = pa[k];
             }

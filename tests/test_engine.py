@@ -133,7 +133,7 @@ def test_inference_scratch_with_padded_rows_gives_the_cached_bits(kind, dtype, n
     (its rows padded apart, see scratch_ld) computes the cached call's bits,
     forward and reverse; forced here for outputs of any size."""
     m = 512 // np.dtype(dtype).itemsize + extra
-    x, a0, p, rng = problem(kind, n_x, n_a, 2, m, T, seed, dtype)
+    x, a0, p, _ = problem(kind, n_x, n_a, 2, m, T, seed, dtype)
     cell = kind.split("_")[0]
     limit = _engine._cached_output_bytes(0)
     try:
@@ -194,7 +194,7 @@ def test_transposed_plan_over_chunks_blocks_and_threads_gives_identical_bits(pin
                                                                              dtype):
     """m = 2100 (two chunks) in blocks of steps, pinned to the transposed plan:
     every way of running it gives the same bits, close to the direct plan."""
-    x, a0, p, rng = problem("lstm", 3, 6, 2, 2100, 11, dtype=dtype)
+    x, a0, p, _ = problem("lstm", 3, 6, 2, 2100, 11, dtype=dtype)
     pinned_plan("transposed")
     base = cyrnn.lstm_forward(x, a0, p)
     limit = _engine._scratch_bytes(0)
