@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on how cyrnn was obtain
             "(`pip install cyrnn`).") from exc
     raise
 from ._activations import sigmoid, softmax
+from ._cells import prepare
 from ._pool import release_memory
 
 __version__ = "0.2.0.dev0"
@@ -35,4 +36,5 @@ __all__ = [
     "lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward",
     "gru_cell_forward", "gru_forward", "gru_cell_backward", "gru_backward",
     "softmax", "sigmoid", "RNNStepCaches", "LSTMStepCaches", "GRUStepCaches", "release_memory",
+    "prepare",
 ]

@@ -168,3 +168,40 @@ def gru_variant(parameters):
             "parameters has neither 'Wc', 'bc' (reset-before GRU) nor 'Wcx', 'Wca', 'bcx', "
             f"'bca' (reset-after GRU); it has keys [{', '.join(repr(k) for k in list(parameters)[:20])}]")
     return GRU_RESET_BEFORE if not after else GRU
+
+
+def prepare(parameters):
+    """A copy of `parameters` whose gate weights are consecutive row blocks of
+    one stacked matrix (the LSTM's Wf, Wi, Wc, Wo; the reset-before GRU's Wr,
+    Wu, Wc), so the sequence functions read them in place instead of stacking
+    them on every call (the engine checks the blocks are consecutive). The
+    arrays are views of that matrix: changing them in place changes what the
+    next call computes, as with any parameter dict. Other keys, and cells with
+    nothing to stack (the RNN; the reset-after GRU, whose candidate has separate
+    input and recurrent weights), are returned as they are."""
+    import numpy as np
+
+    if not hasattr(parameters, "keys"):
+        raise TypeError(f"parameters must be a dict; got {type(parameters).__name__}")
+    if "Wf" in parameters:
+        cell = LSTM
+    elif "Wr" in parameters:
+        cell = gru_variant(parameters)
+    else:
+        cell = RNN
+    out = dict(parameters)
+    keys = cell.gate_weights
+    if not cell.weights_on_concat or not all(isinstance(k, str) for k in keys):
+        return out
+    blocks = [np.asarray(parameters[k]) for k in keys]
+    shape = blocks[0].shape
+    if any(b.ndim != 2 or b.shape != shape for b in blocks):
+        return out      # left to the functions' own checks and messages
+    dtype = np.result_type(*blocks)
+    stacked = np.empty((len(keys) * shape[0], shape[1]),
+                       dtype if dtype in (np.float32, np.float64) else np.float64)
+    for q, (key, block) in enumerate(zip(keys, blocks)):
+        view = stacked[q * shape[0]:(q + 1) * shape[0]]
+        view[...] = block
+        out[key] = view
+    return out

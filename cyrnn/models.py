@@ -69,7 +69,9 @@ class Model:
             checked = []
             for d, p in enumerate(layer):
                 keys = _gate_keys(cell, p)
-                p = {k: np.ascontiguousarray(p[k], self.dtype) for k in keys if k in p}
+                # gate weights stacked once (read in place by every call)
+                p = _cells.prepare({k: np.ascontiguousarray(p[k], self.dtype)
+                                    for k in keys if k in p})
                 n_x = self._input_size(cell, p, l, d)
                 if n_in is not None and n_x != n_in:
                     raise ValueError(f"layers[{l}][{d}] takes {n_x} inputs; the layer before "

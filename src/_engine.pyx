@@ -1002,6 +1002,34 @@ cdef inline const void* data(object a):
     return NULL if a is None else <const void*>cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+cdef Py_ssize_t stacking_copies = 0
+
+
+def _stacking_copies():
+    """How many calls so far copied gate weights into a stacked matrix (a test
+    hook: prepared parameters must not)."""
+    return stacking_copies
+
+
+cdef bint already_stacked(CellInfo info, list params, Py_ssize_t n_a, Py_ssize_t width,
+                          size_t item):
+    """Whether every gate's weights are one (n_a, width) C-contiguous array (as
+    the kernel-ready checks guarantee) and gate q's starts where gate q-1's ends:
+    then together they are the stacked (gates·n_a, width) matrix, every byte of
+    it inside one of the arrays."""
+    cdef Py_ssize_t q
+    cdef char* start
+    for q in range(info.spec.gates):
+        if len(info.weight_index[q]) != 1:
+            return False
+    start = <char*>cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_index[0][0]])
+    for q in range(1, info.spec.gates):
+        if <char*>cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_index[q][0]]) != \
+                start + q * n_a * width * item:
+            return False
+    return True
+
+
 cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_ssize_t n_a,
                         bint stack, GateWeights* w, bint need_bias=True):
     """Fill w from the parameters; return (keep-alive objects, stacked bias b
@@ -1027,7 +1055,18 @@ cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_s
         for q in range(info.spec.bias_blocks):
             memcpy(<char*>cnp.PyArray_DATA(b) + q * n_a * item,
                    cnp.PyArray_DATA(<cnp.ndarray>params[info.bias_index[q]]), n_a * item)
+    if stack and already_stacked(info, params, n_a, width, item):
+        # the gates' weights are consecutive row blocks of one matrix
+        # (cyrnn.prepare, a Model): read them there, no copy per call
+        w.blocks, w.block_rows = 1, gates * n_a
+        W = params[info.weight_index[0][0]]
+        w.Wa[0] = cnp.PyArray_DATA(W)
+        w.Wx[0] = <char*>cnp.PyArray_DATA(W) + n_a * item
+        w.ldwx[0] = w.ldwa[0] = width
+        return tuple(params[e[0]] for e in info.weight_index), b
     if stack:
+        global stacking_copies
+        stacking_copies += 1
         W = new_array(tn, gates * n_a, width)
         for q in range(gates):
             row = <char*>cnp.PyArray_DATA(W) + q * n_a * width * item

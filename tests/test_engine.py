@@ -500,3 +500,54 @@ def test_one_column_backward_with_large_weights(dtype):
         want = ref.lstm_backward(da, ref.lstm_forward(x, a0, p, lengths=lengths)[-1])
         for key in want:
             assert_close(got[key], want[key], what=key, **tol)
+
+
+# ---------------------------------------------------------------- prepared weights
+
+@pytest.mark.parametrize("kind", ["lstm", "gru_reset_before"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_prepared_parameters_are_read_in_place_with_the_same_bits(kind, dtype):
+    """cyrnn.prepare stacks the gate weights once; the functions then read them
+    in place (no stacking copy per call) and compute the same bits, with and
+    without caches, the cell functions and backward too; changing a prepared
+    array in place changes the next call like any parameter dict."""
+    x, a0, p, rng = problem(kind, 3, 5, 2, 7, 6, dtype=dtype)
+    prepared = cyrnn.prepare(p)
+    forward, backward = FORWARD[kind], BACKWARD[kind]
+    gate = "Wc"
+    copies = _engine._stacking_copies()
+    got = [forward(x, a0, prepared), forward(x, a0, prepared, cache=False)]
+    assert _engine._stacking_copies() == copies
+    want = forward(x, a0, p)
+    assert _engine._stacking_copies() > copies
+    for run in got:
+        for g, w in zip(run[:-1], want[:-1]):
+            np.testing.assert_array_equal(g, w)
+    da = rng.standard_normal(want[0].shape).astype(dtype)
+    for key, value in backward(da, want[-1]).items():
+        np.testing.assert_array_equal(backward(da, got[0][-1])[key], value)
+    if kind == "lstm":
+        xt = np.ascontiguousarray(x[:, :, 0])
+        for g, w in zip(cyrnn.lstm_cell_forward(xt, a0, a0, prepared)[:3],
+                        cyrnn.lstm_cell_forward(xt, a0, a0, p)[:3]):
+            np.testing.assert_array_equal(g, w)
+    prepared[gate] *= 2          # in place: a view of the stacked block
+    p[gate] = p[gate] * 2
+    for g, w in zip(forward(x, a0, prepared, cache=False)[:-1],
+                    forward(x, a0, p, cache=False)[:-1]):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_views_of_one_block_out_of_order_are_stacked_by_copy():
+    """Gate weights that are views of one matrix in another order than the
+    cell's (or with a gap) are not read as a stacked block."""
+    x, a0, p, _ = problem("lstm", 3, 4, 2, 5, 4)
+    block = np.concatenate([p["Wi"], p["Wf"], p["Wc"], p["Wo"]])
+    swapped = dict(p, Wi=block[:4], Wf=block[4:8], Wc=block[8:12], Wo=block[12:])
+    copies = _engine._stacking_copies()
+    for g, w in zip(cyrnn.lstm_forward(x, a0, swapped)[:3], ref.lstm_forward(x, a0, p)[:3]):
+        assert_close(g, w)
+    assert _engine._stacking_copies() == copies + 1
+    assert cyrnn.prepare({"Wax": p["Wf"]})["Wax"] is p["Wf"]     # nothing to stack
+    with pytest.raises(TypeError, match="parameters must be a dict"):
+        cyrnn.prepare([p])
