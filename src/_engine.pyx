@@ -123,24 +123,29 @@ def chunk_bounds(Py_ssize_t m):
 
 
 # ------------------------------------------------------------------ forward plans
-# The recurrent product of each forward step, G += W·a_prev, runs in one of two
-# BLAS orientations (gemm_transposed_result in src/_blas.pxd): which is faster
-# depends on the machine, the dtype and the shape, so the first call of a shape
-# times both (the real code, scratch transposition included) and every later
-# call in the process reuses the choice. A plan depends on the problem's sizes
-# only (the widest chunk, never n_threads), so results stay bit-identical
-# across n_threads and with or without caches. Problems too small to repay a
-# timing run (PLAN_MIN_MACS multiply-adds per step), single columns (a matrix-
-# vector product either way) and single steps keep the direct orientation.
-# CYRNN_FORWARD_PLAN=direct|transposed pins one (e.g. for results identical
-# across machines that would choose differently); the default is auto.
+# The recurrent product of each forward step, G += W·a_prev, can run as the
+# direct GEMM, as the transposed result added back (gemm_transposed_result in
+# src/_blas.pxd), or, for a single column, as a matrix-vector product. Which is
+# fastest depends on the machine, the dtype and the shape (this session's Xeon:
+# float64 (4096 × 1024)·(1024 × 32) transposed 0.86x the time, float32 1.21x;
+# one column of (4096 × 1024) weights: gemv 0.5x the time of the GEMM, of
+# (512 × 128) weights 1.35x in float32), so the first call of a shape times the
+# candidates (the real code, the transposition included) and every later call
+# in the process reuses the choice. A plan depends on the problem's sizes only
+# (the widest chunk, never n_threads), so results stay bit-identical across
+# n_threads and with or without caches. Problems too small to repay a timing
+# run (PLAN_MIN_MACS multiply-adds per step) and single steps run direct.
+# CYRNN_FORWARD_PLAN=direct|transposed|gemv pins one where it applies (e.g.
+# for results identical across machines that would choose differently; gemv
+# only for single columns, transposed only for several); the default is auto.
 cdef enum:
     PLAN_DIRECT = 0
     PLAN_TRANSPOSED = 1
+    PLAN_GEMV = 2
     PLAN_AUTO = -1
     PLAN_MIN_MACS = 1 << 20
 
-FORWARD_PLANS = ("direct", "transposed")
+FORWARD_PLANS = ("direct", "transposed", "gemv")
 cdef dict plan_cache = {}
 
 
@@ -148,7 +153,8 @@ def _plan_mode_from(value):
     if value in (None, "", "auto"):
         return PLAN_AUTO
     if value not in FORWARD_PLANS:
-        raise ValueError(f"CYRNN_FORWARD_PLAN must be auto, direct or transposed; got {value!r}")
+        raise ValueError(f"CYRNN_FORWARD_PLAN must be auto, {', '.join(FORWARD_PLANS)}; "
+                         f"got {value!r}")
     return FORWARD_PLANS.index(value)
 
 
@@ -156,10 +162,10 @@ cdef int plan_mode = _plan_mode_from(os.environ.get("CYRNN_FORWARD_PLAN"))
 
 
 def set_forward_plan(mode):
-    """Pin the forward pass's recurrent-product orientation for this process:
-    "direct", "transposed", or "auto" (time both per shape on first use, the
-    default; also set by the environment variable CYRNN_FORWARD_PLAN).
-    Returns the previous mode."""
+    """Pin the forward pass's recurrent-product plan for this process: "direct",
+    "transposed" (several columns), "gemv" (single columns), or "auto" (time
+    the candidates per shape on first use, the default; also set by the
+    environment variable CYRNN_FORWARD_PLAN). Returns the previous mode."""
     global plan_mode
     old = "auto" if plan_mode == PLAN_AUTO else FORWARD_PLANS[plan_mode]
     plan_mode = _plan_mode_from(mode)
@@ -167,23 +173,31 @@ def set_forward_plan(mode):
 
 
 def forward_plans():
-    """The orientations chosen so far in this process:
-    {(dtype, gates·n_a, n_a, columns): "direct" | "transposed"}."""
+    """The plans chosen so far in this process:
+    {(dtype, gates·n_a, n_a, columns): "direct" | "transposed" | "gemv"}."""
     return {(("float32" if k[0] else "float64"),) + k[1:]: FORWARD_PLANS[v]
             for k, v in plan_cache.items()}
 
 
+cdef inline int plan_applies(int plan, Py_ssize_t ms) noexcept nogil:
+    """plan where it applies to chunks of ms columns, else PLAN_DIRECT."""
+    if plan == PLAN_GEMV and ms != 1 or plan == PLAN_TRANSPOSED and ms < 2:
+        return PLAN_DIRECT
+    return plan
+
+
 cdef double time_plan(floating dummy, const GateWeights* w, int gates, Py_ssize_t n_a,
                       Py_ssize_t ms, const floating* a, floating* G, floating* scratch,
-                      int reps) noexcept nogil:
+                      bint use_gemv, int reps) noexcept nogil:
     cdef int i
     for i in range(reps):
-        gates_product(w, True, 0, gates, n_a, n_a, ms, a, ms, <floating>1, G, ms, scratch)
+        gates_product(w, True, 0, gates, n_a, n_a, ms, a, ms, <floating>1, G, ms, scratch,
+                      use_gemv)
     return 0
 
 
 cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
-    """The faster orientation for this shape on this machine, timed once."""
+    """The fastest plan for this shape on this machine, timed once."""
     import time
     key = (single, gates * n_a, n_a, ms)
     cached = plan_cache.get(key)
@@ -198,25 +212,27 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
     w.Wa[0], w.ldwa[0] = data(W), n_a
     # samples of ~0.3 ms (~8M multiply-adds), 5 rounds each, interleaved
     cdef int reps = max(1, <int>(8e6 / (<double>gates * n_a * n_a * ms)))
-    cdef int plan, rnd
+    cdef int plan, rnd, other = PLAN_GEMV if ms == 1 else PLAN_TRANSPOSED
     cdef void* scratch
+    cdef bint use_gemv
     cdef void* pa = <void*>data(a)
     cdef void* pG = <void*>data(G)
-    seconds = [[], []]
+    seconds = {PLAN_DIRECT: [], other: []}
     for rnd in range(5):
-        for plan in (PLAN_DIRECT, PLAN_TRANSPOSED):
+        for plan in (PLAN_DIRECT, other):
             scratch = <void*>data(S) if plan == PLAN_TRANSPOSED else NULL
+            use_gemv = plan == PLAN_GEMV
             start = time.perf_counter()
             with nogil:
                 if single:
                     time_plan[float](0, &w, gates, n_a, ms, <float*>pa, <float*>pG,
-                                     <float*>scratch, reps)
+                                     <float*>scratch, use_gemv, reps)
                 else:
                     time_plan[double](0, &w, gates, n_a, ms, <double*>pa, <double*>pG,
-                                      <double*>scratch, reps)
+                                      <double*>scratch, use_gemv, reps)
             seconds[plan].append(time.perf_counter() - start)
-    # the transposed orientation only when clearly faster (it adds a pass)
-    best = PLAN_TRANSPOSED if sorted(seconds[1])[2] < 0.95 * sorted(seconds[0])[2] \
+    # another plan only when clearly faster (medians of 5)
+    best = other if sorted(seconds[other])[2] < 0.95 * sorted(seconds[PLAN_DIRECT])[2] \
         else PLAN_DIRECT
     plan_cache[key] = best
     return best
@@ -226,14 +242,13 @@ cdef int forward_plan(const Forward* r) except -1:
     """The plan of r's recurrent products (r's sizes and weights filled in)."""
     cdef Py_ssize_t n = n_chunks(r.m)
     cdef Py_ssize_t ms = (r.m + n - 1) // n if n > 0 else 0
-    if r.w.blocks != 1 or ms < 2 or r.T < 2 or plan_mode == PLAN_DIRECT:
+    if r.w.blocks != 1 or ms < 1 or r.T < 2 or plan_mode == PLAN_DIRECT:
         return PLAN_DIRECT
-    if plan_mode == PLAN_TRANSPOSED:
-        return PLAN_TRANSPOSED
+    if plan_mode != PLAN_AUTO:
+        return plan_applies(plan_mode, ms)
     if <double>r.cell.gates * r.n_a * r.n_a * ms < PLAN_MIN_MACS:
         return PLAN_DIRECT
     return choose_plan(r.single, r.cell.gates, r.n_a, ms)
-
 
 
 cdef inline Py_ssize_t chunk_start(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
@@ -524,7 +539,8 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
             if start > 0:
                 step_forward(cell, &r.w, n_a, start, Gb + span, ld, b, a_prev, ld_ap, c_prev,
                              ld_cp, Cb + span if cell.has_c else NULL, Ab + span,
-                             not concat, not r.gemm_only, scratch, r.keep_gates)
+                             not concat, not r.gemm_only, scratch, r.keep_gates,
+                             r.plan == PLAN_GEMV)
             if width > start:
                 step_forward(cell, &r.w, n_a, width - start, Gb + span + start, ld, b,
                              (a_prev if start == 0 else a_first) + start,
@@ -533,7 +549,8 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
                              if (c_prev if start == 0 else c_first) != NULL else NULL,
                              ld_cp if start == 0 else m,
                              Cb + span + start if cell.has_c else NULL, Ab + span + start,
-                             not concat, not r.gemm_only, scratch, r.keep_gates)
+                             not concat, not r.gemm_only, scratch, r.keep_gates,
+                             r.plan == PLAN_GEMV)
             started = width
             a_prev, ld_ap = Ab + span, ld
             if cell.has_c:
@@ -2201,9 +2218,9 @@ cdef class GemmFloor:
         cdef Forward cached
         out = prepare_forward(info, tn, x, a0, c0, params, True, False, &cached)
         if plan is not None:
-            self.fwd.r.plan = FORWARD_PLANS.index(plan) if plan in FORWARD_PLANS else -1
-            if self.fwd.r.plan < 0:
+            if plan not in FORWARD_PLANS:
                 raise ValueError(f"plan must be one of {FORWARD_PLANS} or None; got {plan!r}")
+            self.fwd.r.plan = plan_applies(FORWARD_PLANS.index(plan), m)
         G, A, C, X = out[3:7]
         self.bwd = _BackwardJob.__new__(_BackwardJob)
         run_backward(info, tn, False, buf(n_a, m, T), G, A, C, a0, c0, X, params, None, T,

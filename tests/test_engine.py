@@ -165,9 +165,10 @@ def pinned_plan():
        reverse=st.booleans(), with_lengths=st.booleans(), seed=st.integers(0, 2**16))
 def test_each_forward_plan_computes_the_reference(pinned_plan, kind, dtype, n_x, n_a, m, T,
                                                   reverse, with_lengths, seed):
-    """Both orientations of the recurrent product, pinned, equal the reference
-    (reverse: on reversed time), and each gives the same bits with and without
-    caches and on 1 or 2 threads."""
+    """Every plan of the recurrent product, pinned (gemv applies to single
+    columns, transposed to several), equals the reference (reverse: on reversed
+    time), and each gives the same bits with and without caches and on 1 or 2
+    threads."""
     x, a0, p, rng = problem(kind, n_x, n_a, 2, m, T, seed, dtype)
     lengths = rng.integers(0, T + 1, m) if with_lengths else None
     x64, a064 = x.astype(np.float64), a0.astype(np.float64)
@@ -214,15 +215,23 @@ def test_transposed_plan_over_chunks_blocks_and_threads_gives_identical_bits(pin
 
 
 def test_auto_plan_times_once_per_shape_and_applies_its_choice(pinned_plan):
-    """A shape above the planning threshold is timed on its first call; the
-    choice is cached for the process, and the call's bits are those of that
-    plan pinned. Below the threshold, single columns and single steps stay
+    """A shape above the planning threshold is timed on its first call (several
+    columns: direct or transposed; one: direct or gemv); the choice is cached
+    for the process, and the call's bits are those of that plan pinned. Below the threshold, single columns and single steps stay
     direct without a timing run."""
     x, a0, p, _ = problem("lstm", 8, 128, 0, 32, 3, dtype=np.float32)
     key = ("float32", 512, 128, 32)
     got = cyrnn.lstm_forward(x, a0, p, cache=False)[0]
     chosen = _engine.forward_plans()[key]
     assert chosen in _engine.FORWARD_PLANS
+    pinned_plan(chosen)
+    np.testing.assert_array_equal(cyrnn.lstm_forward(x, a0, p, cache=False)[0], got)
+    # a single column of large weights: direct or gemv, timed likewise
+    pinned_plan("auto")
+    x, a0, p, _ = problem("lstm", 8, 512, 0, 1, 3, dtype=np.float32)
+    got = cyrnn.lstm_forward(x, a0, p, cache=False)[0]
+    chosen = _engine.forward_plans()[("float32", 2048, 512, 1)]
+    assert chosen in ("direct", "gemv")
     pinned_plan(chosen)
     np.testing.assert_array_equal(cyrnn.lstm_forward(x, a0, p, cache=False)[0], got)
     pinned_plan("auto")
@@ -238,9 +247,11 @@ def test_gemm_floor_of_each_plan_and_bad_plans_refused(pinned_plan):
         for plan in _engine.FORWARD_PLANS:
             _engine.GemmFloor(kind, 3, 5, 2, 10, 7, plan=plan).forward()
             _engine.GemmFloor(kind, 3, 5, 0, 2100, 2, np.float32, plan=plan).forward()
+            _engine.GemmFloor(kind, 3, 5, 0, 1, 4, np.float32, plan=plan).forward()
     with pytest.raises(ValueError, match="plan must be one of"):
         _engine.GemmFloor("lstm", 3, 5, 2, 10, 7, plan="fastest")
-    with pytest.raises(ValueError, match="CYRNN_FORWARD_PLAN must be auto, direct or transposed"):
+    with pytest.raises(ValueError, match="CYRNN_FORWARD_PLAN must be auto, direct, transposed, "
+                                         "gemv; got 'sideways'"):
         pinned_plan("sideways")
     out = run_python("import cyrnn", env={**__import__("os").environ,
                                           "CYRNN_FORWARD_PLAN": "sideways"})
