@@ -234,8 +234,8 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
     # another plan only when clearly faster (medians of 5)
     best = other if sorted(seconds[other])[2] < 0.95 * sorted(seconds[PLAN_DIRECT])[2] \
         else PLAN_DIRECT
-    plan_cache[key] = best
-    return best
+    # the first choice stored wins (threads timing one shape at once all use it)
+    return plan_cache.setdefault(key, best)
 
 
 cdef int forward_plan(const Forward* r) except -1:

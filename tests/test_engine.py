@@ -562,3 +562,16 @@ def test_views_of_one_block_out_of_order_are_stacked_by_copy():
     assert cyrnn.prepare({"Wax": p["Wf"]})["Wax"] is p["Wf"]     # nothing to stack
     with pytest.raises(TypeError, match="parameters must be a dict"):
         cyrnn.prepare([p])
+
+
+def test_threads_planning_one_shape_at_once_agree(pinned_plan):
+    """Calls of a new shape from several threads at once time it concurrently;
+    they all run the plan stored first, so their bits agree with later calls."""
+    x, a0, p, _ = problem("lstm", 4, 512, 0, 3, 3, dtype=np.float32)
+    assert ("float32", 2048, 512, 3) not in _engine.forward_plans()
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda _: cyrnn.lstm_forward(x, a0, p, cache=False)[0], range(4)))
+    later = cyrnn.lstm_forward(x, a0, p, cache=False)[0]
+    assert ("float32", 2048, 512, 3) in _engine.forward_plans()
+    for run in runs:
+        np.testing.assert_array_equal(run, later)
