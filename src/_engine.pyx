@@ -186,14 +186,14 @@ cdef inline int plan_applies(int plan, Py_ssize_t ms) noexcept nogil:
     return plan
 
 
-cdef double time_plan(floating dummy, const GateWeights* w, int gates, Py_ssize_t n_a,
-                      Py_ssize_t ms, const floating* a, floating* G, floating* scratch,
-                      bint use_gemv, int reps) noexcept nogil:
+cdef void time_plan(floating dummy, const GateWeights* w, int gates, Py_ssize_t n_a,
+                    Py_ssize_t ms, const floating* a, floating* G, floating* scratch,
+                    bint use_gemv, int reps) noexcept nogil:
+    """reps recurrent products under one plan (the caller times them)."""
     cdef int i
     for i in range(reps):
         gates_product(w, True, 0, gates, n_a, n_a, ms, a, ms, <floating>1, G, ms, scratch,
                       use_gemv)
-    return 0
 
 
 cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
@@ -206,13 +206,15 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
     cdef int tn = cnp.NPY_FLOAT if single else cnp.NPY_DOUBLE
     rng = np.random.default_rng(0)
     W = rng.uniform(-0.1, 0.1, (gates * n_a, n_a)).astype(np.float32 if single else np.float64)
-    a, G, S = new_zeros(tn, n_a, ms), new_zeros(tn, gates * n_a, ms), new_zeros(tn, gates * n_a, ms)
+    cdef int other = PLAN_GEMV if ms == 1 else PLAN_TRANSPOSED
+    a, G = new_zeros(tn, n_a, ms), new_zeros(tn, gates * n_a, ms)
+    S = new_zeros(tn, gates * n_a, ms) if other == PLAN_TRANSPOSED else None
     cdef GateWeights w
     w.blocks, w.block_rows, w.on_concat = 1, gates * n_a, False
     w.Wa[0], w.ldwa[0] = data(W), n_a
     # samples of ~0.3 ms (~8M multiply-adds), 5 rounds each, interleaved
     cdef int reps = max(1, <int>(8e6 / (<double>gates * n_a * n_a * ms)))
-    cdef int plan, rnd, other = PLAN_GEMV if ms == 1 else PLAN_TRANSPOSED
+    cdef int plan, rnd
     cdef void* scratch
     cdef bint use_gemv
     cdef void* pa = <void*>data(a)
