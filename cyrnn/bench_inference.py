@@ -170,8 +170,10 @@ def floors(shape, dtype, n_y):
     """{plan name: zero-argument call} of the BLAS-only floors of every forward plan."""
     from cyrnn import _engine
     n_x, n_a, m, T = shape
+    # (a row-block plan on weights no taller than its blocks is the direct one)
     plans = [p for p in _engine.FORWARD_PLANS
-             if not (p == "gemv" and m != 1 or p == "transposed" and m == 1)]
+             if not (p == "gemv" and m != 1 or p == "transposed" and m == 1
+                     or p.startswith("rows") and int(p[4:]) >= 4 * n_a)]
     return {f"floor {plan}": _engine.GemmFloor("lstm", n_x, n_a, n_y, m, T, dtype,
                                                plan=plan).forward for plan in plans}
 

@@ -97,15 +97,27 @@ cdef inline void gates_product(const GateWeights* w, bint recurrent, int q0, int
                                Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t n, const floating* B,
                                Py_ssize_t ldb, floating beta, floating* G,
                                Py_ssize_t ldg, floating* scratch=NULL,
-                               bint use_gemv=False) noexcept nogil:
+                               bint use_gemv=False, Py_ssize_t row_block=0) noexcept nogil:
     """G (+)= W @ B for gates q0..q1-1 (n_a rows each, one after another in G):
     their recurrent weights (k = n_a) or input weights (k = n_x). The forward
     plans (src/_engine.pyx), stacked weights only: scratch ((q1-q0)·n_a·n
     elements) for the transposed result (gemm_transposed_result), else NULL;
-    use_gemv: a single column as a matrix-vector product."""
+    use_gemv: a single column as a matrix-vector product; row_block > 0: one
+    GEMM per block of that many rows (OpenBLAS runs narrow products on tall
+    stacked weights up to 2x faster so, by a block size that depends on the
+    machine and the shape)."""
     cdef const Py_ssize_t* ld
     cdef const void* const* W = weight_blocks(w, recurrent, &ld)
     cdef int q
+    cdef Py_ssize_t rows = (q1 - q0) * n_a, r0
+    if w.blocks == 1 and 0 < row_block < rows and scratch == NULL and not (use_gemv and n == 1):
+        r0 = 0
+        while r0 < rows:
+            gemm(False, False, min(row_block, rows - r0), n, k, <floating>1,
+                 <const floating*>W[0] + (q0 * n_a + r0) * ld[0], ld[0], B, ldb, beta,
+                 G + r0 * ldg, ldg)
+            r0 += row_block
+        return
     if w.blocks == 1 and use_gemv and n == 1:
         gemv(False, (q1 - q0) * n_a, k, <floating>1, <const floating*>W[0] + q0 * n_a * ld[0],
              ld[0], B, ldb, beta, G, ldg)
@@ -170,12 +182,13 @@ cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, Py_ssi
                               const floating* c_prev, Py_ssize_t ld_cp,
                               floating* c, floating* a, bint recurrent,
                               bint kernels, floating* scratch=NULL,
-                              bint keep_gates=True, bint use_gemv=False) noexcept nogil:
+                              bint keep_gates=True, bint use_gemv=False,
+                              Py_ssize_t row_block=0) noexcept nogil:
     """One step from its input projection in G: the recurrent products (unless
     `recurrent` is off: a single step's concat GEMM did them), then the
     kernels (off: the GEMMs alone, the floor): activated gates in G, the state
     a (and c) rows ld apart like G. c_prev NULL means 0. scratch: the
-    recurrent products' (gates_product), or NULL; use_gemv likewise.
+    recurrent products' (gates_product), or NULL; use_gemv, row_block likewise.
     keep_gates off: G need not hold the activated gates afterwards (no caches;
     the LSTM then skips storing them)."""
     cdef Py_ssize_t gs = n_a * ld
@@ -184,23 +197,23 @@ cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, Py_ssi
         if kernels:
             fill_rows(n_a, ms, b + 2 * n_a, G + 2 * gs, ld)
         gates_product(w, True, 0, 3, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld, scratch,
-                      use_gemv)
+                      use_gemv, row_block)
         if kernels:
             gru_forward_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap, a, ld)
     elif cell.kind == CELL_GRU_RESET_BEFORE:
         # the candidate's recurrent product needs Γr first: two GEMMs
         gates_product(w, True, 0, 2, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld,
-                      scratch, use_gemv)
+                      scratch, use_gemv, row_block)
         if kernels:
             gru_reset_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap)
         gates_product(w, True, 2, 3, n_a, n_a, ms, G + 3 * gs, ld, <floating>1, G + 2 * gs, ld,
-                      scratch, use_gemv)
+                      scratch, use_gemv, row_block)
         if kernels:
             gru_candidate_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap, a, ld)
     else:
         if recurrent:
             gates_product(w, True, 0, cell.gates, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G,
-                          ld, scratch, use_gemv)
+                          ld, scratch, use_gemv, row_block)
         if not kernels:
             return
         if cell.kind == CELL_LSTM:

@@ -125,8 +125,9 @@ def chunk_bounds(Py_ssize_t m):
 # ------------------------------------------------------------------ forward plans
 # The recurrent product of each forward step, G += W·a_prev, can run as the
 # direct GEMM, as the transposed result added back (gemm_transposed_result in
-# src/_blas.pxd), or, for a single column, as a matrix-vector product. Which is
-# fastest depends on the machine, the dtype and the shape (this session's Xeon:
+# src/_blas.pxd), as GEMMs on blocks of rows of the weights (below), or, for a
+# single column, as a matrix-vector product. Which is fastest depends on the
+# machine, the dtype and the shape (an AVX-512 Xeon:
 # float64 (4096 × 1024)·(1024 × 32) transposed 0.86x the time, float32 1.21x;
 # one column of (4096 × 1024) weights: gemv 0.5x the time of the GEMM, of
 # (512 × 128) weights 1.35x in float32), so the first call of a shape times the
@@ -135,17 +136,27 @@ def chunk_bounds(Py_ssize_t m):
 # (the widest chunk, never n_threads), so results stay bit-identical across
 # n_threads and with or without caches. Problems too small to repay a timing
 # run (PLAN_MIN_MACS multiply-adds per step) and single steps run direct.
-# CYRNN_FORWARD_PLAN=direct|transposed|gemv pins one where it applies (e.g.
-# for results identical across machines that would choose differently; gemv
-# only for single columns, transposed only for several); the default is auto.
+# CYRNN_FORWARD_PLAN=direct|transposed|gemv|rows256|rows128|rows64 pins one
+# where it applies (e.g. for results identical across machines that would
+# choose differently; gemv only for single columns, transposed only for
+# several); the default is auto.
+# The row-block plans run the direct GEMM in blocks of 256, 128 or 64 rows of
+# the stacked weights: on the same Xeon (SciPy's OpenBLAS 0.3.30, 1
+# thread) a step of 8 columns through n_a = 256 took 0.49x (float32) and 0.55x
+# (float64) the time of the one GEMM in blocks of 256 rows, 16 columns through
+# n_a = 512 0.52-0.69x in blocks of 64, while at 64 columns and more blocks were
+# 0-50% slower: the best block moves with the shape, so it is timed too.
 cdef enum:
     PLAN_DIRECT = 0
     PLAN_TRANSPOSED = 1
     PLAN_GEMV = 2
+    PLAN_ROWS_256 = 3
+    PLAN_ROWS_128 = 4
+    PLAN_ROWS_64 = 5
     PLAN_AUTO = -1
     PLAN_MIN_MACS = 1 << 20
 
-FORWARD_PLANS = ("direct", "transposed", "gemv")
+FORWARD_PLANS = ("direct", "transposed", "gemv", "rows256", "rows128", "rows64")
 cdef dict plan_cache = {}
 
 
@@ -163,7 +174,8 @@ cdef int plan_mode = _plan_mode_from(os.environ.get("CYRNN_FORWARD_PLAN"))
 
 def set_forward_plan(mode):
     """Pin the forward pass's recurrent-product plan for this process: "direct",
-    "transposed" (several columns), "gemv" (single columns), or "auto" (time
+    "transposed" (several columns), "gemv" (single columns), "rows256",
+    "rows128", "rows64" (GEMMs on blocks of that many rows), or "auto" (time
     the candidates per shape on first use, the default; also set by the
     environment variable CYRNN_FORWARD_PLAN). Returns the previous mode."""
     global plan_mode
@@ -174,9 +186,14 @@ def set_forward_plan(mode):
 
 def forward_plans():
     """The plans chosen so far in this process:
-    {(dtype, gates·n_a, n_a, columns): "direct" | "transposed" | "gemv"}."""
+    {(dtype, gates·n_a, n_a, columns): one of FORWARD_PLANS}."""
     return {(("float32" if k[0] else "float64"),) + k[1:]: FORWARD_PLANS[v]
             for k, v in plan_cache.items()}
+
+
+cdef inline Py_ssize_t plan_row_block(int plan) noexcept nogil:
+    """The rows of each GEMM of a row-block plan, else 0 (one GEMM)."""
+    return 256 >> (plan - PLAN_ROWS_256) if plan >= PLAN_ROWS_256 else 0
 
 
 cdef inline int plan_applies(int plan, Py_ssize_t ms) noexcept nogil:
@@ -188,12 +205,12 @@ cdef inline int plan_applies(int plan, Py_ssize_t ms) noexcept nogil:
 
 cdef void time_plan(floating dummy, const GateWeights* w, int gates, Py_ssize_t n_a,
                     Py_ssize_t ms, const floating* a, floating* G, floating* scratch,
-                    bint use_gemv, int reps) noexcept nogil:
+                    bint use_gemv, Py_ssize_t row_block, int reps) noexcept nogil:
     """reps recurrent products under one plan (the caller times them)."""
     cdef int i
     for i in range(reps):
         gates_product(w, True, 0, gates, n_a, n_a, ms, a, ms, <floating>1, G, ms, scratch,
-                      use_gemv)
+                      use_gemv, row_block)
 
 
 cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
@@ -217,25 +234,31 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
     cdef int plan, rnd
     cdef void* scratch
     cdef bint use_gemv
+    cdef Py_ssize_t row_block
     cdef void* pa = <void*>data(a)
     cdef void* pG = <void*>data(G)
-    seconds = {PLAN_DIRECT: [], other: []}
+    seconds = {plan: [] for plan in (PLAN_DIRECT, other, PLAN_ROWS_256, PLAN_ROWS_128,
+                                     PLAN_ROWS_64)
+               if plan_row_block(plan) < gates * n_a}
     for rnd in range(5):
-        for plan in (PLAN_DIRECT, other):
+        for plan in seconds:
             scratch = <void*>data(S) if plan == PLAN_TRANSPOSED else NULL
             use_gemv = plan == PLAN_GEMV
+            row_block = plan_row_block(plan)
             start = time.perf_counter()
             with nogil:
                 if single:
                     time_plan[float](0, &w, gates, n_a, ms, <float*>pa, <float*>pG,
-                                     <float*>scratch, use_gemv, reps)
+                                     <float*>scratch, use_gemv, row_block, reps)
                 else:
                     time_plan[double](0, &w, gates, n_a, ms, <double*>pa, <double*>pG,
-                                      <double*>scratch, use_gemv, reps)
+                                      <double*>scratch, use_gemv, row_block, reps)
             seconds[plan].append(time.perf_counter() - start)
     # another plan only when clearly faster (medians of 5)
-    best = other if sorted(seconds[other])[2] < 0.95 * sorted(seconds[PLAN_DIRECT])[2] \
-        else PLAN_DIRECT
+    median = {plan: sorted(times)[2] for plan, times in seconds.items()}
+    best = min(median, key=median.get)
+    if median[best] >= 0.95 * median[PLAN_DIRECT]:
+        best = PLAN_DIRECT
     # the first choice stored wins (threads timing one shape at once all use it)
     return plan_cache.setdefault(key, best)
 
@@ -542,7 +565,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
                 step_forward(cell, &r.w, n_a, start, Gb + span, ld, b, a_prev, ld_ap, c_prev,
                              ld_cp, Cb + span if cell.has_c else NULL, Ab + span,
                              not concat, not r.gemm_only, scratch, r.keep_gates,
-                             r.plan == PLAN_GEMV)
+                             r.plan == PLAN_GEMV, plan_row_block(r.plan))
             if width > start:
                 step_forward(cell, &r.w, n_a, width - start, Gb + span + start, ld, b,
                              (a_prev if start == 0 else a_first) + start,
@@ -552,7 +575,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
                              ld_cp if start == 0 else m,
                              Cb + span + start if cell.has_c else NULL, Ab + span + start,
                              not concat, not r.gemm_only, scratch, r.keep_gates,
-                             r.plan == PLAN_GEMV)
+                             r.plan == PLAN_GEMV, plan_row_block(r.plan))
             started = width
             a_prev, ld_ap = Ab + span, ld
             if cell.has_c:

@@ -190,6 +190,34 @@ def test_each_forward_plan_computes_the_reference(pinned_plan, kind, dtype, n_x,
             np.testing.assert_array_equal(other, runs[0])
 
 
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["rnn", "lstm", "gru", "gru_reset_before"]),
+       dtype=st.sampled_from([np.float64, np.float32]), n_a=st.integers(17, 90),
+       m=st.integers(1, 12), T=st.integers(2, 6), with_lengths=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_row_block_plans_split_tall_weights_and_compute_the_reference(
+        pinned_plan, kind, dtype, n_a, m, T, with_lengths, seed):
+    """The row-block plans on weights taller than their blocks (gates·n_a rows
+    from 17 to 360: whole blocks and a last, shorter one; the reset-before
+    GRU's products of 2·n_a and n_a rows) equal the reference, and each gives
+    the same bits with and without caches and on 1 or 2 threads."""
+    x, a0, p, rng = problem(kind, 3, n_a, 2, m, T, seed, dtype)
+    lengths = rng.integers(0, T + 1, m) if with_lengths else None
+    want = getattr(ref, kind.split("_")[0] + "_forward")(
+        x.astype(np.float64), a0.astype(np.float64),
+        {k: v.astype(np.float64) for k, v in p.items()}, lengths=lengths)[0]
+    tol = 1e-10 if dtype == np.float64 else 3e-5
+    for plan in ("rows256", "rows128", "rows64"):
+        pinned_plan(plan)
+        runs = [_engine._run_direction(kind.split("_")[0], x, a0, p, lengths=lengths,
+                                       cache=cache, n_threads=threads)[0]
+                for cache, threads in ((True, 1), (False, 1), (False, 2))]
+        assert_close(runs[0], want, rtol=tol, atol=tol, what=plan)
+        for other in runs[1:]:
+            np.testing.assert_array_equal(other, runs[0])
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_transposed_plan_over_chunks_blocks_and_threads_gives_identical_bits(pinned_plan,
                                                                              dtype):
@@ -216,7 +244,8 @@ def test_transposed_plan_over_chunks_blocks_and_threads_gives_identical_bits(pin
 
 def test_auto_plan_times_once_per_shape_and_applies_its_choice(pinned_plan):
     """A shape above the planning threshold is timed on its first call (several
-    columns: direct or transposed; one: direct or gemv); the choice is cached
+    columns: direct, transposed or row blocks; one: the same but gemv for
+    transposed); the choice is cached
     for the process, and the call's bits are those of that plan pinned. Below the threshold, single columns and single steps stay
     direct without a timing run."""
     x, a0, p, _ = problem("lstm", 8, 128, 0, 32, 3, dtype=np.float32)
@@ -231,7 +260,7 @@ def test_auto_plan_times_once_per_shape_and_applies_its_choice(pinned_plan):
     x, a0, p, _ = problem("lstm", 8, 512, 0, 1, 3, dtype=np.float32)
     got = cyrnn.lstm_forward(x, a0, p, cache=False)[0]
     chosen = _engine.forward_plans()[("float32", 2048, 512, 1)]
-    assert chosen in ("direct", "gemv")
+    assert chosen in _engine.FORWARD_PLANS and chosen != "transposed"
     pinned_plan(chosen)
     np.testing.assert_array_equal(cyrnn.lstm_forward(x, a0, p, cache=False)[0], got)
     pinned_plan("auto")
@@ -251,7 +280,7 @@ def test_gemm_floor_of_each_plan_and_bad_plans_refused(pinned_plan):
     with pytest.raises(ValueError, match="plan must be one of"):
         _engine.GemmFloor("lstm", 3, 5, 2, 10, 7, plan="fastest")
     with pytest.raises(ValueError, match="CYRNN_FORWARD_PLAN must be auto, direct, transposed, "
-                                         "gemv; got 'sideways'"):
+                                         "gemv, rows256, rows128, rows64; got 'sideways'"):
         pinned_plan("sideways")
     out = run_python("import cyrnn", env={**__import__("os").environ,
                                           "CYRNN_FORWARD_PLAN": "sideways"})
