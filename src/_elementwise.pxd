@@ -88,6 +88,8 @@ cdef extern from "cyrnn_elementwise.h" nogil:
                                Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t)
     void scatter_batch_major_f(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float*,
                                Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t)
+    void stream_rows_d(Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t, double*, Py_ssize_t)
+    void stream_rows_f(Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t, float*, Py_ssize_t)
 
 
 cdef inline void rnn_forward_step(Py_ssize_t n_a, Py_ssize_t m, floating* z, Py_ssize_t ld,
@@ -181,6 +183,15 @@ cdef inline void scatter_batch_major(Py_ssize_t n, Py_ssize_t m, Py_ssize_t T,
         scatter_batch_major_f(n, m, T, src, src_ld, src_step, dst, dst_ld, T_dst)
     else:
         scatter_batch_major_d(n, m, T, src, src_ld, src_step, dst, dst_ld, T_dst)
+
+cdef inline void stream_rows(Py_ssize_t rows, Py_ssize_t cols, const floating* src,
+                             Py_ssize_t lds, floating* dst, Py_ssize_t ldd) noexcept nogil:
+    """dst rows <- src rows, cols elements each, bypassing the caches where it can."""
+    if floating is float:
+        stream_rows_f(rows, cols, src, lds, dst, ldd)
+    else:
+        stream_rows_d(rows, cols, src, lds, dst, ldd)
+
 
 # The GRU's step kernels (src/cyrnn_elementwise_impl.h: what each computes).
 cdef inline void fill_rows(Py_ssize_t n, Py_ssize_t m, const floating* b, floating* y,

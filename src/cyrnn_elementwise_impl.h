@@ -592,6 +592,18 @@ static void SFX(transpose_columns)(ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t step, p
  * direct loop. */
 enum { SFX(STREAM_MIN_BYTES) = 8 << 20, SFX(STAGE) = (120 << 10) / sizeof(REAL) };
 
+/* dst rows (ldd apart) <- src rows (lds apart), cols elements each, with
+ * non-temporal stores where there are any: the destination (the caches of a
+ * staged forward block, see src/_engine.pyx) is not read again soon, and
+ * ordinary stores would first read each of its cache lines. */
+static void SFX(stream_rows)(ptrdiff_t rows, ptrdiff_t cols, const REAL *CYRNN_RESTRICT src,
+                             ptrdiff_t lds, REAL *CYRNN_RESTRICT dst, ptrdiff_t ldd)
+{
+    for (ptrdiff_t i = 0; i < rows; i++)
+        SFX(stream_copy)(dst + i * ldd, src + i * lds, cols);
+    cyrnn_stream_fence();
+}
+
 /* Steps 0..T-1 of m batch columns of the user's (n, ·, T_dst) array dst (rows
  * dst_ld apart, a column's steps contiguous)  <-  the time-major block src
  * (n, T, m): rows src_ld apart, steps src_step apart, columns contiguous. */

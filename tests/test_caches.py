@@ -6,7 +6,8 @@ import pytest
 
 import cyrnn
 import cyrnn.reference as ref
-from problems import assert_close, lstm_parameters, rnn_parameters, sequence
+from cyrnn import _engine
+from problems import assert_close, gru_parameters, lstm_parameters, rnn_parameters, sequence
 
 N_X, N_A, N_Y, M, T = 3, 4, 2, 5, 6
 
@@ -82,3 +83,52 @@ def test_reference_caches_as_plain_lists_work_both_ways():
     g, g_list = cyrnn.rnn_backward(da, caches), cyrnn.rnn_backward(da, listed)
     for key in g:
         assert_close(g[key], g_list[key])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_reset_before"])
+def test_narrow_batch_caches_staged_over_many_blocks_match(kind, dtype):
+    """Narrow batches with large caches run their blocks of steps in a
+    workspace and copy each block into the caches (staged; the size limit
+    pinned to 0 here, to infinity for the caches written in place): over
+    several blocks (m = 3, T = 70: blocks of 22 steps), forward and reversed,
+    both give the same bits in every output and cache entry, equal to
+    cache=False's outputs, the reference's caches, and the reference's
+    gradients through backward."""
+    rng = np.random.default_rng(7)
+    n_x, n_a, n_y, m, steps = 3, 5, 2, 3, 70
+    x, a0 = sequence(rng, n_x, n_a, m, steps, dtype, scale=0.5)
+    make = {"rnn": rnn_parameters, "lstm": lstm_parameters, "gru": gru_parameters,
+            "gru_reset_before": lambda *a, **k: gru_parameters(*a, **k, reset_before=True)}
+    p = make[kind](rng, n_x, n_a, n_y, dtype, scale=0.5)
+    name = kind.split("_")[0]
+    forward = getattr(cyrnn, name + "_forward")
+    limit = _engine._staged_bytes(0)
+    try:
+        got = forward(x, a0, p)
+        got_reversed = _engine._run_direction(name, x, a0, p, reverse=True, cache=True)
+        _engine._staged_bytes(float("inf"))
+        in_place = forward(x, a0, p)
+        in_place_reversed = _engine._run_direction(name, x, a0, p, reverse=True, cache=True)
+    finally:
+        _engine._staged_bytes(limit)
+    for out, same, plain in zip(got[:-1], in_place[:-1], forward(x, a0, p, cache=False)[:-1]):
+        np.testing.assert_array_equal(out, same)
+        np.testing.assert_array_equal(out, plain)
+    for out, same in zip(got_reversed[:3], in_place_reversed[:3]):
+        np.testing.assert_array_equal(out, same)
+    x64, a064 = x.astype(np.float64), a0.astype(np.float64)
+    p64 = {k: v.astype(np.float64) for k, v in p.items()}
+    want = getattr(ref, name + "_forward")(x64, a064, p64)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
+    for t in (0, 21, 22, 23, 44, 69):       # the blocks' edges
+        for k, (entry, same, expected) in enumerate(zip(got[-1][0][t], in_place[-1][0][t],
+                                                        want[-1][0][t])):
+            if isinstance(expected, np.ndarray):
+                np.testing.assert_array_equal(entry, same)
+                assert_close(entry, expected, what=f"step {t} entry {k}", **tol)
+    da = rng.standard_normal((n_a, m, steps))
+    grads = getattr(cyrnn, name + "_backward")(da.astype(dtype), got[-1])
+    expected = getattr(ref, name + "_backward")(da, want[-1])
+    for key in expected:
+        assert_close(grads[key], expected[key], what=key, **tol)
