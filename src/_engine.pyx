@@ -434,8 +434,8 @@ cdef inline bint staged_caches(const Forward* r, Py_ssize_t ms) noexcept nogil:
 
 cdef inline size_t workspace_size(const Forward* r, Py_ssize_t ms) noexcept nogil:
     """Elements of workspace a chunk of ms columns needs: concat for a single
-    step, and without caches a block's buffers (with caches the blocks are
-    windows of the cache buffers)."""
+    step, and without caches or staged a block's buffers (otherwise the blocks
+    are windows of the cache buffers)."""
     cdef size_t concat = (r.n_a + r.n_x) * ms if (uses_concat(&r.cell, &r.w, r.T)
                                                   and r.offsets == NULL) else 0
     concat += plan_scratch(r, ms)
