@@ -409,7 +409,7 @@ cdef inline void project_inputs(const CellSpec* cell, const GateWeights* w, Py_s
 # caches' rows, whole: written in place, the time-major caches' rows are a few
 # bytes per step, T·m apart, and every step touched a cache line of each of
 # their thousands of rows (LSTM forward at m = 8, T = 2000: the cached call
-# 1.23-1.29x the time of cache=False, staged 1.10-1.15x). Same GEMMs and
+# 1.23-1.29x the time of cache=False, staged 1.04-1.16x). Same GEMMs and
 # kernels, same bits. Caches under STAGED_MIN_BYTES stay in the CPU's caches
 # anyway, and the copy only costs there (small LSTM, float32: 1.3x the time).
 cdef double STAGED_MIN_BYTES = 4.0 * 1024 * 1024
