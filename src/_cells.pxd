@@ -218,7 +218,8 @@ cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, Py_ssi
             return
         if cell.kind == CELL_LSTM:
             # f, i, o = σ(·), c~ = tanh(·), c = f·c_prev + i·c~, a = o·tanh(c)
-            lstm_forward_step(n_a, ms, G, ld, gs, b, c_prev, ld_cp, c, ld, a, ld, keep_gates)
+            lstm_forward_step(n_a, ms, G, ld, gs, b, n_a, c_prev, ld_cp, c, ld, a, ld,
+                              keep_gates)
         else:
             # a = tanh(z + b), in place (a is G)
             rnn_forward_step(n_a, ms, G, ld, b)

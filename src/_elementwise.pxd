@@ -9,10 +9,10 @@ cdef extern from "cyrnn_elementwise.h" nogil:
     void rnn_forward_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, const double*)
     void rnn_forward_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, const float*)
     void lstm_forward_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t,
-                             const double*, const double*, Py_ssize_t,
+                             const double*, Py_ssize_t, const double*, Py_ssize_t,
                              double*, Py_ssize_t, double*, Py_ssize_t, int)
     void lstm_forward_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t,
-                             const float*, const float*, Py_ssize_t,
+                             const float*, Py_ssize_t, const float*, Py_ssize_t,
                              float*, Py_ssize_t, float*, Py_ssize_t, int)
     void rnn_backward_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t,
                              const double*, Py_ssize_t, const double*, Py_ssize_t)
@@ -102,16 +102,16 @@ cdef inline void rnn_forward_step(Py_ssize_t n_a, Py_ssize_t m, floating* z, Py_
 
 cdef inline void lstm_forward_step(Py_ssize_t n_a, Py_ssize_t m, floating* g, Py_ssize_t ld_g,
                                    Py_ssize_t gate_stride, const floating* b,
-                                   const floating* c_prev, Py_ssize_t ld_cp,
-                                   floating* c, Py_ssize_t ld_c,
+                                   Py_ssize_t b_stride, const floating* c_prev,
+                                   Py_ssize_t ld_cp, floating* c, Py_ssize_t ld_c,
                                    floating* a, Py_ssize_t ld_a,
                                    bint keep_gates=True) noexcept nogil:
     if floating is float:
-        lstm_forward_step_f(n_a, m, g, ld_g, gate_stride, b, c_prev, ld_cp, c, ld_c, a, ld_a,
-                            keep_gates)
+        lstm_forward_step_f(n_a, m, g, ld_g, gate_stride, b, b_stride, c_prev, ld_cp, c, ld_c, a,
+                            ld_a, keep_gates)
     else:
-        lstm_forward_step_d(n_a, m, g, ld_g, gate_stride, b, c_prev, ld_cp, c, ld_c, a, ld_a,
-                            keep_gates)
+        lstm_forward_step_d(n_a, m, g, ld_g, gate_stride, b, b_stride, c_prev, ld_cp, c, ld_c, a,
+                            ld_a, keep_gates)
 
 
 cdef inline void rnn_backward_step(Py_ssize_t n_a, Py_ssize_t m, floating* dz, Py_ssize_t ld_dz,

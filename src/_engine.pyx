@@ -34,10 +34,11 @@ from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
                       is_time_major_view, ready, float_typenum, use_pool, freeze,
                       holds_gil_worth_releasing)
 from _cells cimport (CellSpec, cell_spec, GateWeights, gates_product, gates_product_t,
-                     step_forward, step_backward, CELL_LSTM, CELL_GRU, CELL_GRU_RESET_BEFORE)
+                     step_forward, step_backward, CELL_RNN, CELL_LSTM, CELL_GRU,
+                     CELL_GRU_RESET_BEFORE)
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, row_sums,
                            gather_time_major, scatter_batch_major, fill_rows, pack_columns,
-                           unpack_columns, stream_rows)
+                           unpack_columns, stream_rows, lstm_forward_step, rnn_forward_step)
 
 cdef extern from "cyrnn_debug.h" nogil:
     # a no-op unless the debug build (CYRNN_DEBUG): see the header
@@ -492,15 +493,11 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     cdef floating* scratch = ws + (ws_len - (n_a + n_x) * ms * concat - scratch_len) \
         if scratch_len else NULL
     cdef int q
+    cdef floating* bufs[6]
     if not direct:
-        Gbase = ws
-        Abase = Gbase + rows * ld
-        Cbase = Abase + (0 if cell.gates_are_state else n_a * ld)
-        Xbase = Cbase + (n_a * ld if cell.has_c else 0)
-        a_state = Xbase + (n_x * ld if gather_x else 0)
-        c_state = a_state + n_a * ms
-        if cell.gates_are_state:
-            Abase = Gbase
+        carve_workspace(r, ms, ld, gather_x, ws, bufs)
+        Gbase, Abase, Cbase, Xbase, a_state, c_state = \
+            bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[5]
     else:
         Gbase, Abase, Cbase = <floating*>r.G, <floating*>r.A, <floating*>r.C
         Xbase = <floating*>r.X
@@ -613,7 +610,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
                 c_prev, ld_cp = Cb + span, ld
         if staged:
             stage_block(r, tbb * m, Gbase, Abase, Cbase,
-                        Xbase if gather_x and r.X != NULL else NULL, ld, p0 * m)
+                        Xbase if gather_x and r.X != NULL else NULL, ld, p0 * m, 0, n_a, 0, n_x)
         if not direct:
             check_block("a", a_out + p0, n_a, m * T, (ms - 1) * T + tbb, r.a_out, n_a * Tm, item)
             if not r.gemm_only:
@@ -644,22 +641,28 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
 
 cdef inline void stage_block(const Forward* r, Py_ssize_t cols, const floating* Gw,
                              const floating* Aw, const floating* Cw, const floating* Xw,
-                             Py_ssize_t ldw, Py_ssize_t col) noexcept nogil:
-    """Copy a staged block (its cols columns of each workspace buffer, rows ldw
-    apart; Xw NULL: x is read in place) into the caches from column col on."""
-    cdef Py_ssize_t n_a = r.n_a, rows = r.cell.blocks * r.n_a, ld = r.ld
+                             Py_ssize_t ldw, Py_ssize_t col, Py_ssize_t u0, Py_ssize_t u1,
+                             Py_ssize_t x0, Py_ssize_t x1) noexcept nogil:
+    """Copy units u0..u1-1 and input rows x0..x1-1 of a staged block (its cols
+    columns of each workspace buffer, rows ldw apart; Xw NULL: x is read in
+    place) into the caches from column col on."""
+    cdef Py_ssize_t n_a = r.n_a, rows = r.cell.blocks * r.n_a, ld = r.ld, n = u1 - u0, q
     cdef size_t item = sizeof(floating)
-    check_block("G stage", <floating*>r.G + col, rows, ld, cols, r.G, rows * ld, item)
-    stream_rows(rows, cols, Gw, ldw, <floating*>r.G + col, ld)
+    for q in range(r.cell.blocks):
+        check_block("G stage", <floating*>r.G + (q * n_a + u0) * ld + col, n, ld, cols, r.G,
+                    rows * ld, item)
+        stream_rows(n, cols, Gw + (q * n_a + u0) * ldw, ldw,
+                    <floating*>r.G + (q * n_a + u0) * ld + col, ld)
     if not r.cell.gates_are_state:
-        check_block("A stage", <floating*>r.A + col, n_a, ld, cols, r.A, n_a * ld, item)
-        stream_rows(n_a, cols, Aw, ldw, <floating*>r.A + col, ld)
+        check_block("A stage", <floating*>r.A + u0 * ld + col, n, ld, cols, r.A, n_a * ld, item)
+        stream_rows(n, cols, Aw + u0 * ldw, ldw, <floating*>r.A + u0 * ld + col, ld)
     if r.cell.has_c:
-        check_block("C stage", <floating*>r.C + col, n_a, ld, cols, r.C, n_a * ld, item)
-        stream_rows(n_a, cols, Cw, ldw, <floating*>r.C + col, ld)
+        check_block("C stage", <floating*>r.C + u0 * ld + col, n, ld, cols, r.C, n_a * ld, item)
+        stream_rows(n, cols, Cw + u0 * ldw, ldw, <floating*>r.C + u0 * ld + col, ld)
     if Xw != NULL:
-        check_block("X stage", <floating*>r.X + col, r.n_x, ld, cols, r.X, r.n_x * ld, item)
-        stream_rows(r.n_x, cols, Xw, ldw, <floating*>r.X + col, ld)
+        check_block("X stage", <floating*>r.X + x0 * ld + col, x1 - x0, ld, cols, r.X,
+                    r.n_x * ld, item)
+        stream_rows(x1 - x0, cols, Xw + x0 * ldw, ldw, <floating*>r.X + x0 * ld + col, ld)
 
 
 cdef inline void output_head(const Forward* r, Py_ssize_t j0, Py_ssize_t ms,
@@ -677,6 +680,305 @@ cdef inline void output_head(const Forward* r, Py_ssize_t j0, Py_ssize_t ms,
         softmax_columns(r.n_y, ms * T, <floating*>r.y_out + j0 * T, mT, <const floating*>r.by)
 
 
+# ------------------------------------------------------------------ split runs
+# A narrow batch is one chunk, so n_threads had nothing to split (LSTM at
+# m = 8: the second core idle). Under a row-block plan a step's recurrent
+# products are independent GEMMs on blocks of R rows, and with R dividing n_a
+# every block is R units of one gate: the step then splits into n_a / R parts,
+# part p the units p·R..(p+1)·R-1 of every gate (their GEMMs and their kernel),
+# which threads run at once; the next step needs all of a, so the parts of a
+# step finish before the next starts (cyrnn_phases.h: tickets, no deadlock on
+# a shared executor). The rest of a block splits likewise: the input
+# projection by rows, the gathers by input rows, the scatters, stages and
+# carried states by units. Such sizes always run this way, with any number of
+# threads (one runs every part), so results are the same bits whatever
+# n_threads and with or without caches. LSTM and the RNN only (the GRU's
+# kernels read across units); not with variable lengths.
+cdef extern from "cyrnn_phases.h" nogil:
+    ctypedef struct cyrnn_tickets:
+        pass
+    long long cyrnn_claim(cyrnn_tickets* t)
+    void cyrnn_ticket_done(cyrnn_tickets* t)
+    void cyrnn_wait_done(cyrnn_tickets* t, long long count)
+    void cyrnn_tickets_init(cyrnn_tickets* t)
+
+cdef enum PhaseKind:
+    PHASE_GATHER_ALL = 0    # direct: every step of x into the X cache
+    PHASE_GATHER = 1        # a block's steps of x into the workspace
+    PHASE_PROJECT = 2       # a block's input projection
+    PHASE_STEP = 3          # one step's recurrent products and kernels
+    PHASE_FINISH = 4        # workspace: stage, scatter, carry the states
+    PHASE_SCATTER_ALL = 5   # direct: every step of the states out
+
+
+cdef Py_ssize_t split_run_count = 0
+
+
+def _split_runs():
+    """Split runs started in this process (a test hook: that sizes take the path)."""
+    return split_run_count
+
+
+cdef inline Py_ssize_t split_parts(const Forward* r) noexcept nogil:
+    """Parts per step of a split run (above), or 0: the chunk path."""
+    cdef Py_ssize_t R = plan_row_block(r.plan)
+    if (R == 0 or r.offsets != NULL or n_chunks(r.m) != 1 or r.w.blocks != 1
+            or (r.cell.kind != CELL_LSTM and r.cell.kind != CELL_RNN)
+            or r.n_a % R != 0 or r.n_a // R < 2 or uses_concat(&r.cell, &r.w, r.T)):
+        return 0
+    return r.n_a // R
+
+
+cdef struct Split:
+    const Forward* r
+    cyrnn_tickets tickets
+    Py_ssize_t parts, units, tb, phases
+    bint direct, staged, gather_x, gather_blocks
+    Py_ssize_t ld, ldx          # row strides of the blocks' buffers and of X
+    void* G                     # the blocks' buffers (direct: the caches)
+    void* A
+    void* C
+    void* X
+    void* a_state               # workspace: the states carried between blocks
+    void* c_state
+    void* ws
+    Py_ssize_t ws_len
+
+
+cdef struct Walk:
+    # where a thread is in the run's phases: block [s, s + tbb) in processing
+    # order, p0 its first step in time, k its phase (-1: before the blocks)
+    Py_ssize_t phase, s, tbb, p0, k
+
+
+cdef inline Py_ssize_t block_phases(const Split* sp, Py_ssize_t tbb) noexcept nogil:
+    return sp.gather_blocks + 1 + tbb + (0 if sp.direct else 1)
+
+
+cdef inline void walk_block(const Split* sp, Walk* w) noexcept nogil:
+    w.tbb = min(sp.tb, sp.r.T - w.s)
+    w.p0 = sp.r.T - w.s - w.tbb if sp.r.reverse else w.s
+
+
+cdef inline void walk_start(const Split* sp, Walk* w) noexcept nogil:
+    w.phase, w.s, w.k = 0, 0, -1 if sp.direct else 0
+    walk_block(sp, w)
+
+
+cdef inline void walk_next(const Split* sp, Walk* w) noexcept nogil:
+    w.phase += 1
+    w.k += 1
+    if w.s < sp.r.T and w.k == block_phases(sp, w.tbb):
+        w.s += w.tbb
+        w.k = 0
+        if w.s < sp.r.T:
+            walk_block(sp, w)
+
+
+cdef inline int phase_kind(const Split* sp, const Walk* w, Py_ssize_t* i) noexcept nogil:
+    """The kind of w's phase; for a step, its index in the block's processing order."""
+    if w.k < 0:
+        return PHASE_GATHER_ALL
+    if w.s >= sp.r.T:
+        return PHASE_SCATTER_ALL
+    cdef Py_ssize_t k = w.k
+    if sp.gather_blocks:
+        if k == 0:
+            return PHASE_GATHER
+        k -= 1
+    if k == 0:
+        return PHASE_PROJECT
+    i[0] = k - 1
+    return PHASE_STEP if k - 1 < w.tbb else PHASE_FINISH
+
+
+cdef inline void carve_workspace(const Forward* r, Py_ssize_t ms, Py_ssize_t ld, bint gather_x,
+                                 floating* ws, floating** bufs) noexcept nogil:
+    """The blocks' buffers in a workspace: bufs = G, A, C, X, a_state, c_state."""
+    cdef Py_ssize_t n_a = r.n_a
+    bufs[0] = ws
+    bufs[1] = ws + r.cell.blocks * n_a * ld
+    bufs[2] = bufs[1] + (0 if r.cell.gates_are_state else n_a * ld)
+    bufs[3] = bufs[2] + (n_a * ld if r.cell.has_c else 0)
+    bufs[4] = bufs[3] + (r.n_x * ld if gather_x else 0)
+    bufs[5] = bufs[4] + n_a * ms
+    if r.cell.gates_are_state:
+        bufs[1] = bufs[0]
+
+
+cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws) noexcept nogil:
+    """Lay out a split run of r (split_parts(r) > 0) in workspace ws."""
+    global split_run_count
+    cdef floating* bufs[6]
+    split_run_count += 1
+    cdef Py_ssize_t m = r.m, s = 0, tbb
+    sp.r, sp.ws, sp.ws_len = r, ws, workspace_size(r, m)
+    sp.parts = split_parts(r)
+    sp.units = r.n_a // sp.parts
+    sp.tb = block_steps(r, m)
+    sp.staged = staged_caches(r, m)
+    sp.direct = r.G != NULL and not sp.staged
+    sp.gather_x = not r.x_time_major
+    sp.gather_blocks = sp.gather_x and not sp.direct
+    sp.ld = r.ld if sp.direct else block_ld(r, m)
+    sp.ldx = sp.ld if sp.gather_x else r.T * m
+    sp.a_state = sp.c_state = NULL
+    if sp.direct:
+        sp.G, sp.A, sp.C, sp.X = r.G, r.A, r.C, r.X
+    else:
+        carve_workspace(r, m, sp.ld, sp.gather_x, ws, bufs)
+        sp.G, sp.A, sp.C, sp.X = bufs[0], bufs[1], bufs[2], bufs[3]
+        sp.a_state, sp.c_state = bufs[4], bufs[5]
+    if not sp.gather_x:
+        sp.X = <void*>r.x
+    sp.phases = 2 if sp.direct else 0
+    while s < r.T:
+        tbb = min(sp.tb, r.T - s)
+        sp.phases += block_phases(sp, tbb)
+        s += tbb
+    cyrnn_tickets_init(&sp.tickets)
+
+
+cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t p) noexcept nogil:
+    """Part p of w's phase."""
+    cdef const Forward* r = sp.r
+    cdef const CellSpec* cell = &r.cell
+    cdef Py_ssize_t n_a = r.n_a, n_x = r.n_x, m = r.m, T = r.T, mT = r.m * r.T
+    cdef Py_ssize_t ld = sp.ld, R = sp.units, u0 = p * sp.units, g, i = 0, tt, prev
+    cdef Py_ssize_t x0 = n_x * p // sp.parts, x1 = n_x * (p + 1) // sp.parts
+    cdef Py_ssize_t rows = cell.gates * R, q0 = p * cell.gates * R
+    cdef Py_ssize_t col = w.p0 * m if sp.direct else 0     # the block's first column
+    cdef floating* G = <floating*>sp.G + col
+    cdef floating* A = <floating*>sp.A + col
+    cdef floating* C = <floating*>sp.C + col if cell.has_c else NULL
+    cdef const floating* X = <const floating*>sp.X + (w.p0 * m if sp.direct or not sp.gather_x
+                                                      else 0)
+    cdef const floating* x = <const floating*>r.x
+    cdef floating* a_out = <floating*>r.a_out
+    cdef floating* c_out = <floating*>r.c_out
+    cdef const floating* a_prev
+    cdef const floating* c_prev
+    cdef Py_ssize_t ld_ap, ld_cp
+    cdef size_t item = sizeof(floating)
+    cdef int kind = phase_kind(sp, w, &i)
+    # the buffers the parts must stay inside (checked by the debug build): the
+    # caches, or the workspace
+    cdef const void* G_buf = r.G if sp.direct else sp.ws
+    cdef const void* A_buf = r.A if sp.direct else sp.ws
+    cdef const void* X_buf = r.x if not sp.gather_x else (r.X if sp.direct else sp.ws)
+    cdef Py_ssize_t G_len = cell.blocks * n_a * ld if sp.direct else sp.ws_len
+    cdef Py_ssize_t A_len = n_a * ld if sp.direct else sp.ws_len
+    cdef Py_ssize_t X_len = n_x * mT if not sp.gather_x else (n_x * ld if sp.direct
+                                                               else sp.ws_len)
+    if kind == PHASE_GATHER_ALL:
+        if sp.gather_x and not r.gemm_only:
+            check_block("X", <floating*>sp.X + x0 * ld, x1 - x0, ld, mT, X_buf, X_len, item)
+            gather_time_major(x1 - x0, m, T, x + x0 * r.sx0, r.sx0, r.sx1, r.sx2,
+                              <floating*>sp.X + x0 * ld, ld, m)
+    elif kind == PHASE_GATHER:
+        if not r.gemm_only:
+            check_block("X block", <floating*>sp.X + x0 * ld, x1 - x0, ld, w.tbb * m, X_buf,
+                        X_len, item)
+            gather_time_major(x1 - x0, m, w.tbb, x + x0 * r.sx0 + w.p0 * r.sx2, r.sx0, r.sx1,
+                              r.sx2, <floating*>sp.X + x0 * ld, ld, m)
+    elif kind == PHASE_PROJECT:
+        # rows q0.. of G = Wx @ X over the block's steps (the LSTM's and the RNN's
+        # projections fill every gate row: x_split == gates)
+        check_block("X block", X, n_x, sp.ldx, w.tbb * m, X_buf, X_len, item)
+        check_block("G block", G + q0 * ld, rows, ld, w.tbb * m, G_buf, G_len, item)
+        gemm(False, False, rows, w.tbb * m, n_x, <floating>1,
+             <const floating*>r.w.Wx[0] + q0 * r.w.ldwx[0], r.w.ldwx[0], X, sp.ldx,
+             <floating>0, G + q0 * ld, ld)
+    elif kind == PHASE_STEP:
+        tt = w.tbb - 1 - i if r.reverse else i
+        if i > 0:
+            prev = tt + 1 if r.reverse else tt - 1
+            a_prev, ld_ap = A + prev * m, ld
+            c_prev, ld_cp = (C + prev * m if cell.has_c else NULL), ld
+        elif w.s == 0:
+            a_prev, ld_ap = <const floating*>r.a0, m
+            c_prev, ld_cp = <const floating*>r.c0, m
+        elif sp.direct:
+            prev = w.p0 + w.tbb if r.reverse else w.p0 - 1
+            a_prev, ld_ap = <floating*>sp.A + prev * m, ld
+            c_prev, ld_cp = (<floating*>sp.C + prev * m if cell.has_c else NULL), ld
+        else:
+            a_prev, ld_ap = <const floating*>sp.a_state, m
+            c_prev, ld_cp = (<const floating*>sp.c_state if cell.has_c else NULL), m
+        G += tt * m
+        check_block("G step", G, cell.blocks * n_a, ld, m, G_buf, G_len, item)
+        check_block("A step", A + tt * m, n_a, ld, m, A_buf, A_len, item)
+        if cell.has_c:
+            check_block("C step", C + tt * m, n_a, ld, m, r.C if sp.direct else sp.ws, A_len,
+                        item)
+        for g in range(cell.gates):
+            gemm(False, False, R, m, n_a, <floating>1,
+                 <const floating*>r.w.Wa[0] + (g * n_a + u0) * r.w.ldwa[0], r.w.ldwa[0],
+                 a_prev, ld_ap, <floating>1, G + (g * n_a + u0) * ld, ld)
+        if r.gemm_only:
+            return
+        if cell.kind == CELL_LSTM:
+            lstm_forward_step(R, m, G + u0 * ld, ld, n_a * ld, <const floating*>r.b + u0, n_a,
+                              c_prev + u0 * ld_cp if c_prev != NULL else NULL, ld_cp,
+                              C + tt * m + u0 * ld, ld, A + tt * m + u0 * ld, ld, r.keep_gates)
+        else:
+            rnn_forward_step(R, m, G + u0 * ld, ld, <const floating*>r.b + u0)
+    elif kind == PHASE_FINISH:
+        if sp.staged:
+            stage_block(r, w.tbb * m, G, A, C, <floating*>sp.X if sp.gather_x and r.X != NULL
+                        else NULL, ld, w.p0 * m, u0, u0 + R, x0, x1)
+        if a_out != NULL and not r.gemm_only:
+            check_block("a", a_out + u0 * mT + w.p0, R, mT, (m - 1) * T + w.tbb, a_out,
+                        n_a * mT, item)
+            scatter_batch_major(R, m, w.tbb, A + u0 * ld, ld, m, a_out + u0 * mT + w.p0, mT, T)
+            if c_out != NULL:
+                scatter_batch_major(R, m, w.tbb, C + u0 * ld, ld, m, c_out + u0 * mT + w.p0,
+                                    mT, T)
+        if w.s + w.tbb < T:
+            # the next block overwrites the workspace: carry the states out of it
+            tt = 0 if r.reverse else w.tbb - 1
+            copy_rows(R, m, A + tt * m + u0 * ld, ld, <floating*>sp.a_state + u0 * m, m)
+            if cell.has_c:
+                copy_rows(R, m, C + tt * m + u0 * ld, ld, <floating*>sp.c_state + u0 * m, m)
+    elif not r.gemm_only:     # PHASE_SCATTER_ALL
+        if a_out != NULL:
+            scatter_batch_major(R, m, T, <floating*>sp.A + u0 * ld, ld, m, a_out + u0 * mT, mT, T)
+        if c_out != NULL:
+            scatter_batch_major(R, m, T, <floating*>sp.C + u0 * ld, ld, m, c_out + u0 * mT, mT, T)
+
+
+cdef void split_work(Split* sp) noexcept nogil:
+    """Run tickets of sp until none is left (from any thread, several at once)."""
+    cdef unsigned int csr = cyrnn_ftz_begin()
+    cdef long long k, total = <long long>sp.phases * sp.parts
+    cdef Walk w
+    walk_start(sp, &w)
+    probe_gil()
+    while True:
+        k = cyrnn_claim(&sp.tickets)
+        if k >= total:
+            break
+        while w.phase < k // sp.parts:
+            walk_next(sp, &w)
+        cyrnn_wait_done(&sp.tickets, (k // sp.parts) * sp.parts)
+        if sp.r.single:
+            split_part[float](0, sp, &w, k % sp.parts)
+        else:
+            split_part[double](0, sp, &w, k % sp.parts)
+        cyrnn_ticket_done(&sp.tickets)
+    cyrnn_ftz_end(csr)
+
+
+cdef void split_run(Split* sp, const Forward* r, void* ws) noexcept nogil:
+    """A split run of r on the calling thread alone."""
+    if r.single:
+        split_init[float](0, sp, r, <float*>ws)
+    else:
+        split_init[double](0, sp, r, <double*>ws)
+    split_work(sp)
+    cyrnn_wait_done(&sp.tickets, <long long>sp.phases * sp.parts)
+
+
 cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last,
                         void* ws) noexcept nogil:
     """Chunks first..last-1 of the plan for r.m, with one workspace of
@@ -687,12 +989,18 @@ cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last,
     cdef int status = 0
     cdef void* own = NULL
     cdef size_t need = chunk_workspace(r)
+    cdef Split sp
     probe_gil()
     if ws == NULL and need > 0:
         ws = own = malloc(need * (4 if r.single else 8))
         if ws == NULL:
             cyrnn_ftz_end(csr)
             return -1
+    if split_parts(r) > 0 and first < last:
+        split_run(&sp, r, ws)
+        if r.a_out != NULL:
+            run_head(r)
+        first = last
     for k in range(first, last):
         if r.bounds != NULL:
             j0, j1 = r.bounds[k], r.bounds[k + 1]
@@ -1211,6 +1519,19 @@ cdef class _ForwardJob:
             raise MemoryError("could not allocate the per-thread workspace")
 
 
+cdef class _SplitJob:
+    """A split run (see "split runs") for threads: job(first, last) runs
+    tickets until none is left, from any thread, several at once."""
+    cdef Forward r
+    cdef Split sp
+    cdef object keep
+    cdef object workspace
+
+    def __call__(self, Py_ssize_t first, Py_ssize_t last):
+        with nogil:
+            split_work(&self.sp)
+
+
 # ------------------------------------------------------------------ caches
 
 cdef object _check_cache_array(str owner, str name, object value, int tn, int ndim,
@@ -1587,8 +1908,22 @@ cdef object pooled_workspace(const Forward* r):
 cdef void run_forward(Forward* r, object keep, int n_threads, Py_ssize_t work_size) except *:
     cdef Py_ssize_t n = n_chunks(r.m)
     cdef _ForwardJob job
+    cdef _SplitJob split
     cdef int status
     cdef void* ws
+    if n_threads > 1 and split_parts(r) > 0:
+        split = _SplitJob.__new__(_SplitJob)
+        split.r, split.keep = r[0], keep
+        split.workspace = pooled_workspace(r)
+        if r.single:
+            split_init[float](0, &split.sp, &split.r, <float*>data(split.workspace))
+        else:
+            split_init[double](0, &split.sp, &split.r, <double*>data(split.workspace))
+        run_chunks(split, split.sp.parts, n_threads)
+        if r.a_out != NULL:
+            with nogil:
+                run_head(r)
+        return
     if n_threads <= 1 or n <= 1:
         workspace = pooled_workspace(r)
         ws = <void*>data(workspace)

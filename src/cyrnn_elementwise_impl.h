@@ -95,14 +95,15 @@ CYRNN_INLINE void SFX(lstm_forward_run)(
 }
 
 /* One LSTM step after the gate GEMM. g holds the four gate pre-activations
- * (f, i, c~, o), gate_stride elements apart; with keep_gates they are replaced
+ * (f, i, c~, o) of n_a units, gate_stride elements apart, their biases b_stride
+ * apart in b (a run over some of a layer's units); with keep_gates they are replaced
  * by the activated gates (the caches), else left as they are: the activations
  * then go through small buffers that stay in L1 instead of being stored back to
  * g (inference; same arithmetic, same bits). c = f*c_prev + i*c~,
  * a = o*tanh(c). c_prev NULL means 0. */
 CYRNN_HOT static void SFX(lstm_forward_step)(
     ptrdiff_t n_a, ptrdiff_t m, REAL *CYRNN_RESTRICT g, ptrdiff_t ld_g,
-    ptrdiff_t gate_stride, const REAL *CYRNN_RESTRICT b,
+    ptrdiff_t gate_stride, const REAL *CYRNN_RESTRICT b, ptrdiff_t b_stride,
     const REAL *CYRNN_RESTRICT c_prev, ptrdiff_t ld_cp,
     REAL *CYRNN_RESTRICT c, ptrdiff_t ld_c, REAL *CYRNN_RESTRICT a, ptrdiff_t ld_a,
     int keep_gates)
@@ -112,7 +113,7 @@ CYRNN_HOT static void SFX(lstm_forward_step)(
         REAL pf[SFX(PACK)], pi[SFX(PACK)], pc[SFX(PACK)], po[SFX(PACK)];
         for (ptrdiff_t i = 0; i < n_a; i++) {
             const REAL *gf = g + i * ld_g;
-            const REAL bias[4] = {b[i], b[n_a + i], b[2 * n_a + i], b[3 * n_a + i]};
+            const REAL bias[4] = {b[i], b[b_stride + i], b[2 * b_stride + i], b[3 * b_stride + i]};
             for (ptrdiff_t j0 = 0; j0 < m; j0 += SFX(PACK)) {
                 const ptrdiff_t w = m - j0 < SFX(PACK) ? m - j0 : SFX(PACK);
                 memcpy(pf, gf + j0, w * sizeof(REAL));
@@ -129,7 +130,7 @@ CYRNN_HOT static void SFX(lstm_forward_step)(
     if (rows == 1) {
         for (ptrdiff_t i = 0; i < n_a; i++) {
             REAL *gf = g + i * ld_g;
-            const REAL bias[4] = {b[i], b[n_a + i], b[2 * n_a + i], b[3 * n_a + i]};
+            const REAL bias[4] = {b[i], b[b_stride + i], b[2 * b_stride + i], b[3 * b_stride + i]};
             for (ptrdiff_t j0 = 0; j0 < m; j0 += SFX(PACK)) {
                 const ptrdiff_t w = m - j0 < SFX(PACK) ? m - j0 : SFX(PACK);
                 SFX(lstm_forward_run)(w, gf + j0, gf + gate_stride + j0,
@@ -147,7 +148,7 @@ CYRNN_HOT static void SFX(lstm_forward_step)(
         ptrdiff_t k = 0;
         for (ptrdiff_t i = i0; i < i1; i++) {
             const REAL *gf = g + i * ld_g;
-            const REAL bf = b[i], bi = b[n_a + i], bc = b[2 * n_a + i], bo = b[3 * n_a + i];
+            const REAL bf = b[i], bi = b[b_stride + i], bc = b[2 * b_stride + i], bo = b[3 * b_stride + i];
             for (ptrdiff_t j = 0; j < m; j++, k++) {
                 pf[k] = gf[j] + bf;
                 pi[k] = gf[gate_stride + j] + bi;

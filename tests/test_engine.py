@@ -218,6 +218,76 @@ def test_row_block_plans_split_tall_weights_and_compute_the_reference(
             np.testing.assert_array_equal(other, runs[0])
 
 
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["rnn", "lstm"]), dtype=st.sampled_from([np.float64, np.float32]),
+       sizes=st.sampled_from([(128, "rows64"), (192, "rows64"), (256, "rows128"),
+                              (256, "rows64")]),
+       n_x=st.integers(1, 9), n_y=st.sampled_from([0, 2]), m=st.integers(1, 12),
+       T=st.integers(2, 40), reverse=st.booleans(), seed=st.integers(0, 2**16))
+def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
+        pinned_plan, kind, dtype, sizes, n_x, n_y, m, T, reverse, seed):
+    """Under a row-block plan whose blocks divide n_a, a narrow batch runs each
+    step split in n_a / rows parts (threads run them at once): over several
+    blocks of steps, forward and reversed, with and without the output head,
+    every way of running it (1, 2 or 3 threads; cache=False; caches staged or
+    written in place; x read in place; states written time-major) gives the
+    same bits in every output, cache entry and gradient, close to the
+    reference."""
+    n_a, plan = sizes
+    pinned_plan(plan)
+    rng = np.random.default_rng(seed)
+    x, a0 = sequence(rng, n_x, n_a, m, T, dtype)
+    # weights of spectral radius ~0.6: float32 stays close to float64 over the
+    # steps (at scale 0.5 the dynamics are chaotic, whatever the path)
+    p = PARAMETERS[kind](rng, n_x, n_a, n_y, dtype, scale=n_a ** -0.5)
+    c0 = rng.standard_normal(a0.shape).astype(dtype) if kind == "lstm" else None
+    started = _engine._split_runs()
+
+    def run(cache=True, n_threads=1, staged=None, xs=x, out=None):
+        limit = _engine._staged_bytes(staged) if staged is not None else None
+        try:
+            return _engine._run_direction(kind, xs, a0, p, c0=c0, reverse=reverse, cache=cache,
+                                          n_threads=n_threads, out=out)
+        finally:
+            if limit is not None:
+                _engine._staged_bytes(limit)
+
+    base = run(staged=0.0)
+    assert _engine._split_runs() == started + 1
+    time_major_x = np.ascontiguousarray(x.transpose(0, 2, 1)).transpose(0, 2, 1)
+    runs = [run(staged=float("inf")), run(n_threads=2, staged=0.0), run(cache=False),
+            run(cache=False, n_threads=3), run(cache=False, n_threads=2, xs=time_major_x)]
+    for other in runs:
+        for got, want in zip(other[:3], base[:3]):
+            if want is not None:
+                np.testing.assert_array_equal(got, want)
+    if n_y == 0:
+        states = np.empty((n_a, T, m), dtype)
+        run(cache=False, n_threads=2, out=states.transpose(0, 2, 1))
+        np.testing.assert_array_equal(states.transpose(0, 2, 1), base[0])
+    assert _engine._split_runs() == started + 6 + (n_y == 0)
+    for t in range(T):
+        for entry, same in zip(base[3][0][t], runs[0][3][0][t]):
+            if isinstance(entry, np.ndarray):
+                np.testing.assert_array_equal(entry, same)
+    # the chunk path (the direct plan) in float64, itself tested against the reference
+    pinned_plan("direct")
+    want = _engine._run_direction(kind, x.astype(np.float64), a0.astype(np.float64),
+                                  {k: v.astype(np.float64) for k, v in p.items()},
+                                  c0=None if c0 is None else c0.astype(np.float64),
+                                  reverse=reverse)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
+    for got, expected, what in zip(base[:3], want[:3], "ayc"):
+        if expected is not None:
+            assert_close(got, expected, what=what, **tol)
+    da = rng.standard_normal((n_a, m, T)).astype(dtype)
+    staged, in_place = (_engine._backward_direction(kind, da, r[3], reverse=reverse)
+                        for r in (base, runs[0]))
+    for key in staged:
+        np.testing.assert_array_equal(staged[key], in_place[key])
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_transposed_plan_over_chunks_blocks_and_threads_gives_identical_bits(pinned_plan,
                                                                              dtype):
