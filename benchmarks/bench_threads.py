@@ -6,6 +6,10 @@
     lstm_forward(cache=False): sequences/s with k user threads (each on 1/k of the
     batch) and with the built-in n_threads=k; PyTorch nn.LSTM + Linear + softmax
     under torch.no_grad() with torch.set_num_threads(k), when installed.
+(a') the same for a narrow batch, (256, 256, 32, 8, 2000) (the "long" shape of
+    the inference suite), where n_threads=k splits each step by units (split
+    runs, src/_engine.pyx) when the shape's plan has row blocks; the plan
+    chosen is printed.
 (b) request serving: many small requests (m = 1..8, T = 50, n_a = 128, n_x = 64,
     n_y = 32) from k user threads; requests/s, cyrnn vs PyTorch (each request
     one forward call).
@@ -26,9 +30,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import cyrnn
+from cyrnn import _engine
 from cyrnn.bench import make_problem
 
 BIGBATCH = (64, 128, 32, 1024, 50)
+NARROW = (256, 256, 32, 8, 2000)
 
 
 def median_time(fn, repeats):
@@ -60,32 +66,35 @@ def torch_lstm(prob, dtype):
     return torch, infer
 
 
-def bigbatch(max_threads, repeats, dtype):
-    prob = make_problem(BIGBATCH, dtype)
+def scaling(shape, max_threads, repeats, dtype):
+    prob = make_problem(shape, dtype)
     x, a0, p = prob["x"], prob["a0"], prob["p"]
     m = x.shape[1]
     rows = []
     torch, torch_infer = torch_lstm(prob, dtype)
     for k in thread_counts(max_threads):
-        parts = np.array_split(np.arange(m), k)
-        xs = [np.ascontiguousarray(x[:, idx]) for idx in parts]
-        a0s = [np.ascontiguousarray(a0[:, idx]) for idx in parts]
-        with ThreadPoolExecutor(k) as pool:
-            def user_threads():
-                list(pool.map(lambda i: cyrnn.lstm_forward(xs[i], a0s[i], p, cache=False),
-                              range(k)))
-            t_user = median_time(user_threads, repeats)
+        row = {"threads": k}
+        if k <= m:      # (user threads need a column each)
+            parts = np.array_split(np.arange(m), k)
+            xs = [np.ascontiguousarray(x[:, idx]) for idx in parts]
+            a0s = [np.ascontiguousarray(a0[:, idx]) for idx in parts]
+            with ThreadPoolExecutor(k) as pool:
+                def user_threads():
+                    list(pool.map(lambda i: cyrnn.lstm_forward(xs[i], a0s[i], p, cache=False),
+                                  range(k)))
+                row["user_threads_seq_per_s"] = m / median_time(user_threads, repeats)
         t_builtin = median_time(lambda: cyrnn.lstm_forward(x, a0, p, cache=False, n_threads=k),
                                 repeats)
-        rows.append({"threads": k, "user_threads_seq_per_s": m / t_user,
-                     "n_threads_seq_per_s": m / t_builtin})
+        row["n_threads_seq_per_s"] = m / t_builtin
+        rows.append(row)
     # PyTorch last: its OpenMP threads keep spinning after its calls.
     for row in rows if torch is not None else ():
         torch.set_num_threads(row["threads"])
         row["torch_seq_per_s"] = m / median_time(torch_infer, repeats)
     base_u, base_b = rows[0]["user_threads_seq_per_s"], rows[0]["n_threads_seq_per_s"]
     for row in rows:
-        row["user_threads_speedup"] = row["user_threads_seq_per_s"] / base_u
+        if "user_threads_seq_per_s" in row:
+            row["user_threads_speedup"] = row["user_threads_seq_per_s"] / base_u
         row["n_threads_speedup"] = row["n_threads_seq_per_s"] / base_b
     return rows
 
@@ -180,29 +189,44 @@ def main():
     parser.add_argument("--seconds", type=float, default=2.0, help="per serving row")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--parts", default="gil,bigbatch,narrow,serving",
+                        help="comma-separated: gil, bigbatch, narrow, serving")
     args = parser.parse_args()
     dtype = np.float32 if args.dtype == "float32" else np.float64
+    parts = args.parts.split(",")
+    result = {"cpus": os.cpu_count(), "dtype": args.dtype}
     with threadpool_limits(1, user_api="blas"):
-        result = {"cpus": os.cpu_count(), "dtype": args.dtype,
-                  "gil_counter_fraction": gil_check(dtype),
-                  "bigbatch": bigbatch(args.max_threads, args.repeats, dtype),
-                  "serving": serving(args.max_threads, args.seconds, dtype)}
-    print(f"{result['cpus']} CPUs, {args.dtype}, BLAS 1 thread")
-    print("(a) bigbatch inference, sequences/s (speed-up vs 1 thread)")
-    for r in result["bigbatch"]:
-        torch_part = f"  torch {r['torch_seq_per_s']:8.0f}" if "torch_seq_per_s" in r else ""
-        print(f"  {r['threads']:3d} threads: user threads {r['user_threads_seq_per_s']:8.0f} "
-              f"(x{r['user_threads_speedup']:.2f})  n_threads {r['n_threads_seq_per_s']:8.0f} "
-              f"(x{r['n_threads_speedup']:.2f}){torch_part}")
+        if "gil" in parts:
+            result["gil_counter_fraction"] = gil_check(dtype)
+        for name, shape in (("bigbatch", BIGBATCH), ("narrow", NARROW)):
+            if name in parts:
+                result[name] = scaling(shape, args.max_threads, args.repeats, dtype)
+        if "serving" in parts:
+            result["serving"] = serving(args.max_threads, args.seconds, dtype)
+    result["plans"] = {" ".join(map(str, k)): v for k, v in _engine.forward_plans().items()}
+    print(f"{result['cpus']} CPUs, {args.dtype}, BLAS 1 thread; plans chosen: {result['plans']}")
+    for name, shape in (("bigbatch", BIGBATCH), ("narrow", NARROW)):
+        if name not in result:
+            continue
+        print(f"(a) {name} inference {shape}, sequences/s (speed-up vs 1 thread)")
+        for r in result[name]:
+            torch_part = f"  torch {r['torch_seq_per_s']:8.0f}" if "torch_seq_per_s" in r else ""
+            user_part = (f"user threads {r['user_threads_seq_per_s']:8.0f} "
+                         f"(x{r['user_threads_speedup']:.2f})" if "user_threads_speedup" in r
+                         else f"{'':26s}")
+            print(f"  {r['threads']:3d} threads: {user_part}  n_threads "
+                  f"{r['n_threads_seq_per_s']:8.0f} (x{r['n_threads_speedup']:.2f}){torch_part}")
     print("(b) request serving (m = 1..8, T = 50, n_a = 128), requests/s")
-    for r in result["serving"]:
+    for r in result.get("serving", ()):
         torch_part = (f"  torch {r['torch_requests_per_s']:8.0f}"
                       if "torch_requests_per_s" in r else "")
         print(f"  {r['threads']:3d} threads: cyrnn {r['cyrnn_requests_per_s']:8.0f} "
               f"(x{r['cyrnn_speedup']:.2f}){torch_part}")
-    print("(c) GIL check: counter thread keeps "
-          + ", ".join(f"{100 * v:.0f}% ({k})" for k, v in result["gil_counter_fraction"].items())
-          + " of its solo rate")
+    if "gil_counter_fraction" in result:
+        print("(c) GIL check: counter thread keeps "
+              + ", ".join(f"{100 * v:.0f}% ({k})"
+                          for k, v in result["gil_counter_fraction"].items())
+              + " of its solo rate")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)
