@@ -683,17 +683,20 @@ cdef inline void output_head(const Forward* r, Py_ssize_t j0, Py_ssize_t ms,
 # ------------------------------------------------------------------ split runs
 # A narrow batch is one chunk, so n_threads had nothing to split (LSTM at
 # m = 8: the second core idle). Under a row-block plan a step's recurrent
-# products are independent GEMMs on blocks of R rows, and with R dividing n_a
-# every block is R units of one gate: the step then splits into n_a / R parts,
-# part p the units p·R..(p+1)·R-1 of every gate (their GEMMs and their kernel),
-# which threads run at once; the next step needs all of a, so the parts of a
-# step finish before the next starts (cyrnn_phases.h: tickets, no deadlock on
-# a shared executor). The rest of a block splits likewise: the input
-# projection by rows, the gathers by input rows, the scatters, stages and
-# carried states by units. Such sizes always run this way, with any number of
-# threads (one runs every part), so results are the same bits whatever
-# n_threads and with or without caches. LSTM and the RNN only (the GRU's
-# kernels read across units); not with variable lengths.
+# products are independent GEMMs on blocks of R rows, so a step splits into
+# parts that threads run at once: when R divides n_a (and n_a / R >= 2) every
+# block is R units of one gate, and part p is the units p·R..(p+1)·R-1 of
+# every gate, their GEMMs and their kernel (fused, up to n_a / R threads);
+# otherwise, or for more threads, a step is two phases, the GEMMs one block
+# each, then the kernels by units (the same calls either way). The next step
+# needs all of a, so a step's parts finish before the next starts
+# (cyrnn_phases.h: tickets, no deadlock on a shared executor). The rest of a
+# block splits likewise: the input projection by rows, the gathers by input
+# rows, the scatters, stages and carried states by units. How a problem splits
+# depends on its sizes and plan only, and such problems always run split, with
+# any number of threads (one runs every part): the same bits whatever
+# n_threads and with or without caches. LSTM and the RNN (the GRU's kernels
+# read across units); not with variable lengths.
 cdef extern from "cyrnn_phases.h" nogil:
     ctypedef struct cyrnn_tickets:
         pass
@@ -706,9 +709,17 @@ cdef enum PhaseKind:
     PHASE_GATHER_ALL = 0    # direct: every step of x into the X cache
     PHASE_GATHER = 1        # a block's steps of x into the workspace
     PHASE_PROJECT = 2       # a block's input projection
-    PHASE_STEP = 3          # one step's recurrent products and kernels
-    PHASE_FINISH = 4        # workspace: stage, scatter, carry the states
-    PHASE_SCATTER_ALL = 5   # direct: every step of the states out
+    PHASE_STEP = 3          # fused: one step's recurrent products and kernels
+    PHASE_STEP_GEMM = 4     # not fused: one step's recurrent products
+    PHASE_STEP_KERNEL = 5   # not fused: then its kernels
+    PHASE_FINISH = 6        # workspace: stage, scatter, carry the states
+    PHASE_SCATTER_ALL = 7   # direct: every step of the states out
+
+cdef enum:
+    # Unit parts of a split that is not fused: at least this many units each,
+    # at most SPLIT_MAX_PARTS parts.
+    SPLIT_MIN_UNITS = 8
+    SPLIT_MAX_PARTS = 16
 
 
 cdef Py_ssize_t split_run_count = 0
@@ -719,20 +730,20 @@ def _split_runs():
     return split_run_count
 
 
-cdef inline Py_ssize_t split_parts(const Forward* r) noexcept nogil:
-    """Parts per step of a split run (above), or 0: the chunk path."""
-    cdef Py_ssize_t R = plan_row_block(r.plan)
-    if (R == 0 or r.offsets != NULL or n_chunks(r.m) != 1 or r.w.blocks != 1
-            or (r.cell.kind != CELL_LSTM and r.cell.kind != CELL_RNN)
-            or r.n_a % R != 0 or r.n_a // R < 2 or uses_concat(&r.cell, &r.w, r.T)):
-        return 0
-    return r.n_a // R
+cdef inline bint runs_split(const Forward* r) noexcept nogil:
+    """Whether r runs split (above) rather than by chunks."""
+    return (plan_row_block(r.plan) > 0 and r.offsets == NULL and n_chunks(r.m) == 1
+            and r.w.blocks == 1 and (r.cell.kind == CELL_LSTM or r.cell.kind == CELL_RNN)
+            and not uses_concat(&r.cell, &r.w, r.T))
 
 
 cdef struct Split:
     const Forward* r
     cyrnn_tickets tickets
-    Py_ssize_t parts, units, tb, phases
+    long long total             # tickets
+    bint fused                  # one phase per step (R divides n_a)
+    Py_ssize_t R                # the plan's row block
+    Py_ssize_t units, unit_parts, proj_rows, proj_parts, gemm_parts, tb
     bint direct, staged, gather_x, gather_blocks
     Py_ssize_t ld, ldx          # row strides of the blocks' buffers and of X
     void* G                     # the blocks' buffers (direct: the caches)
@@ -747,12 +758,15 @@ cdef struct Split:
 
 cdef struct Walk:
     # where a thread is in the run's phases: block [s, s + tbb) in processing
-    # order, p0 its first step in time, k its phase (-1: before the blocks)
-    Py_ssize_t phase, s, tbb, p0, k
+    # order, p0 its first step in time, k its phase (-1: before the blocks),
+    # start the phase's first ticket
+    Py_ssize_t s, tbb, p0, k
+    long long start
 
 
 cdef inline Py_ssize_t block_phases(const Split* sp, Py_ssize_t tbb) noexcept nogil:
-    return sp.gather_blocks + 1 + tbb + (0 if sp.direct else 1)
+    return (sp.gather_blocks + 1 + tbb * (1 if sp.fused else 2)
+            + (0 if sp.direct else 1))
 
 
 cdef inline void walk_block(const Split* sp, Walk* w) noexcept nogil:
@@ -761,18 +775,8 @@ cdef inline void walk_block(const Split* sp, Walk* w) noexcept nogil:
 
 
 cdef inline void walk_start(const Split* sp, Walk* w) noexcept nogil:
-    w.phase, w.s, w.k = 0, 0, -1 if sp.direct else 0
+    w.start, w.s, w.k = 0, 0, -1 if sp.direct else 0
     walk_block(sp, w)
-
-
-cdef inline void walk_next(const Split* sp, Walk* w) noexcept nogil:
-    w.phase += 1
-    w.k += 1
-    if w.s < sp.r.T and w.k == block_phases(sp, w.tbb):
-        w.s += w.tbb
-        w.k = 0
-        if w.s < sp.r.T:
-            walk_block(sp, w)
 
 
 cdef inline int phase_kind(const Split* sp, const Walk* w, Py_ssize_t* i) noexcept nogil:
@@ -788,8 +792,33 @@ cdef inline int phase_kind(const Split* sp, const Walk* w, Py_ssize_t* i) noexce
         k -= 1
     if k == 0:
         return PHASE_PROJECT
-    i[0] = k - 1
-    return PHASE_STEP if k - 1 < w.tbb else PHASE_FINISH
+    k -= 1
+    if k >= w.tbb * (1 if sp.fused else 2):
+        return PHASE_FINISH
+    if sp.fused:
+        i[0] = k
+        return PHASE_STEP
+    i[0] = k // 2
+    return PHASE_STEP_KERNEL if k % 2 else PHASE_STEP_GEMM
+
+
+cdef inline Py_ssize_t phase_parts(const Split* sp, int kind) noexcept nogil:
+    if kind == PHASE_PROJECT:
+        return sp.proj_parts
+    if kind == PHASE_STEP_GEMM:
+        return sp.gemm_parts
+    return sp.unit_parts
+
+
+cdef inline void walk_next(const Split* sp, Walk* w) noexcept nogil:
+    cdef Py_ssize_t i
+    w.start += phase_parts(sp, phase_kind(sp, w, &i))
+    w.k += 1
+    if w.s < sp.r.T and w.k == block_phases(sp, w.tbb):
+        w.s += w.tbb
+        w.k = 0
+        if w.s < sp.r.T:
+            walk_block(sp, w)
 
 
 cdef inline void carve_workspace(const Forward* r, Py_ssize_t ms, Py_ssize_t ld, bint gather_x,
@@ -806,15 +835,26 @@ cdef inline void carve_workspace(const Forward* r, Py_ssize_t ms, Py_ssize_t ld,
         bufs[1] = bufs[0]
 
 
-cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws) noexcept nogil:
-    """Lay out a split run of r (split_parts(r) > 0) in workspace ws."""
+cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws,
+                     int threads) noexcept nogil:
+    """Lay out a split run of r (runs_split(r)) in workspace ws, for threads."""
     global split_run_count
     cdef floating* bufs[6]
+    cdef Py_ssize_t m = r.m, n_a = r.n_a, rows = r.cell.gates * r.n_a
+    cdef Walk w
     split_run_count += 1
-    cdef Py_ssize_t m = r.m, s = 0, tbb
     sp.r, sp.ws, sp.ws_len = r, ws, workspace_size(r, m)
-    sp.parts = split_parts(r)
-    sp.units = r.n_a // sp.parts
+    sp.R = plan_row_block(r.plan)
+    cdef bint aligned = n_a % sp.R == 0 and n_a // sp.R >= 2
+    sp.units = sp.R if aligned else max(<Py_ssize_t>SPLIT_MIN_UNITS,
+                                         (n_a + SPLIT_MAX_PARTS - 1) // SPLIT_MAX_PARTS)
+    sp.unit_parts = (n_a + sp.units - 1) // sp.units
+    sp.gemm_parts = (rows + sp.R - 1) // sp.R
+    # fused while the unit parts keep the threads busy; more threads get the
+    # blocks' GEMMs one by one (the same GEMMs and kernels: the same bits)
+    sp.fused = aligned and threads <= sp.unit_parts
+    sp.proj_rows = r.cell.gates * sp.R if aligned else sp.R
+    sp.proj_parts = (rows + sp.proj_rows - 1) // sp.proj_rows
     sp.tb = block_steps(r, m)
     sp.staged = staged_caches(r, m)
     sp.direct = r.G != NULL and not sp.staged
@@ -831,12 +871,39 @@ cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws) 
         sp.a_state, sp.c_state = bufs[4], bufs[5]
     if not sp.gather_x:
         sp.X = <void*>r.x
-    sp.phases = 2 if sp.direct else 0
-    while s < r.T:
-        tbb = min(sp.tb, r.T - s)
-        sp.phases += block_phases(sp, tbb)
-        s += tbb
+    # the tickets: every phase's parts (the end: the phase after the last)
+    walk_start(sp, &w)
+    while not (w.s >= r.T and (w.k > 0 or not sp.direct)):
+        walk_next(sp, &w)
+    sp.total = w.start
     cyrnn_tickets_init(&sp.tickets)
+
+
+cdef inline void step_inputs(floating dummy, const Split* sp, const Walk* w, Py_ssize_t i,
+                             const floating** a_prev, Py_ssize_t* ld_ap,
+                             const floating** c_prev, Py_ssize_t* ld_cp) noexcept nogil:
+    """The states step i of w's block (in processing order) starts from."""
+    cdef const Forward* r = sp.r
+    cdef Py_ssize_t m = r.m, col = w.p0 * m if sp.direct else 0, tt, prev
+    cdef bint has_c = r.cell.has_c
+    if i > 0:       # the step before, in the block
+        tt = w.tbb - 1 - i if r.reverse else i
+        prev = tt + 1 if r.reverse else tt - 1
+        a_prev[0] = <const floating*>sp.A + col + prev * m
+        c_prev[0] = <const floating*>sp.C + col + prev * m if has_c else NULL
+        ld_ap[0] = ld_cp[0] = sp.ld
+    elif w.s == 0:
+        a_prev[0], c_prev[0] = <const floating*>r.a0, <const floating*>r.c0
+        ld_ap[0] = ld_cp[0] = m
+    elif sp.direct:     # the block before's last step, in the caches
+        prev = w.p0 + w.tbb if r.reverse else w.p0 - 1
+        a_prev[0] = <const floating*>sp.A + prev * m
+        c_prev[0] = <const floating*>sp.C + prev * m if has_c else NULL
+        ld_ap[0] = ld_cp[0] = sp.ld
+    else:           # carried out of the workspace
+        a_prev[0] = <const floating*>sp.a_state
+        c_prev[0] = <const floating*>sp.c_state if has_c else NULL
+        ld_ap[0] = ld_cp[0] = m
 
 
 cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t p) noexcept nogil:
@@ -844,9 +911,10 @@ cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t 
     cdef const Forward* r = sp.r
     cdef const CellSpec* cell = &r.cell
     cdef Py_ssize_t n_a = r.n_a, n_x = r.n_x, m = r.m, T = r.T, mT = r.m * r.T
-    cdef Py_ssize_t ld = sp.ld, R = sp.units, u0 = p * sp.units, g, i = 0, tt, prev
-    cdef Py_ssize_t x0 = n_x * p // sp.parts, x1 = n_x * (p + 1) // sp.parts
-    cdef Py_ssize_t rows = cell.gates * R, q0 = p * cell.gates * R
+    cdef Py_ssize_t ld = sp.ld, i = 0, tt, g, r0, nr
+    # part p's units, input rows (gathers, stages)
+    cdef Py_ssize_t u0 = p * sp.units, R = min(sp.units, n_a - p * sp.units)
+    cdef Py_ssize_t x0 = n_x * p // sp.unit_parts, x1 = n_x * (p + 1) // sp.unit_parts
     cdef Py_ssize_t col = w.p0 * m if sp.direct else 0     # the block's first column
     cdef floating* G = <floating*>sp.G + col
     cdef floating* A = <floating*>sp.A + col
@@ -854,6 +922,7 @@ cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t 
     cdef const floating* X = <const floating*>sp.X + (w.p0 * m if sp.direct or not sp.gather_x
                                                       else 0)
     cdef const floating* x = <const floating*>r.x
+    cdef const floating* Wa = <const floating*>r.w.Wa[0]
     cdef floating* a_out = <floating*>r.a_out
     cdef floating* c_out = <floating*>r.c_out
     cdef const floating* a_prev
@@ -865,11 +934,21 @@ cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t 
     # caches, or the workspace
     cdef const void* G_buf = r.G if sp.direct else sp.ws
     cdef const void* A_buf = r.A if sp.direct else sp.ws
+    cdef const void* C_buf = r.C if sp.direct else sp.ws
     cdef const void* X_buf = r.x if not sp.gather_x else (r.X if sp.direct else sp.ws)
     cdef Py_ssize_t G_len = cell.blocks * n_a * ld if sp.direct else sp.ws_len
     cdef Py_ssize_t A_len = n_a * ld if sp.direct else sp.ws_len
     cdef Py_ssize_t X_len = n_x * mT if not sp.gather_x else (n_x * ld if sp.direct
                                                                else sp.ws_len)
+    if kind == PHASE_STEP or kind == PHASE_STEP_GEMM or kind == PHASE_STEP_KERNEL:
+        tt = w.tbb - 1 - i if r.reverse else i
+        step_inputs(dummy, sp, w, i, &a_prev, &ld_ap, &c_prev, &ld_cp)
+        G, A = G + tt * m, A + tt * m
+        C = C + tt * m if cell.has_c else NULL
+        check_block("G step", G, cell.blocks * n_a, ld, m, G_buf, G_len, item)
+        check_block("A step", A, n_a, ld, m, A_buf, A_len, item)
+        if cell.has_c:
+            check_block("C step", C, n_a, ld, m, C_buf, A_len, item)
     if kind == PHASE_GATHER_ALL:
         if sp.gather_x and not r.gemm_only:
             check_block("X", <floating*>sp.X + x0 * ld, x1 - x0, ld, mT, X_buf, X_len, item)
@@ -882,47 +961,25 @@ cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t 
             gather_time_major(x1 - x0, m, w.tbb, x + x0 * r.sx0 + w.p0 * r.sx2, r.sx0, r.sx1,
                               r.sx2, <floating*>sp.X + x0 * ld, ld, m)
     elif kind == PHASE_PROJECT:
-        # rows q0.. of G = Wx @ X over the block's steps (the LSTM's and the RNN's
+        # rows r0.. of G = Wx @ X over the block's steps (the LSTM's and the RNN's
         # projections fill every gate row: x_split == gates)
+        r0 = p * sp.proj_rows
+        nr = min(sp.proj_rows, cell.gates * n_a - r0)
         check_block("X block", X, n_x, sp.ldx, w.tbb * m, X_buf, X_len, item)
-        check_block("G block", G + q0 * ld, rows, ld, w.tbb * m, G_buf, G_len, item)
-        gemm(False, False, rows, w.tbb * m, n_x, <floating>1,
-             <const floating*>r.w.Wx[0] + q0 * r.w.ldwx[0], r.w.ldwx[0], X, sp.ldx,
-             <floating>0, G + q0 * ld, ld)
+        check_block("G block", G + r0 * ld, nr, ld, w.tbb * m, G_buf, G_len, item)
+        gemm(False, False, nr, w.tbb * m, n_x, <floating>1,
+             <const floating*>r.w.Wx[0] + r0 * r.w.ldwx[0], r.w.ldwx[0], X, sp.ldx,
+             <floating>0, G + r0 * ld, ld)
+    elif kind == PHASE_STEP_GEMM:
+        # block p of the plan's row blocks (gates_product's GEMMs, one each)
+        r0 = p * sp.R
+        gemm(False, False, min(sp.R, cell.gates * n_a - r0), m, n_a, <floating>1,
+             Wa + r0 * r.w.ldwa[0], r.w.ldwa[0], a_prev, ld_ap, <floating>1, G + r0 * ld, ld)
     elif kind == PHASE_STEP:
-        tt = w.tbb - 1 - i if r.reverse else i
-        if i > 0:
-            prev = tt + 1 if r.reverse else tt - 1
-            a_prev, ld_ap = A + prev * m, ld
-            c_prev, ld_cp = (C + prev * m if cell.has_c else NULL), ld
-        elif w.s == 0:
-            a_prev, ld_ap = <const floating*>r.a0, m
-            c_prev, ld_cp = <const floating*>r.c0, m
-        elif sp.direct:
-            prev = w.p0 + w.tbb if r.reverse else w.p0 - 1
-            a_prev, ld_ap = <floating*>sp.A + prev * m, ld
-            c_prev, ld_cp = (<floating*>sp.C + prev * m if cell.has_c else NULL), ld
-        else:
-            a_prev, ld_ap = <const floating*>sp.a_state, m
-            c_prev, ld_cp = (<const floating*>sp.c_state if cell.has_c else NULL), m
-        G += tt * m
-        check_block("G step", G, cell.blocks * n_a, ld, m, G_buf, G_len, item)
-        check_block("A step", A + tt * m, n_a, ld, m, A_buf, A_len, item)
-        if cell.has_c:
-            check_block("C step", C + tt * m, n_a, ld, m, r.C if sp.direct else sp.ws, A_len,
-                        item)
+        # the plan's row blocks of part p's units, one per gate
         for g in range(cell.gates):
-            gemm(False, False, R, m, n_a, <floating>1,
-                 <const floating*>r.w.Wa[0] + (g * n_a + u0) * r.w.ldwa[0], r.w.ldwa[0],
-                 a_prev, ld_ap, <floating>1, G + (g * n_a + u0) * ld, ld)
-        if r.gemm_only:
-            return
-        if cell.kind == CELL_LSTM:
-            lstm_forward_step(R, m, G + u0 * ld, ld, n_a * ld, <const floating*>r.b + u0, n_a,
-                              c_prev + u0 * ld_cp if c_prev != NULL else NULL, ld_cp,
-                              C + tt * m + u0 * ld, ld, A + tt * m + u0 * ld, ld, r.keep_gates)
-        else:
-            rnn_forward_step(R, m, G + u0 * ld, ld, <const floating*>r.b + u0)
+            gemm(False, False, R, m, n_a, <floating>1, Wa + (g * n_a + u0) * r.w.ldwa[0],
+                 r.w.ldwa[0], a_prev, ld_ap, <floating>1, G + (g * n_a + u0) * ld, ld)
     elif kind == PHASE_FINISH:
         if sp.staged:
             stage_block(r, w.tbb * m, G, A, C, <floating*>sp.X if sp.gather_x and r.X != NULL
@@ -940,31 +997,42 @@ cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t 
             copy_rows(R, m, A + tt * m + u0 * ld, ld, <floating*>sp.a_state + u0 * m, m)
             if cell.has_c:
                 copy_rows(R, m, C + tt * m + u0 * ld, ld, <floating*>sp.c_state + u0 * m, m)
-    elif not r.gemm_only:     # PHASE_SCATTER_ALL
-        if a_out != NULL:
-            scatter_batch_major(R, m, T, <floating*>sp.A + u0 * ld, ld, m, a_out + u0 * mT, mT, T)
-        if c_out != NULL:
-            scatter_batch_major(R, m, T, <floating*>sp.C + u0 * ld, ld, m, c_out + u0 * mT, mT, T)
+    elif kind == PHASE_SCATTER_ALL:
+        if a_out != NULL and not r.gemm_only:
+            scatter_batch_major(R, m, T, <floating*>sp.A + u0 * ld, ld, m, a_out + u0 * mT, mT,
+                                T)
+        if c_out != NULL and not r.gemm_only:
+            scatter_batch_major(R, m, T, <floating*>sp.C + u0 * ld, ld, m, c_out + u0 * mT, mT,
+                                T)
+    if (kind == PHASE_STEP or kind == PHASE_STEP_KERNEL) and not r.gemm_only:
+        # part p's units: activated gates, c and a
+        if cell.kind == CELL_LSTM:
+            lstm_forward_step(R, m, G + u0 * ld, ld, n_a * ld, <const floating*>r.b + u0, n_a,
+                              c_prev + u0 * ld_cp if c_prev != NULL else NULL, ld_cp,
+                              C + u0 * ld, ld, A + u0 * ld, ld, r.keep_gates)
+        else:
+            rnn_forward_step(R, m, G + u0 * ld, ld, <const floating*>r.b + u0)
 
 
 cdef void split_work(Split* sp) noexcept nogil:
     """Run tickets of sp until none is left (from any thread, several at once)."""
     cdef unsigned int csr = cyrnn_ftz_begin()
-    cdef long long k, total = <long long>sp.phases * sp.parts
+    cdef long long k
+    cdef Py_ssize_t i
     cdef Walk w
     walk_start(sp, &w)
     probe_gil()
     while True:
         k = cyrnn_claim(&sp.tickets)
-        if k >= total:
+        if k >= sp.total:
             break
-        while w.phase < k // sp.parts:
+        while k >= w.start + phase_parts(sp, phase_kind(sp, &w, &i)):
             walk_next(sp, &w)
-        cyrnn_wait_done(&sp.tickets, (k // sp.parts) * sp.parts)
+        cyrnn_wait_done(&sp.tickets, w.start)
         if sp.r.single:
-            split_part[float](0, sp, &w, k % sp.parts)
+            split_part[float](0, sp, &w, k - w.start)
         else:
-            split_part[double](0, sp, &w, k % sp.parts)
+            split_part[double](0, sp, &w, k - w.start)
         cyrnn_ticket_done(&sp.tickets)
     cyrnn_ftz_end(csr)
 
@@ -972,11 +1040,11 @@ cdef void split_work(Split* sp) noexcept nogil:
 cdef void split_run(Split* sp, const Forward* r, void* ws) noexcept nogil:
     """A split run of r on the calling thread alone."""
     if r.single:
-        split_init[float](0, sp, r, <float*>ws)
+        split_init[float](0, sp, r, <float*>ws, 1)
     else:
-        split_init[double](0, sp, r, <double*>ws)
+        split_init[double](0, sp, r, <double*>ws, 1)
     split_work(sp)
-    cyrnn_wait_done(&sp.tickets, <long long>sp.phases * sp.parts)
+    cyrnn_wait_done(&sp.tickets, sp.total)
 
 
 cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last,
@@ -996,7 +1064,7 @@ cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last,
         if ws == NULL:
             cyrnn_ftz_end(csr)
             return -1
-    if split_parts(r) > 0 and first < last:
+    if runs_split(r) and first < last:
         split_run(&sp, r, ws)
         if r.a_out != NULL:
             run_head(r)
@@ -1911,15 +1979,17 @@ cdef void run_forward(Forward* r, object keep, int n_threads, Py_ssize_t work_si
     cdef _SplitJob split
     cdef int status
     cdef void* ws
-    if n_threads > 1 and split_parts(r) > 0:
+    if n_threads > 1 and runs_split(r):
         split = _SplitJob.__new__(_SplitJob)
         split.r, split.keep = r[0], keep
         split.workspace = pooled_workspace(r)
         if r.single:
-            split_init[float](0, &split.sp, &split.r, <float*>data(split.workspace))
+            split_init[float](0, &split.sp, &split.r, <float*>data(split.workspace),
+                              n_threads)
         else:
-            split_init[double](0, &split.sp, &split.r, <double*>data(split.workspace))
-        run_chunks(split, split.sp.parts, n_threads)
+            split_init[double](0, &split.sp, &split.r, <double*>data(split.workspace),
+                               n_threads)
+        run_chunks(split, max(split.sp.unit_parts, split.sp.gemm_parts), n_threads)
         if r.a_out != NULL:
             with nogil:
                 run_head(r)

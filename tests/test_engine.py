@@ -222,18 +222,21 @@ def test_row_block_plans_split_tall_weights_and_compute_the_reference(
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(["rnn", "lstm"]), dtype=st.sampled_from([np.float64, np.float32]),
        sizes=st.sampled_from([(128, "rows64"), (192, "rows64"), (256, "rows128"),
-                              (256, "rows64")]),
+                              (256, "rows64"), (256, "rows256"), (100, "rows64"),
+                              (40, "rows128")]),
        n_x=st.integers(1, 9), n_y=st.sampled_from([0, 2]), m=st.integers(1, 12),
        T=st.integers(2, 40), reverse=st.booleans(), seed=st.integers(0, 2**16))
 def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
         pinned_plan, kind, dtype, sizes, n_x, n_y, m, T, reverse, seed):
-    """Under a row-block plan whose blocks divide n_a, a narrow batch runs each
-    step split in n_a / rows parts (threads run them at once): over several
-    blocks of steps, forward and reversed, with and without the output head,
-    every way of running it (1, 2 or 3 threads; cache=False; caches staged or
-    written in place; x read in place; states written time-major) gives the
-    same bits in every output, cache entry and gradient, close to the
-    reference."""
+    """Under a row-block plan a narrow batch runs each step split in parts that
+    threads run at once: by units when the blocks divide n_a in two or more,
+    else the blocks' GEMMs then the kernels by units (n_a = 256 in blocks of
+    256, 100 in 64, 40 in 128: one block taller than the weights). Over
+    several blocks of steps, forward and reversed, with and without the output
+    head, every way of running it (1, 2 or 3 threads; cache=False; caches
+    staged or written in place; x read in place; states written time-major)
+    gives the same bits in every output, cache entry and gradient, close to the
+    chunk path's."""
     n_a, plan = sizes
     pinned_plan(plan)
     rng = np.random.default_rng(seed)
@@ -271,7 +274,7 @@ def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
         for entry, same in zip(base[3][0][t], runs[0][3][0][t]):
             if isinstance(entry, np.ndarray):
                 np.testing.assert_array_equal(entry, same)
-    # the chunk path (the direct plan) in float64, itself tested against the reference
+    # the chunk path (the direct plan) in float64, tested against the reference elsewhere
     pinned_plan("direct")
     want = _engine._run_direction(kind, x.astype(np.float64), a0.astype(np.float64),
                                   {k: v.astype(np.float64) for k, v in p.items()},
