@@ -172,11 +172,17 @@ def torch_calls(prob, dtype):
     }
 
 
-def measure(candidates, budget, min_rounds=5, max_rounds=200):
+def measure(candidates, budget, min_rounds=5, max_rounds=200, settle=0.0):
     """Median seconds per call of each candidate, timed in interleaved rounds.
 
     Each round times every candidate once (looping fast ones so a sample lasts
     >= 1 ms); rounds continue until `budget` seconds or max_rounds pass.
+    settle: seconds to sleep before each sample, then one untimed call, for
+    multi-threaded candidates: the worker threads of OpenBLAS, OpenMP and
+    onnxruntime spin for a while after a call, and on a small machine they take
+    a core from the next candidate (cyrnn n_threads=2 right after a call on 2
+    OpenBLAS threads: 0.62x its rate alone on 2 cores); the untimed call then
+    lets each candidate's own threads be as warm as in a loop of its calls.
     """
     loops = {}
     for name, fn in candidates.items():
@@ -191,6 +197,9 @@ def measure(candidates, budget, min_rounds=5, max_rounds=200):
     while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() < deadline):
         for name, fn in candidates.items():
             n = loops[name]
+            if settle:
+                time.sleep(settle)
+                fn()
             start = time.perf_counter()
             for _ in range(n):
                 fn()

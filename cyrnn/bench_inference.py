@@ -13,7 +13,8 @@ cyrnn.bench.measure) on the same weights, after checking they agree:
   cyrnn could run for the shape (`cyrnn._engine.GemmFloor`, one per plan);
 - two threads (medium, bigbatch, long): sequences/s of cyrnn `n_threads=2` and
   of 2 user threads on half batches, PyTorch `set_num_threads(2)`, onnxruntime
-  `intra_op_num_threads=2`;
+  `intra_op_num_threads=2`, each sample after a pause (SETTLE_SECONDS) that lets
+  the previous call's spinning worker threads go idle;
 - serving: requests of m = 1..8 sequences (T = 100, n_x = 64, n_a = 128) from 2
   user threads, requests/s (PyTorch and onnxruntime on 1 intra-op thread each).
 Ratios are peer time / cyrnn time: above 1, cyrnn is faster.
@@ -40,6 +41,9 @@ SHAPES = {  # (n_x, n_a, m, T)
 HEAD_ROWS = 32              # n_y of the "with head" rows
 THREAD_SHAPES = ("medium", "bigbatch", "long")
 SERVING = (64, 128, 100)    # n_x, n_a, T
+# The two-thread table sleeps this long before each sample (cyrnn.bench.measure's
+# settle): the spinning worker threads of the call before then no longer hold a core.
+SETTLE_SECONDS = 0.25
 PEER_HINT = "pip install torch onnx onnxruntime (or pip install \"cyrnn[peers]\")"
 
 
@@ -253,7 +257,7 @@ def two_thread_rows(found, dtypes, budget, log=print):
                 calls["cyrnn 2 user threads"] = _Halves(pool, x, a0, p)
                 calls["cyrnn 2 BLAS threads"] = _blas_threads(
                     lambda x=x, a0=a0, p=p: cyrnn.lstm_forward(x, a0, p, cache=False))
-                t = measure(calls, budget)
+                t = measure(calls, budget, settle=SETTLE_SECONDS)
                 rate = {k: m / v for k, v in t.items()}
                 ours = max(v for k, v in rate.items() if k.startswith("cyrnn"))
                 peers = [v for k, v in rate.items() if not k.startswith("cyrnn")]
