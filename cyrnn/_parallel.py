@@ -88,7 +88,13 @@ def _leave_region():
 def run_chunks(work, n_chunks, n_threads):
     """Call work(first, last) on contiguous ranges of the n_chunks chunks, from
     min(n_threads, n_chunks) threads (the caller being one of them); return when
-    all are done, raising the first error any of them raised."""
+    all are done, raising the first error any of them raised.
+
+    The caller never waits for a range the pool has not started: it takes such
+    ranges back (cancels them) and runs them itself. The pool is shared, so its
+    threads may all be busy with other calls, or be the caller itself (a
+    bidirectional layer's directions run on the pool, each calling this): waiting
+    for them would hang (it did: Model(n_threads=4), m = 2100)."""
     k = min(n_threads, n_chunks)
     if k <= 1:
         work(0, n_chunks)
@@ -103,9 +109,13 @@ def run_chunks(work, n_chunks, n_threads):
             work(bounds[0], bounds[1])
         except BaseException as exc:  # still wait: the others write into our arrays
             error = exc
-        for f in futures:
+        for i, f in enumerate(futures, 1):
             try:
-                f.result()
+                if f.cancel():
+                    if error is None:
+                        work(bounds[i], bounds[i + 1])
+                else:
+                    f.result()
             except BaseException as exc:
                 error = error or exc
         if error is not None:

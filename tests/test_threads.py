@@ -191,6 +191,74 @@ def test_failing_call_in_threads_does_not_deadlock():
     assert _parallel._regions == 0
 
 
+def finishes(call, seconds=120):
+    """call() in a watchdog thread: whether it returned within `seconds` (a
+    deadlock fails the test instead of hanging the suite)."""
+    done = threading.Event()
+    errors = []
+
+    def run():
+        try:
+            call()
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+        finally:
+            done.set()
+    threading.Thread(target=run, daemon=True).start()
+    finished = done.wait(seconds)
+    if errors:
+        raise errors[0]
+    return finished
+
+
+def test_threaded_calls_never_wait_for_a_busy_or_nested_pool():
+    """The thread pool is shared: its threads may all be busy with other work,
+    or be the caller itself — a bidirectional Model on n_threads=4 runs its two
+    directions on the pool, each on 2 threads (this hung at m = 2100, two
+    chunks). A threaded call then runs the parts the pool has not started
+    itself: chunked calls, split runs (narrow batches under a row-block plan),
+    and nested calls all finish, with the results of 1 thread."""
+    from cyrnn import _engine, _parallel
+
+    rng = np.random.default_rng(5)
+    x, a0 = sequence(rng, 3, 8, 2100, 4)
+    p = lstm_parameters(rng, 3, 8, 0, scale=0.5)
+    xn, an = sequence(rng, 5, 128, 6, 20)
+    pn = lstm_parameters(rng, 5, 128, 0, scale=0.1)
+    old = _engine.set_forward_plan("rows64")
+    try:
+        want = cyrnn.lstm_forward(x, a0, p, cache=False)[0]
+        want_split = cyrnn.lstm_forward(xn, an, pn, cache=False)[0]
+        calls = {"chunks": lambda: cyrnn.lstm_forward(x, a0, p, cache=False, n_threads=2),
+                 "split": lambda: cyrnn.lstm_forward(xn, an, pn, cache=False, n_threads=2)}
+        # every pool thread busy until released
+        pool = _parallel._pool(1)
+        release = threading.Event()
+        blockers = [pool.submit(release.wait) for _ in range(_parallel._executor_workers)]
+        try:
+            for name, call in calls.items():
+                got = []
+                assert finishes(lambda: got.append(call())), name
+                np.testing.assert_array_equal(got[0][0], want if name == "chunks"
+                                              else want_split)
+        finally:
+            release.set()
+            for b in blockers:
+                b.result(timeout=60)
+        # nested: both directions' calls from the pool's threads and the caller
+        got = [None, None]
+
+        def both(first, last):
+            for k in range(first, last):
+                got[k] = calls["chunks" if k == 0 else "split"]()[0]
+        assert finishes(lambda: _parallel.run_chunks(both, 2, 2))
+        np.testing.assert_array_equal(got[0], want)
+        np.testing.assert_array_equal(got[1], want_split)
+    finally:
+        _engine.set_forward_plan(old)
+    assert _parallel._regions == 0
+
+
 def test_all_public_functions_concurrently_on_shared_inputs():
     rng = np.random.default_rng(3)
     x, a0 = sequence(rng, 4, 6, 9, 8)
