@@ -199,17 +199,17 @@ cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, Py_ssi
         gates_product(w, True, 0, 3, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld, scratch,
                       use_gemv, row_block)
         if kernels:
-            gru_forward_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap, a, ld)
+            gru_forward_step(n_a, ms, G, ld, gs, b, n_a, a_prev, ld_ap, a, ld)
     elif cell.kind == CELL_GRU_RESET_BEFORE:
         # the candidate's recurrent product needs Γr first: two GEMMs
         gates_product(w, True, 0, 2, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld,
                       scratch, use_gemv, row_block)
         if kernels:
-            gru_reset_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap)
+            gru_reset_step(n_a, ms, G, ld, gs, b, n_a, a_prev, ld_ap)
         gates_product(w, True, 2, 3, n_a, n_a, ms, G + 3 * gs, ld, <floating>1, G + 2 * gs, ld,
                       scratch, use_gemv, row_block)
         if kernels:
-            gru_candidate_step(n_a, ms, G, ld, gs, b, a_prev, ld_ap, a, ld)
+            gru_candidate_step(n_a, ms, G, ld, gs, b, n_a, a_prev, ld_ap, a, ld)
     else:
         if recurrent:
             gates_product(w, True, 0, cell.gates, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G,

@@ -29,17 +29,19 @@ cdef extern from "cyrnn_elementwise.h" nogil:
     void fill_rows_d(Py_ssize_t, Py_ssize_t, const double*, double*, Py_ssize_t)
     void fill_rows_f(Py_ssize_t, Py_ssize_t, const float*, float*, Py_ssize_t)
     void gru_forward_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t,
-                            const double*, const double*, Py_ssize_t, double*, Py_ssize_t)
+                            const double*, Py_ssize_t, const double*, Py_ssize_t, double*, Py_ssize_t)
     void gru_forward_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t,
-                            const float*, const float*, Py_ssize_t, float*, Py_ssize_t)
+                            const float*, Py_ssize_t, const float*, Py_ssize_t, float*, Py_ssize_t)
     void gru_reset_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t,
-                          const double*, const double*, Py_ssize_t)
+                          const double*, Py_ssize_t, const double*, Py_ssize_t)
     void gru_reset_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t,
-                          const float*, const float*, Py_ssize_t)
+                          const float*, Py_ssize_t, const float*, Py_ssize_t)
     void gru_candidate_step_d(Py_ssize_t, Py_ssize_t, double*, Py_ssize_t, Py_ssize_t,
-                              const double*, const double*, Py_ssize_t, double*, Py_ssize_t)
+                              const double*, Py_ssize_t, const double*, Py_ssize_t, double*,
+                              Py_ssize_t)
     void gru_candidate_step_f(Py_ssize_t, Py_ssize_t, float*, Py_ssize_t, Py_ssize_t,
-                              const float*, const float*, Py_ssize_t, float*, Py_ssize_t)
+                              const float*, Py_ssize_t, const float*, Py_ssize_t, float*,
+                              Py_ssize_t)
     void gru_backward_step_d(Py_ssize_t, Py_ssize_t, const double*, Py_ssize_t, Py_ssize_t,
                              const double*, Py_ssize_t, const double*, Py_ssize_t, double*,
                              Py_ssize_t, int, double*, Py_ssize_t, Py_ssize_t)
@@ -203,30 +205,32 @@ cdef inline void fill_rows(Py_ssize_t n, Py_ssize_t m, const floating* b, floati
 
 
 cdef inline void gru_forward_step(Py_ssize_t n_a, Py_ssize_t m, floating* g, Py_ssize_t ld,
-                                  Py_ssize_t gs, const floating* b, const floating* a_prev,
-                                  Py_ssize_t ld_ap, floating* a, Py_ssize_t ld_a) noexcept nogil:
+                                  Py_ssize_t gs, const floating* b, Py_ssize_t b_stride,
+                                  const floating* a_prev, Py_ssize_t ld_ap, floating* a,
+                                  Py_ssize_t ld_a) noexcept nogil:
     if floating is float:
-        gru_forward_step_f(n_a, m, g, ld, gs, b, a_prev, ld_ap, a, ld_a)
+        gru_forward_step_f(n_a, m, g, ld, gs, b, b_stride, a_prev, ld_ap, a, ld_a)
     else:
-        gru_forward_step_d(n_a, m, g, ld, gs, b, a_prev, ld_ap, a, ld_a)
+        gru_forward_step_d(n_a, m, g, ld, gs, b, b_stride, a_prev, ld_ap, a, ld_a)
 
 
 cdef inline void gru_reset_step(Py_ssize_t n_a, Py_ssize_t m, floating* g, Py_ssize_t ld,
-                                Py_ssize_t gs, const floating* b, const floating* a_prev,
-                                Py_ssize_t ld_ap) noexcept nogil:
+                                Py_ssize_t gs, const floating* b, Py_ssize_t b_stride,
+                                const floating* a_prev, Py_ssize_t ld_ap) noexcept nogil:
     if floating is float:
-        gru_reset_step_f(n_a, m, g, ld, gs, b, a_prev, ld_ap)
+        gru_reset_step_f(n_a, m, g, ld, gs, b, b_stride, a_prev, ld_ap)
     else:
-        gru_reset_step_d(n_a, m, g, ld, gs, b, a_prev, ld_ap)
+        gru_reset_step_d(n_a, m, g, ld, gs, b, b_stride, a_prev, ld_ap)
 
 
 cdef inline void gru_candidate_step(Py_ssize_t n_a, Py_ssize_t m, floating* g, Py_ssize_t ld,
-                                    Py_ssize_t gs, const floating* b, const floating* a_prev,
-                                    Py_ssize_t ld_ap, floating* a, Py_ssize_t ld_a) noexcept nogil:
+                                    Py_ssize_t gs, const floating* b, Py_ssize_t b_stride,
+                                    const floating* a_prev, Py_ssize_t ld_ap, floating* a,
+                                    Py_ssize_t ld_a) noexcept nogil:
     if floating is float:
-        gru_candidate_step_f(n_a, m, g, ld, gs, b, a_prev, ld_ap, a, ld_a)
+        gru_candidate_step_f(n_a, m, g, ld, gs, b, b_stride, a_prev, ld_ap, a, ld_a)
     else:
-        gru_candidate_step_d(n_a, m, g, ld, gs, b, a_prev, ld_ap, a, ld_a)
+        gru_candidate_step_d(n_a, m, g, ld, gs, b, b_stride, a_prev, ld_ap, a, ld_a)
 
 
 cdef inline void gru_backward_step(Py_ssize_t n_a, Py_ssize_t m, const floating* g,

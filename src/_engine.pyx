@@ -38,7 +38,8 @@ from _cells cimport (CellSpec, cell_spec, GateWeights, gates_product, gates_prod
                      CELL_GRU_RESET_BEFORE)
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, row_sums,
                            gather_time_major, scatter_batch_major, fill_rows, pack_columns,
-                           unpack_columns, stream_rows, lstm_forward_step, rnn_forward_step)
+                           unpack_columns, stream_rows, lstm_forward_step, rnn_forward_step,
+                           gru_forward_step, gru_reset_step, gru_candidate_step)
 
 cdef extern from "cyrnn_debug.h" nogil:
     # a no-op unless the debug build (CYRNN_DEBUG): see the header
@@ -695,8 +696,9 @@ cdef inline void output_head(const Forward* r, Py_ssize_t j0, Py_ssize_t ms,
 # rows, the scatters, stages and carried states by units. How a problem splits
 # depends on its sizes and plan only, and such problems always run split, with
 # any number of threads (one runs every part): the same bits whatever
-# n_threads and with or without caches. LSTM and the RNN (the GRU's kernels
-# read across units); not with variable lengths.
+# n_threads and with or without caches. Every cell; the reset-before GRU's
+# step is two stages (its candidate's product needs all of Γr·a_prev first),
+# each split likewise. Not with variable lengths.
 cdef extern from "cyrnn_phases.h" nogil:
     ctypedef struct cyrnn_tickets:
         pass
@@ -709,8 +711,8 @@ cdef enum PhaseKind:
     PHASE_GATHER_ALL = 0    # direct: every step of x into the X cache
     PHASE_GATHER = 1        # a block's steps of x into the workspace
     PHASE_PROJECT = 2       # a block's input projection
-    PHASE_STEP = 3          # fused: one step's recurrent products and kernels
-    PHASE_STEP_GEMM = 4     # not fused: one step's recurrent products
+    PHASE_STEP = 3          # fused: a stage of a step, recurrent products and kernels
+    PHASE_STEP_GEMM = 4     # not fused: a stage's recurrent products
     PHASE_STEP_KERNEL = 5   # not fused: then its kernels
     PHASE_FINISH = 6        # workspace: stage, scatter, carry the states
     PHASE_SCATTER_ALL = 7   # direct: every step of the states out
@@ -733,8 +735,7 @@ def _split_runs():
 cdef inline bint runs_split(const Forward* r) noexcept nogil:
     """Whether r runs split (above) rather than by chunks."""
     return (plan_row_block(r.plan) > 0 and r.offsets == NULL and n_chunks(r.m) == 1
-            and r.w.blocks == 1 and (r.cell.kind == CELL_LSTM or r.cell.kind == CELL_RNN)
-            and not uses_concat(&r.cell, &r.w, r.T))
+            and r.w.blocks == 1 and not uses_concat(&r.cell, &r.w, r.T))
 
 
 cdef struct Split:
@@ -743,7 +744,13 @@ cdef struct Split:
     long long total             # tickets
     bint fused                  # one phase per step (R divides n_a)
     Py_ssize_t R                # the plan's row block
-    Py_ssize_t units, unit_parts, proj_rows, proj_parts, gemm_parts, tb
+    Py_ssize_t units, unit_parts, proj_rows, proj_parts, tb
+    # a step's stages: the recurrent products of gates q0[s]..q1[s]-1, then
+    # their kernel (two for the reset-before GRU, else one)
+    int stages
+    int q0[2]
+    int q1[2]
+    Py_ssize_t gemm_parts[2]    # not fused: the stage's row blocks
     bint direct, staged, gather_x, gather_blocks
     Py_ssize_t ld, ldx          # row strides of the blocks' buffers and of X
     void* G                     # the blocks' buffers (direct: the caches)
@@ -764,9 +771,12 @@ cdef struct Walk:
     long long start
 
 
+cdef inline Py_ssize_t step_phases(const Split* sp) noexcept nogil:
+    return sp.stages * (1 if sp.fused else 2)
+
+
 cdef inline Py_ssize_t block_phases(const Split* sp, Py_ssize_t tbb) noexcept nogil:
-    return (sp.gather_blocks + 1 + tbb * (1 if sp.fused else 2)
-            + (0 if sp.direct else 1))
+    return sp.gather_blocks + 1 + tbb * step_phases(sp) + (0 if sp.direct else 1)
 
 
 cdef inline void walk_block(const Split* sp, Walk* w) noexcept nogil:
@@ -779,8 +789,10 @@ cdef inline void walk_start(const Split* sp, Walk* w) noexcept nogil:
     walk_block(sp, w)
 
 
-cdef inline int phase_kind(const Split* sp, const Walk* w, Py_ssize_t* i) noexcept nogil:
-    """The kind of w's phase; for a step, its index in the block's processing order."""
+cdef inline int phase_kind(const Split* sp, const Walk* w, Py_ssize_t* i,
+                           int* stage) noexcept nogil:
+    """The kind of w's phase; for a step, its index in the block's processing
+    order and the stage."""
     if w.k < 0:
         return PHASE_GATHER_ALL
     if w.s >= sp.r.T:
@@ -793,26 +805,34 @@ cdef inline int phase_kind(const Split* sp, const Walk* w, Py_ssize_t* i) noexce
     if k == 0:
         return PHASE_PROJECT
     k -= 1
-    if k >= w.tbb * (1 if sp.fused else 2):
+    if k >= w.tbb * step_phases(sp):
         return PHASE_FINISH
+    i[0] = k // step_phases(sp)
+    k = k % step_phases(sp)
     if sp.fused:
-        i[0] = k
+        stage[0] = <int>k
         return PHASE_STEP
-    i[0] = k // 2
+    stage[0] = <int>(k // 2)
     return PHASE_STEP_KERNEL if k % 2 else PHASE_STEP_GEMM
 
 
-cdef inline Py_ssize_t phase_parts(const Split* sp, int kind) noexcept nogil:
+cdef inline Py_ssize_t phase_parts(const Split* sp, int kind, int stage) noexcept nogil:
     if kind == PHASE_PROJECT:
         return sp.proj_parts
     if kind == PHASE_STEP_GEMM:
-        return sp.gemm_parts
+        return sp.gemm_parts[stage]
     return sp.unit_parts
 
 
-cdef inline void walk_next(const Split* sp, Walk* w) noexcept nogil:
+cdef inline Py_ssize_t walk_parts(const Split* sp, const Walk* w) noexcept nogil:
+    """The parts of w's phase."""
     cdef Py_ssize_t i
-    w.start += phase_parts(sp, phase_kind(sp, w, &i))
+    cdef int stage = 0
+    return phase_parts(sp, phase_kind(sp, w, &i, &stage), stage)
+
+
+cdef inline void walk_next(const Split* sp, Walk* w) noexcept nogil:
+    w.start += walk_parts(sp, w)
     w.k += 1
     if w.s < sp.r.T and w.k == block_phases(sp, w.tbb):
         w.s += w.tbb
@@ -842,6 +862,7 @@ cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws,
     cdef floating* bufs[6]
     cdef Py_ssize_t m = r.m, n_a = r.n_a, rows = r.cell.gates * r.n_a
     cdef Walk w
+    cdef int q
     split_run_count += 1
     sp.r, sp.ws, sp.ws_len = r, ws, workspace_size(r, m)
     sp.R = plan_row_block(r.plan)
@@ -849,7 +870,11 @@ cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws,
     sp.units = sp.R if aligned else max(<Py_ssize_t>SPLIT_MIN_UNITS,
                                          (n_a + SPLIT_MAX_PARTS - 1) // SPLIT_MAX_PARTS)
     sp.unit_parts = (n_a + sp.units - 1) // sp.units
-    sp.gemm_parts = (rows + sp.R - 1) // sp.R
+    sp.stages = 2 if r.cell.kind == CELL_GRU_RESET_BEFORE else 1
+    sp.q0[0], sp.q1[0] = 0, (2 if sp.stages == 2 else r.cell.gates)
+    sp.q0[1], sp.q1[1] = 2, 3
+    for q in range(sp.stages):
+        sp.gemm_parts[q] = ((sp.q1[q] - sp.q0[q]) * n_a + sp.R - 1) // sp.R
     # fused while the unit parts keep the threads busy; more threads get the
     # blocks' GEMMs one by one (the same GEMMs and kernels: the same bits)
     sp.fused = aligned and threads <= sp.unit_parts
@@ -911,7 +936,8 @@ cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t 
     cdef const Forward* r = sp.r
     cdef const CellSpec* cell = &r.cell
     cdef Py_ssize_t n_a = r.n_a, n_x = r.n_x, m = r.m, T = r.T, mT = r.m * r.T
-    cdef Py_ssize_t ld = sp.ld, i = 0, tt, g, r0, nr
+    cdef Py_ssize_t ld = sp.ld, i = 0, tt, g, r0, nr, gs = r.n_a * sp.ld, lo, hi, half, dest
+    cdef int stage = 0
     # part p's units, input rows (gathers, stages)
     cdef Py_ssize_t u0 = p * sp.units, R = min(sp.units, n_a - p * sp.units)
     cdef Py_ssize_t x0 = n_x * p // sp.unit_parts, x1 = n_x * (p + 1) // sp.unit_parts
@@ -925,11 +951,13 @@ cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t 
     cdef const floating* Wa = <const floating*>r.w.Wa[0]
     cdef floating* a_out = <floating*>r.a_out
     cdef floating* c_out = <floating*>r.c_out
+    cdef const floating* b = <const floating*>r.b
     cdef const floating* a_prev
     cdef const floating* c_prev
-    cdef Py_ssize_t ld_ap, ld_cp
+    cdef const floating* operand       # the stage's GEMM operand
+    cdef Py_ssize_t ld_ap, ld_cp, ld_op
     cdef size_t item = sizeof(floating)
-    cdef int kind = phase_kind(sp, w, &i)
+    cdef int kind = phase_kind(sp, w, &i, &stage)
     # the buffers the parts must stay inside (checked by the debug build): the
     # caches, or the workspace
     cdef const void* G_buf = r.G if sp.direct else sp.ws
@@ -945,6 +973,9 @@ cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t 
         step_inputs(dummy, sp, w, i, &a_prev, &ld_ap, &c_prev, &ld_cp)
         G, A = G + tt * m, A + tt * m
         C = C + tt * m if cell.has_c else NULL
+        operand, ld_op = a_prev, ld_ap
+        if stage == 1:      # the reset-before GRU's candidate: on Γr·a_prev (block 3)
+            operand, ld_op = G + 3 * gs, ld
         check_block("G step", G, cell.blocks * n_a, ld, m, G_buf, G_len, item)
         check_block("A step", A, n_a, ld, m, A_buf, A_len, item)
         if cell.has_c:
@@ -961,25 +992,39 @@ cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t 
             gather_time_major(x1 - x0, m, w.tbb, x + x0 * r.sx0 + w.p0 * r.sx2, r.sx0, r.sx1,
                               r.sx2, <floating*>sp.X + x0 * ld, ld, m)
     elif kind == PHASE_PROJECT:
-        # rows r0.. of G = Wx @ X over the block's steps (the LSTM's and the RNN's
-        # projections fill every gate row: x_split == gates)
+        # weight rows r0..r0+nr-1 of G = Wx @ X over the block's steps, into G's
+        # rows as the cell places them (rows from x_split·n_a on go to x_dest's)
         r0 = p * sp.proj_rows
         nr = min(sp.proj_rows, cell.gates * n_a - r0)
         check_block("X block", X, n_x, sp.ldx, w.tbb * m, X_buf, X_len, item)
-        check_block("G block", G + r0 * ld, nr, ld, w.tbb * m, G_buf, G_len, item)
-        gemm(False, False, nr, w.tbb * m, n_x, <floating>1,
-             <const floating*>r.w.Wx[0] + r0 * r.w.ldwx[0], r.w.ldwx[0], X, sp.ldx,
-             <floating>0, G + r0 * ld, ld)
+        for half in range(2):
+            lo = r0 if half == 0 else max(r0, cell.x_split * n_a)
+            hi = min(r0 + nr, cell.x_split * n_a) if half == 0 else r0 + nr
+            if hi <= lo:
+                continue
+            dest = lo + (cell.x_dest - cell.x_split) * n_a if half == 1 else lo
+            check_block("G block", G + dest * ld, hi - lo, ld, w.tbb * m, G_buf, G_len, item)
+            gemm(False, False, hi - lo, w.tbb * m, n_x, <floating>1,
+                 <const floating*>r.w.Wx[0] + lo * r.w.ldwx[0], r.w.ldwx[0], X, sp.ldx,
+                 <floating>0, G + dest * ld, ld)
     elif kind == PHASE_STEP_GEMM:
-        # block p of the plan's row blocks (gates_product's GEMMs, one each)
-        r0 = p * sp.R
-        gemm(False, False, min(sp.R, cell.gates * n_a - r0), m, n_a, <floating>1,
-             Wa + r0 * r.w.ldwa[0], r.w.ldwa[0], a_prev, ld_ap, <floating>1, G + r0 * ld, ld)
+        # block p of the stage's row blocks (gates_product's GEMMs, one each)
+        r0 = sp.q0[stage] * n_a + p * sp.R
+        nr = min(sp.R, sp.q1[stage] * n_a - r0)
+        if cell.kind == CELL_GRU and not r.gemm_only:
+            # the rows of hc (block 2) start from bca: the product adds onto it
+            lo, hi = max(r0, 2 * n_a), min(r0 + nr, 3 * n_a)
+            if hi > lo:
+                fill_rows(hi - lo, m, b + lo, G + lo * ld, ld)
+        gemm(False, False, nr, m, n_a, <floating>1, Wa + r0 * r.w.ldwa[0], r.w.ldwa[0],
+             operand, ld_op, <floating>1, G + r0 * ld, ld)
     elif kind == PHASE_STEP:
-        # the plan's row blocks of part p's units, one per gate
-        for g in range(cell.gates):
+        # the plan's row blocks of part p's units, one per gate of the stage
+        if cell.kind == CELL_GRU and not r.gemm_only:
+            fill_rows(R, m, b + 2 * n_a + u0, G + (2 * n_a + u0) * ld, ld)
+        for g in range(sp.q0[stage], sp.q1[stage]):
             gemm(False, False, R, m, n_a, <floating>1, Wa + (g * n_a + u0) * r.w.ldwa[0],
-                 r.w.ldwa[0], a_prev, ld_ap, <floating>1, G + (g * n_a + u0) * ld, ld)
+                 r.w.ldwa[0], operand, ld_op, <floating>1, G + (g * n_a + u0) * ld, ld)
     elif kind == PHASE_FINISH:
         if sp.staged:
             stage_block(r, w.tbb * m, G, A, C, <floating*>sp.X if sp.gather_x and r.X != NULL
@@ -1005,20 +1050,27 @@ cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t 
             scatter_batch_major(R, m, T, <floating*>sp.C + u0 * ld, ld, m, c_out + u0 * mT, mT,
                                 T)
     if (kind == PHASE_STEP or kind == PHASE_STEP_KERNEL) and not r.gemm_only:
-        # part p's units: activated gates, c and a
+        # part p's units: the stage's kernel (activated gates, c and a)
         if cell.kind == CELL_LSTM:
-            lstm_forward_step(R, m, G + u0 * ld, ld, n_a * ld, <const floating*>r.b + u0, n_a,
+            lstm_forward_step(R, m, G + u0 * ld, ld, gs, b + u0, n_a,
                               c_prev + u0 * ld_cp if c_prev != NULL else NULL, ld_cp,
                               C + u0 * ld, ld, A + u0 * ld, ld, r.keep_gates)
+        elif cell.kind == CELL_GRU:
+            gru_forward_step(R, m, G + u0 * ld, ld, gs, b + u0, n_a, a_prev + u0 * ld_ap, ld_ap,
+                             A + u0 * ld, ld)
+        elif cell.kind == CELL_GRU_RESET_BEFORE and stage == 0:
+            gru_reset_step(R, m, G + u0 * ld, ld, gs, b + u0, n_a, a_prev + u0 * ld_ap, ld_ap)
+        elif cell.kind == CELL_GRU_RESET_BEFORE:
+            gru_candidate_step(R, m, G + u0 * ld, ld, gs, b + u0, n_a, a_prev + u0 * ld_ap,
+                               ld_ap, A + u0 * ld, ld)
         else:
-            rnn_forward_step(R, m, G + u0 * ld, ld, <const floating*>r.b + u0)
+            rnn_forward_step(R, m, G + u0 * ld, ld, b + u0)
 
 
 cdef void split_work(Split* sp) noexcept nogil:
     """Run tickets of sp until none is left (from any thread, several at once)."""
     cdef unsigned int csr = cyrnn_ftz_begin()
     cdef long long k
-    cdef Py_ssize_t i
     cdef Walk w
     walk_start(sp, &w)
     probe_gil()
@@ -1026,7 +1078,7 @@ cdef void split_work(Split* sp) noexcept nogil:
         k = cyrnn_claim(&sp.tickets)
         if k >= sp.total:
             break
-        while k >= w.start + phase_parts(sp, phase_kind(sp, &w, &i)):
+        while k >= w.start + walk_parts(sp, &w):
             walk_next(sp, &w)
         cyrnn_wait_done(&sp.tickets, w.start)
         if sp.r.single:
@@ -1989,7 +2041,7 @@ cdef void run_forward(Forward* r, object keep, int n_threads, Py_ssize_t work_si
         else:
             split_init[double](0, &split.sp, &split.r, <double*>data(split.workspace),
                                n_threads)
-        run_chunks(split, max(split.sp.unit_parts, split.sp.gemm_parts), n_threads)
+        run_chunks(split, max(split.sp.unit_parts, split.sp.gemm_parts[0]), n_threads)
         if r.a_out != NULL:
             with nogil:
                 run_head(r)

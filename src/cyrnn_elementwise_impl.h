@@ -307,11 +307,11 @@ static void SFX(fill_rows)(ptrdiff_t n, ptrdiff_t m, const REAL *CYRNN_RESTRICT 
 /* Reset-after, after the GEMMs: G = [Wr·cat; Wu·cat; Wca·a_prev + bca; Wcx·x]
  * becomes [Γr; Γu; hc; c~] with Γr = σ(· + br), Γu = σ(· + bu),
  * c~ = tanh(Wcx·x + bcx + Γr·hc); a = Γu·c~ + (1 − Γu)·a_prev.
- * b = [br; bu; bca; bcx]. */
+ * b = [br; bu; bca; bcx], b_stride apart (n_a units, maybe of a larger layer). */
 CYRNN_HOT static void SFX(gru_forward_step)(
     ptrdiff_t n_a, ptrdiff_t m, REAL *CYRNN_RESTRICT g, ptrdiff_t ld, ptrdiff_t gs,
-    const REAL *CYRNN_RESTRICT b, const REAL *CYRNN_RESTRICT a_prev, ptrdiff_t ld_ap,
-    REAL *CYRNN_RESTRICT a, ptrdiff_t ld_a)
+    const REAL *CYRNN_RESTRICT b, ptrdiff_t b_stride, const REAL *CYRNN_RESTRICT a_prev,
+    ptrdiff_t ld_ap, REAL *CYRNN_RESTRICT a, ptrdiff_t ld_a)
 {
     for (ptrdiff_t i = 0; i < n_a; i++) {
         REAL *CYRNN_RESTRICT gr = g + i * ld;
@@ -320,7 +320,7 @@ CYRNN_HOT static void SFX(gru_forward_step)(
         REAL *CYRNN_RESTRICT gc = gr + 3 * gs;
         const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
         REAL *CYRNN_RESTRICT ai = a + i * ld_a;
-        const REAL br = b[i], bu = b[n_a + i], bcx = b[3 * n_a + i];
+        const REAL br = b[i], bu = b[b_stride + i], bcx = b[3 * b_stride + i];
         for (ptrdiff_t j = 0; j < m; j++) {
             const REAL r = SIGMOID(gr[j] + br), u = SIGMOID(gu[j] + bu);
             const REAL c = TANH(gc[j] + bcx + r * gh[j]);
@@ -337,14 +337,15 @@ CYRNN_HOT static void SFX(gru_forward_step)(
  * candidate's recurrent GEMM. */
 CYRNN_HOT static void SFX(gru_reset_step)(
     ptrdiff_t n_a, ptrdiff_t m, REAL *CYRNN_RESTRICT g, ptrdiff_t ld, ptrdiff_t gs,
-    const REAL *CYRNN_RESTRICT b, const REAL *CYRNN_RESTRICT a_prev, ptrdiff_t ld_ap)
+    const REAL *CYRNN_RESTRICT b, ptrdiff_t b_stride, const REAL *CYRNN_RESTRICT a_prev,
+    ptrdiff_t ld_ap)
 {
     for (ptrdiff_t i = 0; i < n_a; i++) {
         REAL *CYRNN_RESTRICT gr = g + i * ld;
         REAL *CYRNN_RESTRICT gu = gr + gs;
         REAL *CYRNN_RESTRICT ra = gr + 3 * gs;
         const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
-        const REAL br = b[i], bu = b[n_a + i];
+        const REAL br = b[i], bu = b[b_stride + i];
         for (ptrdiff_t j = 0; j < m; j++) {
             const REAL r = SIGMOID(gr[j] + br);
             gr[j] = r;
@@ -358,15 +359,15 @@ CYRNN_HOT static void SFX(gru_reset_step)(
  * c~ = tanh(· + bc) in place, a = Γu·c~ + (1 − Γu)·a_prev. */
 CYRNN_HOT static void SFX(gru_candidate_step)(
     ptrdiff_t n_a, ptrdiff_t m, REAL *CYRNN_RESTRICT g, ptrdiff_t ld, ptrdiff_t gs,
-    const REAL *CYRNN_RESTRICT b, const REAL *CYRNN_RESTRICT a_prev, ptrdiff_t ld_ap,
-    REAL *CYRNN_RESTRICT a, ptrdiff_t ld_a)
+    const REAL *CYRNN_RESTRICT b, ptrdiff_t b_stride, const REAL *CYRNN_RESTRICT a_prev,
+    ptrdiff_t ld_ap, REAL *CYRNN_RESTRICT a, ptrdiff_t ld_a)
 {
     for (ptrdiff_t i = 0; i < n_a; i++) {
         const REAL *CYRNN_RESTRICT gu = g + i * ld + gs;
         REAL *CYRNN_RESTRICT gc = g + i * ld + 2 * gs;
         const REAL *CYRNN_RESTRICT ap = a_prev + i * ld_ap;
         REAL *CYRNN_RESTRICT ai = a + i * ld_a;
-        const REAL bc = b[2 * n_a + i];
+        const REAL bc = b[2 * b_stride + i];
         for (ptrdiff_t j = 0; j < m; j++) {
             const REAL c = TANH(gc[j] + bc);
             gc[j] = c;

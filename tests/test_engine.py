@@ -220,7 +220,7 @@ def test_row_block_plans_split_tall_weights_and_compute_the_reference(
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(kind=st.sampled_from(["rnn", "lstm"]), dtype=st.sampled_from([np.float64, np.float32]),
+@given(kind=st.sampled_from(["rnn", "lstm", "gru", "gru_reset_before"]), dtype=st.sampled_from([np.float64, np.float32]),
        sizes=st.sampled_from([(128, "rows64"), (192, "rows64"), (256, "rows128"),
                               (256, "rows64"), (256, "rows256"), (100, "rows64"),
                               (40, "rows128")]),
@@ -236,8 +236,9 @@ def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
     head, every way of running it (1, 2 or 3 threads; cache=False; caches
     staged or written in place; x read in place; states written time-major)
     gives the same bits in every output, cache entry and gradient, close to the
-    chunk path's."""
+    chunk path's. Every cell (the reset-before GRU in two stages per step)."""
     n_a, plan = sizes
+    name = kind.split("_")[0]
     pinned_plan(plan)
     rng = np.random.default_rng(seed)
     x, a0 = sequence(rng, n_x, n_a, m, T, dtype)
@@ -250,7 +251,7 @@ def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
     def run(cache=True, n_threads=1, staged=None, xs=x, out=None):
         limit = _engine._staged_bytes(staged) if staged is not None else None
         try:
-            return _engine._run_direction(kind, xs, a0, p, c0=c0, reverse=reverse, cache=cache,
+            return _engine._run_direction(name, xs, a0, p, c0=c0, reverse=reverse, cache=cache,
                                           n_threads=n_threads, out=out)
         finally:
             if limit is not None:
@@ -276,7 +277,7 @@ def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
                 np.testing.assert_array_equal(entry, same)
     # the chunk path (the direct plan) in float64, tested against the reference elsewhere
     pinned_plan("direct")
-    want = _engine._run_direction(kind, x.astype(np.float64), a0.astype(np.float64),
+    want = _engine._run_direction(name, x.astype(np.float64), a0.astype(np.float64),
                                   {k: v.astype(np.float64) for k, v in p.items()},
                                   c0=None if c0 is None else c0.astype(np.float64),
                                   reverse=reverse)
@@ -285,7 +286,7 @@ def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
         if expected is not None:
             assert_close(got, expected, what=what, **tol)
     da = rng.standard_normal((n_a, m, T)).astype(dtype)
-    staged, in_place = (_engine._backward_direction(kind, da, r[3], reverse=reverse)
+    staged, in_place = (_engine._backward_direction(name, da, r[3], reverse=reverse)
                         for r in (base, runs[0]))
     for key in staged:
         np.testing.assert_array_equal(staged[key], in_place[key])
