@@ -17,18 +17,26 @@
 #include <stddef.h>
 
 #if defined(_MSC_VER)
-#include <windows.h>
-typedef struct { volatile LONG64 claimed; volatile LONG64 done; } cyrnn_tickets;
-static __inline LONG64 cyrnn_claim(cyrnn_tickets *t)
+#include <intrin.h>
+/* kernel32's, declared here rather than through <windows.h> and its macros */
+__declspec(dllimport) int __stdcall SwitchToThread(void);
+typedef struct { volatile __int64 claimed; volatile __int64 done; } cyrnn_tickets;
+static __inline long long cyrnn_claim(cyrnn_tickets *t)
 {
-    return InterlockedExchangeAdd64(&t->claimed, 1);
+    return _InterlockedExchangeAdd64(&t->claimed, 1);
 }
-static __inline void cyrnn_ticket_done(cyrnn_tickets *t) { InterlockedExchangeAdd64(&t->done, 1); }
-static __inline LONG64 cyrnn_done_count(cyrnn_tickets *t)
+static __inline void cyrnn_ticket_done(cyrnn_tickets *t) { _InterlockedExchangeAdd64(&t->done, 1); }
+static __inline long long cyrnn_done_count(cyrnn_tickets *t)
 {
-    return InterlockedCompareExchange64(&t->done, 0, 0);
+    return _InterlockedCompareExchange64(&t->done, 0, 0);
 }
-static __inline void cyrnn_relax(int spins) { if (spins > 64) SwitchToThread(); else YieldProcessor(); }
+static __inline void cyrnn_relax(int spins)
+{
+    if (spins > 64)
+        SwitchToThread();
+    else
+        _mm_pause();
+}
 #else
 #include <sched.h>
 typedef struct { long long claimed; long long done; } cyrnn_tickets;
