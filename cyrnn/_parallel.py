@@ -4,7 +4,13 @@ Chunks. The forward functions cut the batch into column chunks that depend
 on m only (src/_engine.pyx, `n_chunks`) and run each chunk over the whole
 sequence; threads take contiguous ranges of chunks. The arithmetic of every
 column is therefore the same whatever the number of threads, and results are
-bit-identical for any ``n_threads``.
+bit-identical for any ``n_threads``. A one-chunk batch under a row-block plan
+runs split instead (src/_engine.pyx, "split runs"): every thread given to
+`run_chunks` claims parts of each step until none is left.
+
+The pool is shared by every call (and by a bidirectional layer's directions,
+whose calls then run on it), so `run_chunks` never waits for work the pool has
+not started: the caller takes it back and runs it.
 
 BLAS threads. Inside cyrnn's own parallel region each thread must call BLAS
 single-threaded, or OpenBLAS's pool and ours fight over the cores; so while a

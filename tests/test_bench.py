@@ -33,6 +33,25 @@ def test_unknown_shape_is_refused(capsys):
     assert "unknown shape 'huge'" in capsys.readouterr().err
 
 
+def test_measure_settles_before_each_sample(monkeypatch):
+    """measure(settle=s): each sample follows a pause of s and one untimed call
+    (other libraries' spinning threads idle, the candidate's own warm)."""
+    events = []
+    monkeypatch.setattr(bench.time, "sleep", lambda s: events.append(("sleep", s)))
+
+    def candidate():
+        events.append("call")
+    t = bench.measure({"c": candidate}, budget=0.0, min_rounds=3, max_rounds=3, settle=0.5)
+    assert t["c"] >= 0
+    timed = events[2:]                     # after the two warm-up calls
+    loops = (len(timed) - 3 * 2) // 3      # per round: sleep, untimed call, loops calls
+    assert loops >= 1
+    assert timed == ([("sleep", 0.5), "call"] + ["call"] * loops) * 3
+    events.clear()
+    bench.measure({"c": candidate}, budget=0.0, min_rounds=2, max_rounds=2)
+    assert all(e == "call" for e in events)
+
+
 # ------------------------------------------------------------- --inference
 
 def test_inference_run_without_peers_says_how_to_add_them(tmp_path, monkeypatch, capsys):
