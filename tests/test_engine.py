@@ -218,8 +218,9 @@ def test_row_block_plans_split_tall_weights_and_compute_the_reference(
             np.testing.assert_array_equal(other, runs[0])
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+# (examples from the profile: 60 natively, 15 under emulation and the sanitizers,
+# where 40 took 5 minutes)
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(["rnn", "lstm", "gru", "gru_reset_before"]), dtype=st.sampled_from([np.float64, np.float32]),
        sizes=st.sampled_from([(128, "rows64"), (192, "rows64"), (256, "rows128"),
                               (256, "rows64"), (256, "rows256"), (100, "rows64"),
