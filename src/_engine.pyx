@@ -158,6 +158,18 @@ cdef enum:
     PLAN_AUTO = -1
     PLAN_MIN_MACS = 1 << 20
 
+# How the candidates are timed: interleaved rounds of samples of at least
+# PLAN_SAMPLE_MACS multiply-adds (~0.5 ms), after one untimed round, each plan
+# scored by its fastest sample (this machine's noise only ever adds time).
+# With 5 samples of ~0.3 ms scored by their median, processes timing the same
+# shape disagreed (AVX-512 Xeon, 8 processes each): 2 chose a row-block plan
+# for medium float64 and for wide float32, 1 for bigbatch float64, where the
+# whole forward pass then ran 4-5% slower than direct; now 0 of 10 each. Plans
+# that tie (long float32: rows128 or rows256) may still differ between runs:
+# pin one (CYRNN_FORWARD_PLAN) for results identical from run to run.
+cdef double PLAN_SAMPLE_MACS = 16e6
+cdef int PLAN_ROUNDS = 7
+
 FORWARD_PLANS = ("direct", "transposed", "gemv", "rows256", "rows128", "rows64")
 cdef dict plan_cache = {}
 
@@ -231,8 +243,7 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
     cdef GateWeights w
     w.blocks, w.block_rows, w.on_concat = 1, gates * n_a, False
     w.Wa[0], w.ldwa[0] = data(W), n_a
-    # samples of ~0.3 ms (~8M multiply-adds), 5 rounds each, interleaved
-    cdef int reps = max(1, <int>(8e6 / (<double>gates * n_a * n_a * ms)))
+    cdef int reps = max(1, <int>(PLAN_SAMPLE_MACS / (<double>gates * n_a * n_a * ms)))
     cdef int plan, rnd
     cdef void* scratch
     cdef bint use_gemv
@@ -242,7 +253,7 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
     seconds = {plan: [] for plan in (PLAN_DIRECT, other, PLAN_ROWS_256, PLAN_ROWS_128,
                                      PLAN_ROWS_64)
                if plan_row_block(plan) < gates * n_a}
-    for rnd in range(5):
+    for rnd in range(PLAN_ROUNDS + 1):
         for plan in seconds:
             scratch = <void*>data(S) if plan == PLAN_TRANSPOSED else NULL
             use_gemv = plan == PLAN_GEMV
@@ -255,11 +266,12 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
                 else:
                     time_plan[double](0, &w, gates, n_a, ms, <double*>pa, <double*>pG,
                                       <double*>scratch, use_gemv, row_block, reps)
-            seconds[plan].append(time.perf_counter() - start)
-    # another plan only when clearly faster (medians of 5)
-    median = {plan: sorted(times)[2] for plan, times in seconds.items()}
-    best = min(median, key=median.get)
-    if median[best] >= 0.95 * median[PLAN_DIRECT]:
+            if rnd > 0:     # (round 0 warms every plan up: OpenBLAS's buffers, the caches)
+                seconds[plan].append(time.perf_counter() - start)
+    # another plan only when clearly faster
+    fastest = {plan: min(times) for plan, times in seconds.items()}
+    best = min(fastest, key=fastest.get)
+    if fastest[best] >= 0.95 * fastest[PLAN_DIRECT]:
         best = PLAN_DIRECT
     # the first choice stored wins (threads timing one shape at once all use it)
     return plan_cache.setdefault(key, best)
