@@ -488,6 +488,14 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     # `column()` apart and `running()` wide.
     cdef bint staged = staged_caches(r, ms)
     cdef bint direct = r.G != NULL and not staged, whole = ms == m, packed = r.offsets != NULL
+    # Wide batches in blocks stream each block's states into time-major buffers
+    # A, C (prepare_forward's stage_states) and leave them in the user's layout
+    # whole rows at a time at the end, as direct runs do: scattered block by
+    # block, each block wrote a few steps into every output row, every cache
+    # line of the outputs was read before being written, and twice (bigbatch
+    # LSTM inference in blocks: 1.17x (float64) and 1.22x (float32) the time
+    # of the run in scratch).
+    cdef bint stage_states = not direct and not packed and r.A != NULL and not r.gemm_only
     cdef Py_ssize_t P = r.offsets[T] if packed else Tm      # columns of the caches
     cdef Py_ssize_t ld = r.ld if direct else block_ld(r, ms), step = m if direct else ms
     cdef Py_ssize_t col = j0 if direct else 0
@@ -624,13 +632,16 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
         if staged:
             stage_block(r, tbb * m, Gbase, Abase, Cbase,
                         Xbase if gather_x and r.X != NULL else NULL, ld, p0 * m, 0, n_a, 0, n_x)
-        if not direct:
+        if stage_states:
+            stage_states_block(r, tbb, ms, j0, p0, Ab, Cb, ld)
+        elif not direct:
             check_block("a", a_out + p0, n_a, m * T, (ms - 1) * T + tbb, r.a_out, n_a * Tm, item)
             if not r.gemm_only:
                 scatter_batch_major(n_a, ms, tbb, Ab, ld, step, a_out + p0, m * T, T)
                 if r.c_out != NULL:
                     scatter_batch_major(n_a, ms, tbb, Cb, ld, step,
                                         <floating*>r.c_out + j0 * T + p0, m * T, T)
+        if not direct:
             # the next block overwrites the workspace: carry the states out of it
             if s + tbb < T:
                 check_block("states", a_state, 2 * n_a, ms, ms, ws, ws_len, item)
@@ -647,9 +658,45 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
         if r.c_out != NULL:
             scatter_batch_major(n_a, ms, T, Cbase + j0, ld, m, <floating*>r.c_out + j0 * T,
                                 m * T, T)
+    elif stage_states:
+        check_block("A staged", <floating*>r.A + j0, n_a, r.ld, (T - 1) * m + ms, r.A,
+                    n_a * r.ld, item)
+        check_block("a", a_out, n_a, m * T, ms * T, r.a_out, n_a * Tm, item)
+        scatter_batch_major(n_a, ms, T, <floating*>r.A + j0, r.ld, m, a_out, m * T, T)
+        if r.c_out != NULL:
+            check_block("C staged", <floating*>r.C + j0, n_a, r.ld, (T - 1) * m + ms, r.C,
+                        n_a * r.ld, item)
+            check_block("c", <floating*>r.c_out + j0 * T, n_a, m * T, ms * T, r.c_out,
+                        n_a * Tm, item)
+            scatter_batch_major(n_a, ms, T, <floating*>r.C + j0, r.ld, m,
+                                <floating*>r.c_out + j0 * T, m * T, T)
     if a_out != NULL:
         output_head(r, j0, ms, a_out)
     return 0
+
+
+cdef inline void stage_states_block(const Forward* r, Py_ssize_t tbb, Py_ssize_t ms,
+                                    Py_ssize_t j0, Py_ssize_t p0, const floating* Ab,
+                                    const floating* Cb, Py_ssize_t ldw) noexcept nogil:
+    """Stream a block's states (tbb steps of columns j0..j0+ms-1 from step p0 on,
+    in the workspace: rows ldw apart, steps ms apart) into the time-major state
+    buffers r.A, r.C (forward_chunk's stage_states)."""
+    cdef Py_ssize_t n_a = r.n_a, m = r.m, ld = r.ld, tt
+    cdef size_t item = sizeof(floating)
+    cdef floating* A = <floating*>r.A + p0 * m + j0
+    cdef floating* C = <floating*>r.C + p0 * m + j0 if r.cell.has_c else NULL
+    check_block("A staged", A, n_a, ld, (tbb - 1) * m + ms, r.A, n_a * ld, item)
+    if C != NULL:
+        check_block("C staged", C, n_a, ld, (tbb - 1) * m + ms, r.C, n_a * ld, item)
+    if ms == m:     # the block's steps are contiguous columns on both sides
+        stream_rows(n_a, tbb * m, Ab, ldw, A, ld)
+        if C != NULL:
+            stream_rows(n_a, tbb * m, Cb, ldw, C, ld)
+        return
+    for tt in range(tbb):
+        stream_rows(n_a, ms, Ab + tt * ms, ldw, A + tt * m, ld)
+        if C != NULL:
+            stream_rows(n_a, ms, Cb + tt * ms, ldw, C + tt * m, ld)
 
 
 cdef inline void stage_block(const Forward* r, Py_ssize_t cols, const floating* Gw,
@@ -1385,9 +1432,19 @@ cdef int backward_run(const Backward* r) noexcept nogil:
 # apart, so every row of every step touches its own cache line and page
 # (LSTM inference at m = 8, T = 2000: 1.16-1.21x the BLAS floor in scratch,
 # 1.01-1.02x in blocks; at m = 64 in float32 blocks 0.97x the time of scratch,
-# at 1024 columns 1.17x).
+# at 1024 columns 1.17x). Wide batches whose states fit it run in blocks but
+# keep time-major state buffers (forward_chunk's stage_states).
 cdef double SCRATCH_BYTES = 512.0 * 1024 * 1024
 cdef double CACHED_OUTPUT_BYTES = 4.0 * 1024 * 1024
+
+
+cdef Py_ssize_t staged_state_runs = 0
+
+
+def _staged_state_runs():
+    """Forward calls that staged their states so far (a test hook: that sizes
+    take the path)."""
+    return staged_state_runs
 
 
 def _scratch_bytes(double limit):
@@ -1974,7 +2031,8 @@ cdef inline Py_ssize_t scratch_ld(Py_ssize_t columns, bint single) noexcept:
 
 cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, object c0,
                            list params, bint cache, bint reverse, Forward* r,
-                           object out=None, bint scratch=False):
+                           object out=None, bint scratch=False, bint scratch_fits=False,
+                           bint states_fit=False):
     """Fill r for a forward call on kernel-ready inputs, allocating the outputs
     and (with `cache`) the cache buffers; returns them as (a, y, c, G, A, C, X,
     keep-alive objects). `out` (checked by _run_direction): the (n_a, m, T)
@@ -1983,7 +2041,13 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     itself (no output in the user's layout is made, nor c: the cell states
     come back as a view of C; `cache` must be on). `scratch`: the cache
     buffers serve this call only (inference), so their rows may be padded
-    apart (scratch_ld)."""
+    apart (scratch_ld). Without caches (inference), the time-major buffers can
+    be scratch (`scratch_fits`: cache off, scratch on), or when `states_fit`
+    the states' alone, for the blocks to stage their states in (forward_chunk's
+    stage_states): so for the gated cells, whose scratch would be mostly gates
+    (LSTM inference, bigbatch: 0.91x the time in float32, the same in float64,
+    GRU 0.83-0.96x), and when the scratch does not fit, except in split runs
+    (whose parts scatter their own units)."""
     cdef Py_ssize_t n_x = cnp.PyArray_DIMS(x)[0], m = cnp.PyArray_DIMS(x)[1]
     cdef Py_ssize_t T = cnp.PyArray_DIMS(x)[2], n_a = cnp.PyArray_DIMS(a0)[0]
     cdef Py_ssize_t rows = info.spec.blocks * n_a
@@ -1991,14 +2055,29 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     cdef Py_ssize_t n_y = cnp.PyArray_DIMS(Wy)[0]
     cdef bint states_out = out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)
     keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
+    cdef bint time_major = is_time_major_view(x)
+    r.cell = info.spec
+    r.n_x, r.n_a, r.n_y, r.m, r.T = n_x, n_a, n_y, m, T
+    r.reverse, r.gemm_only, r.single = reverse, False, tn == cnp.NPY_FLOAT
+    r.offsets = r.active = r.bounds = NULL
+    r.plan = forward_plan(r)
+    cdef bint stage = (states_fit and not cache and not states_out and not runs_split(r)
+                       and (not info.spec.gates_are_state or not scratch_fits))
+    if scratch_fits and not cache and not stage:
+        cache = True
+    if stage:
+        global staged_state_runs
+        staged_state_runs += 1
     a = new_array(tn, n_a, m, T) if out is None else out
     y = new_array(tn, n_y, m, T)
     c = new_array(tn, n_a, m, T) if info.spec.has_c and not states_out else None
-    cdef bint time_major = is_time_major_view(x)
     cdef bint padded = cache and scratch and not states_out
-    cdef Py_ssize_t ld = scratch_ld(T * m, tn == cnp.NPY_FLOAT) if padded else T * m
+    cdef Py_ssize_t ld = scratch_ld(T * m, tn == cnp.NPY_FLOAT) if padded or stage else T * m
     G = A = C = X = None
-    if padded:
+    if stage:
+        A = new_array(tn, n_a, ld)
+        C = new_array(tn, n_a, ld) if info.spec.has_c else None
+    elif padded:
         G = new_array(tn, rows, ld)
         A = G if info.spec.gates_are_state else new_array(tn, n_a, ld)
         C = new_array(tn, n_a, ld) if info.spec.has_c else None
@@ -2010,8 +2089,6 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
             A_given if states_out else new_array(tn, n_a, T, m))
         C = new_array(tn, n_a, T, m) if info.spec.has_c else None
         X = x.transpose(0, 2, 1) if time_major else new_array(tn, n_x, T, m)
-    r.cell = info.spec
-    r.n_x, r.n_a, r.n_y, r.m, r.T = n_x, n_a, n_y, m, T
     r.x, r.x_time_major = data(x), time_major
     r.sx0, r.sx1, r.sx2 = elem_stride(x, 0), elem_stride(x, 1), elem_stride(x, 2)
     r.a0, r.c0, r.b = data(a0), data(c0), data(b)
@@ -2020,11 +2097,8 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     r.c_out, r.y_out = <void*>data(c), <void*>data(y)
     r.G, r.A, r.C = <void*>data(G), <void*>data(A), <void*>data(C)
     r.X = NULL if time_major else <void*>data(X)
-    r.reverse, r.gemm_only, r.single = reverse, False, tn == cnp.NPY_FLOAT
-    r.offsets = r.active = r.bounds = NULL
     r.ld = ld
     r.keep_gates = cache and not scratch
-    r.plan = forward_plan(r)
     if states_out and C is not None:
         c = C.transpose(0, 2, 1)
     return a, y, c, G, A, C, X, (keep, b)
@@ -2108,11 +2182,13 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
         x, a0, c0, p = _validation.forward_inputs(info.cell, x_given, a0, c0, parameters, True)
         params = validated_parameters(info, p)
         tn = float_typenum(x)
-    # Without caches, the time-major buffers are still the fastest place for the
-    # steps (whole output rows leave them at once, streamed): they come from the
-    # pool and go back to it after the call, up to SCRATCH_BYTES; beyond, blocks
-    # of steps run in a small workspace. Both compute the same GEMMs and passes,
-    # so results are bit-identical to the cached call either way.
+    # Without caches, time-major buffers are still the fastest place for the
+    # states of wide batches (whole output rows leave them at once, streamed):
+    # they come from the pool and go back to it after the call, up to
+    # SCRATCH_BYTES (the RNN's scratch, the gated cells' states: see
+    # prepare_forward); the steps run in blocks in a small workspace otherwise.
+    # Every way computes the same GEMMs and passes, so results are
+    # bit-identical to the cached call.
     n_x = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
     m = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
     T = cnp.PyArray_DIMS(<cnp.ndarray>x)[2]
@@ -2131,6 +2207,8 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
                            + cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0]) * T * m * \
         (4 if tn == cnp.NPY_FLOAT else 8)
     cdef Forward r
+    cdef Py_ssize_t item = 4 if tn == cnp.NPY_FLOAT else 8
+    cdef bint wide_outputs = outputs > CACHED_OUTPUT_BYTES and m * item >= NARROW_ROW_BYTES
     out = _checked_out(out, tn, n_a, m, T, not cache)
     if out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out) and \
             cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0] > 0:
@@ -2138,10 +2216,9 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
                          "layer must have 0 rows")
     a, y, c, G, A, C, X, keep = prepare_forward(
         info, tn, x, a0, c0, params,
-        cache or (scratch <= SCRATCH_BYTES and outputs > CACHED_OUTPUT_BYTES
-                  and m * (4 if tn == cnp.NPY_FLOAT else 8) >= NARROW_ROW_BYTES) or (
-            out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)), reverse, &r, out,
-        not cache)
+        cache or (out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)), reverse, &r,
+        out, not cache, wide_outputs and scratch <= SCRATCH_BYTES,
+        wide_outputs and (1 + info.spec.has_c) * <double>n_a * T * m * item <= SCRATCH_BYTES)
     run_forward(&r, (x, a0, c0, params, keep, a, y, c, G, A, C, X), threads,
                 n_a * m * T if threads == 1 else 0)
     if not cache:

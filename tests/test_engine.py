@@ -293,6 +293,51 @@ def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
         np.testing.assert_array_equal(staged[key], in_place[key])
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(sorted(FORWARD)), dtype=st.sampled_from([np.float64, np.float32]),
+       m=st.sampled_from([128, 300, 2100]), T=st.integers(1, 19), n_y=st.sampled_from([0, 2]),
+       reverse=st.booleans(), seed=st.integers(0, 2**16))
+def test_wide_inference_staging_its_states_gives_the_cached_bits(pinned_plan, kind, dtype, m,
+                                                                  T, n_y, reverse, seed):
+    """Wide batches without caches (here: the output size that makes a batch
+    wide lowered to 0) run their steps in blocks and stream each block's states
+    into time-major buffers, leaving them in the user's layout whole rows at
+    once at the end: the gated cells whenever their states fit the scratch
+    limit, the RNN when its whole scratch does not. Forward and reversed, one
+    chunk or two, 1 or 2 threads, with the output head or without: the bits of
+    the cached call, of the full scratch and of blocks scattered one by one."""
+    name = kind.split("_")[0]
+    pinned_plan("direct")       # (row blocks would run split, which does not stage)
+    rng = np.random.default_rng(seed)
+    x, a0 = sequence(rng, 3, 5, m, T, dtype)
+    p = PARAMETERS[kind](rng, 3, 5, n_y, dtype, scale=0.5)
+    c0 = rng.standard_normal(a0.shape).astype(dtype) if kind == "lstm" else None
+    state_bytes = (2 if kind == "lstm" else 1) * 5 * T * m * np.dtype(dtype).itemsize
+
+    def run(limit, cache=False, n_threads=1):
+        old = _engine._scratch_bytes(limit)
+        try:
+            return _engine._run_direction(name, x, a0, p, c0=c0, reverse=reverse, cache=cache,
+                                          n_threads=n_threads)
+        finally:
+            _engine._scratch_bytes(old)
+
+    outputs = _engine._cached_output_bytes(0)
+    try:
+        base = run(float("inf"), cache=True)
+        started = _engine._staged_state_runs()
+        staged = [run(state_bytes), run(state_bytes, n_threads=2)]
+        assert _engine._staged_state_runs() == started + 2
+        others = [run(float("inf")), run(0.0), run(0.0, n_threads=2)]
+        assert _engine._staged_state_runs() == started + 2 + (kind != "rnn")
+    finally:
+        _engine._cached_output_bytes(outputs)
+    for other in staged + others:
+        for got, want in zip(other[:3], base[:3]):
+            if want is not None:
+                np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_transposed_plan_over_chunks_blocks_and_threads_gives_identical_bits(pinned_plan,
                                                                              dtype):
