@@ -651,20 +651,16 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
                     copy_rows(n_a, ms, c_prev, ld, c_state, ms)
                     c_prev, ld_cp = c_state, ms
         s += tbb
-    if direct and not r.gemm_only and not packed:
-        # whole rows of the outputs at once (see scatter_batch_major's staging)
+    if (direct or stage_states) and not r.gemm_only and not packed:
+        # whole rows of the outputs at once from the time-major states, the caches'
+        # or the staged ones (see scatter_batch_major's staging)
         if a_out != NULL:
-            scatter_batch_major(n_a, ms, T, Abase + j0, ld, m, a_out, m * T, T)
+            check_block("A rows", <floating*>r.A + j0, n_a, r.ld, (T - 1) * m + ms, r.A,
+                        n_a * r.ld, item)
+            check_block("a", a_out, n_a, m * T, ms * T, r.a_out, n_a * Tm, item)
+            scatter_batch_major(n_a, ms, T, <floating*>r.A + j0, r.ld, m, a_out, m * T, T)
         if r.c_out != NULL:
-            scatter_batch_major(n_a, ms, T, Cbase + j0, ld, m, <floating*>r.c_out + j0 * T,
-                                m * T, T)
-    elif stage_states:
-        check_block("A staged", <floating*>r.A + j0, n_a, r.ld, (T - 1) * m + ms, r.A,
-                    n_a * r.ld, item)
-        check_block("a", a_out, n_a, m * T, ms * T, r.a_out, n_a * Tm, item)
-        scatter_batch_major(n_a, ms, T, <floating*>r.A + j0, r.ld, m, a_out, m * T, T)
-        if r.c_out != NULL:
-            check_block("C staged", <floating*>r.C + j0, n_a, r.ld, (T - 1) * m + ms, r.C,
+            check_block("C rows", <floating*>r.C + j0, n_a, r.ld, (T - 1) * m + ms, r.C,
                         n_a * r.ld, item)
             check_block("c", <floating*>r.c_out + j0 * T, n_a, m * T, ms * T, r.c_out,
                         n_a * Tm, item)
