@@ -78,7 +78,7 @@ def extension(name):
         f"cyrnn.{name}",
         [f"src/{name}.pyx"],
         include_dirs=["src", np.get_include()],
-        depends=sorted(glob.glob("src/*.h")),  # recompile when a C header changes
+        depends=sorted(glob.glob("src/*.h") + glob.glob("src/engine/*.pxi")),  # recompile on changes
         define_macros=macros,
         extra_compile_args=compile_args,
         extra_link_args=link_args,

@@ -1,0 +1,63 @@
+cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
+    """(a_next, c_next, yt_pred, gates) of one step; c_next None for cells
+    without one; gates: views of the activated gate block, one per gate."""
+    cdef int tn = float_typenum(xt)
+    cdef list params = None
+    cdef Py_ssize_t n_x, m, n_a
+    if (tn >= 0 and ready(xt, tn, 2, -1)
+            and ready(a_prev, tn, 2, -1, cnp.PyArray_DIMS(<cnp.ndarray>xt)[1])
+            and (not info.spec.has_c or ready(c_prev, tn, 2,
+                                              cnp.PyArray_DIMS(<cnp.ndarray>a_prev)[0],
+                                              cnp.PyArray_DIMS(<cnp.ndarray>xt)[1]))):
+        n_x = cnp.PyArray_DIMS(<cnp.ndarray>xt)[0]
+        m = cnp.PyArray_DIMS(<cnp.ndarray>xt)[1]
+        n_a = cnp.PyArray_DIMS(<cnp.ndarray>a_prev)[0]
+        params = fast_parameters(info, parameters, tn, n_x, n_a)
+        if params is not None and not blas_sizes_fit(
+                m, info.spec.blocks * n_a + n_x,
+                cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0]):
+            params = None
+    if params is None:
+        xt, a_prev, c_prev, p = _validation.forward_inputs(info.cell, xt, a_prev, c_prev,
+                                                           parameters, False)
+        params = validated_parameters(info, p)
+        tn = float_typenum(xt)
+    n_x = cnp.PyArray_DIMS(<cnp.ndarray>xt)[0]
+    m = cnp.PyArray_DIMS(<cnp.ndarray>xt)[1]
+    n_a = cnp.PyArray_DIMS(<cnp.ndarray>a_prev)[0]
+    cdef Py_ssize_t rows = info.spec.gates * n_a, width = n_a + n_x, q
+    cdef cnp.ndarray Wy = params[info.wy_index]
+    cdef Py_ssize_t n_y = Wy.shape[0]
+    cdef Forward r
+    keep, b = gate_weights(info, params, tn, n_x, n_a, rows * width <= STACK_LIMIT, &r.w)
+    rows = info.spec.blocks * n_a
+    a = new_array(tn, n_a, m)
+    y = new_array(tn, n_y, m)
+    c = new_array(tn, n_a, m) if info.spec.has_c else None
+    G = a if info.spec.gates_are_state else new_array(tn, rows, m)
+    # T = 1: the outputs are the time-major buffers themselves, xt is read in place
+    r.cell = info.spec
+    r.n_x, r.n_a, r.n_y, r.m, r.T = n_x, n_a, n_y, m, 1
+    r.x, r.x_time_major, r.sx0, r.sx1, r.sx2 = data(xt), True, m, 1, m
+    r.a0, r.c0, r.b = data(a_prev), data(c_prev), data(b)
+    r.Wy, r.by = data(Wy), data(params[info.by_index])
+    r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
+    r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(a), <void*>data(c), NULL
+    r.reverse, r.gemm_only, r.single = False, False, tn == cnp.NPY_FLOAT
+    r.offsets = r.active = r.bounds = NULL
+    r.plan = PLAN_DIRECT        # one step: no recurrent products (concat) to plan
+    r.ld, r.keep_gates = m, True
+    cdef int status
+    if holds_gil_worth_releasing(<double>m * (rows * width + n_y * n_a)):
+        with nogil:
+            status = forward_chunks(&r, 0, n_chunks(m), NULL)
+    else:
+        status = forward_chunks(&r, 0, n_chunks(m), NULL)
+    if status != 0:
+        raise MemoryError("could not allocate the workspace")
+    if info.spec.gates_are_state:
+        return a, c, y, ()
+    cdef list gates = []
+    for q in info.gate_blocks:
+        gates.append(block_view(G, q * n_a * m, n_a, m))
+    return a, c, y, tuple(gates)

@@ -1,0 +1,116 @@
+cdef struct Packed:
+    # A Packing (cyrnn/_packing.py) as the C kernels read it
+    Py_ssize_t m
+    const Py_ssize_t* order
+    const Py_ssize_t* position
+    const Py_ssize_t* sorted_lengths
+    const Py_ssize_t* offsets
+
+
+cdef inline Packed packed_view(object p):
+    cdef Packed k
+    k.m = p.order.shape[0]
+    k.order = <const Py_ssize_t*>data(p.order)
+    k.position = <const Py_ssize_t*>data(p.position)
+    k.sorted_lengths = <const Py_ssize_t*>data(p.sorted_lengths)
+    k.offsets = <const Py_ssize_t*>data(p.offsets)
+    return k
+
+
+cdef void pack_into(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t steps,
+                    const void* src, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2, void* dst,
+                    Py_ssize_t ld) noexcept nogil:
+    """dst (n, ld) packed <- the first `steps` steps of src (n, m, ·), element
+    strides s0, s1, s2."""
+    if single:
+        pack_columns(n, k.m, steps, k.order, k.sorted_lengths, k.offsets, <const float*>src,
+                     s0, s1, s2, <float*>dst, ld)
+    else:
+        pack_columns(n, k.m, steps, k.order, k.sorted_lengths, k.offsets, <const double*>src,
+                     s0, s1, s2, <double*>dst, ld)
+
+
+cdef void unpack_into(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t steps,
+                      const void* src, Py_ssize_t ld, void* dst) noexcept nogil:
+    """dst (n, m, steps) C-contiguous <- packed src (n, ld), zeros where a
+    column does not run."""
+    if single:
+        unpack_columns(n, k.m, steps, k.order, k.position, k.sorted_lengths, k.offsets,
+                       <const float*>src, ld, <float*>dst, k.m * steps)
+    else:
+        unpack_columns(n, k.m, steps, k.order, k.position, k.sorted_lengths, k.offsets,
+                       <const double*>src, ld, <double*>dst, k.m * steps)
+
+
+cdef void zero_padding(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t T,
+                       void* y) noexcept nogil:
+    """y (n, m, T) C-contiguous: 0 at the steps where a column does not run."""
+    cdef size_t item = 4 if single else 8
+    cdef Py_ssize_t i, q, L
+    for i in range(n):
+        for q in range(k.m):
+            L = k.sorted_lengths[q]
+            if L < T:
+                memset(<char*>y + ((i * k.m + k.order[q]) * T + L) * item, 0, (T - L) * item)
+
+
+cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, c0, list params,
+                          lengths, bint cache, int threads, x_given, parameters,
+                          bint reverse=False, out=None):
+    """sequence_forward with variable lengths, on kernel-ready inputs: the
+    columns sorted and packed (cyrnn/_packing.py), the driver on the packed
+    buffers, then the outputs unpacked and the output head run."""
+    cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2], n_a = a0.shape[0]
+    plan = _packing.packing(lengths, T)
+    cdef Packed k = packed_view(plan)
+    cdef Py_ssize_t P = plan.columns
+    cdef bint single = tn == cnp.NPY_FLOAT
+    a0p = np.ascontiguousarray(a0[:, plan.order])
+    c0p = None if c0 is None else np.ascontiguousarray(c0[:, plan.order])
+    X = new_array(tn, n_x, P)
+    G = new_array(tn, info.spec.blocks * n_a, P)
+    A = G if info.spec.gates_are_state else new_array(tn, n_a, P)
+    C = new_array(tn, n_a, P) if info.spec.has_c else None
+    cdef cnp.ndarray Wy = params[info.wy_index]
+    cdef Py_ssize_t n_y = Wy.shape[0]
+    a = new_array(tn, n_a, m, T) if out is None else out
+    c = new_array(tn, n_a, m, T) if info.spec.has_c else None
+    y = new_array(tn, n_y, m, T)
+    bounds = _packing.balanced_bounds(plan, n_chunks(m))
+    cdef Forward r
+    keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
+    r.cell = info.spec
+    r.n_x, r.n_a, r.n_y, r.m, r.T = n_x, n_a, n_y, m, T
+    r.x, r.x_time_major, r.sx0, r.sx1, r.sx2 = data(X), False, 0, 0, 0
+    r.a0, r.c0, r.b = data(a0p), data(c0p), data(b)
+    r.Wy, r.by = NULL, data(params[info.by_index])      # the head runs below
+    r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
+    r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(A), <void*>data(C), <void*>data(X)
+    r.reverse, r.gemm_only, r.single = reverse, False, single
+    r.offsets = <const Py_ssize_t*>data(plan.offsets)
+    r.active = <const Py_ssize_t*>data(plan.active)
+    r.bounds = <const Py_ssize_t*>data(bounds)
+    r.ld = P
+    r.keep_gates = cache
+    r.plan = forward_plan(&r)
+    cdef const void* xp = data(x)
+    cdef Py_ssize_t s0 = elem_stride(x, 0), s1 = elem_stride(x, 1), s2 = elem_stride(x, 2)
+    with nogil:
+        pack_into(single, &k, n_x, T, xp, s0, s1, s2, r.X, P)
+    run_forward(&r, (X, a0p, c0p, params, keep, b, plan, bounds, a, y, G, A, C), threads,
+                n_a * m * T if threads == 1 else 0)
+    r.Wy = data(Wy)
+    with nogil:
+        unpack_into(single, &k, n_a, T, r.A, P, r.a_out)
+        if r.C != NULL:
+            unpack_into(single, &k, n_a, T, r.C, P, r.c_out)
+        run_head(&r)
+        zero_padding(single, &k, n_y, T, r.y_out)
+    if not cache:
+        return a, y, c, None
+    cdef StepCaches steps = new_step_caches(info)
+    for buffer in (G, A, C, X):
+        if buffer is not None:
+            freeze(buffer)
+    steps.trusted(A, C, G, a0, c0, X, x_given, parameters, lengths, plan)
+    return a, y, c, (steps, x_given, lengths)
