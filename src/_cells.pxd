@@ -1,5 +1,5 @@
 # The cells' steps, behind one interface the engine's driver calls
-# (src/_engine.pyx). A cell's other facts (gates, states, parameter schema)
+# (src/engine/). A cell's other facts (gates, states, parameter schema)
 # are its description in cyrnn/_cells.py; the codes below match its `kind`.
 #
 # A step is everything that happens at one time step once the driver has put
@@ -11,7 +11,7 @@
 # G holds `blocks` row blocks of n_a rows, block k starting at row k·n_a.
 from cython cimport floating
 
-from _blas cimport gemm, gemv, gemm_atb, gemm_atb_pretransposed, gemm_transposed_result
+from _product cimport (GateWeights, Product, recurrent_product, gates_product_t)
 from _elementwise cimport (rnn_forward_step, lstm_forward_step, rnn_backward_step,
                            lstm_backward_step, fill_rows, gru_forward_step, gru_reset_step,
                            gru_candidate_step, gru_backward_step, gru_candidate_backward,
@@ -68,161 +68,89 @@ cdef inline CellSpec cell_spec(int kind) noexcept nogil:
     return s
 
 
-cdef struct GateWeights:
-    # The stacked gate weights as `blocks` row blocks of block_rows rows each:
-    # one block (all gates stacked, one GEMM) or one per gate (the cell
-    # functions with large weights, which are not worth copying per call).
-    int blocks
-    Py_ssize_t block_rows
-    const void* Wx[4]       # on the inputs: block_rows × n_x, rows ldwx[q] apart
-    const void* Wa[4]       # on the hidden state: block_rows × n_a, rows ldwa[q] apart
-    Py_ssize_t ldwx[4]
-    Py_ssize_t ldwa[4]
-    # Each row is [Wa | Wx] in one piece (Wx[q] = Wa[q] + n_a): a single step
-    # can then run as one GEMM on concat = [a_prev; x].
-    bint on_concat
+# A forward step is one or two passes (the reset-before GRU's candidate needs
+# Γr·a_prev first); each pass is: its rows of G made ready for the product
+# (prepare_rows), the recurrent product of its gates (src/_product.pxd, under
+# the run's plan), then the cell's kernel on its units (step_kernel). The
+# chunked driver runs a pass over every unit at once, split runs over a part
+# of the units: the same calls.
+cdef inline int step_passes(const CellSpec* cell) noexcept nogil:
+    return 2 if cell.kind == CELL_GRU_RESET_BEFORE else 1
 
 
-cdef inline const void* const* weight_blocks(const GateWeights* w, bint recurrent,
-                                             const Py_ssize_t** ld) noexcept nogil:
-    """The row blocks of the recurrent (else input) weights; their row strides into ld."""
-    if recurrent:
-        ld[0] = &w.ldwa[0]
-        return &w.Wa[0]
-    ld[0] = &w.ldwx[0]
-    return &w.Wx[0]
+cdef inline void pass_gates(const CellSpec* cell, int pass_, int* q0, int* q1) noexcept nogil:
+    """The gates whose recurrent product pass pass_ runs."""
+    q0[0], q1[0] = 0, cell.gates
+    if cell.kind == CELL_GRU_RESET_BEFORE:
+        q0[0] = 0 if pass_ == 0 else 2
+        q1[0] = 2 if pass_ == 0 else 3
 
 
-cdef inline void gates_product(const GateWeights* w, bint recurrent, int q0, int q1,
-                               Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t n, const floating* B,
-                               Py_ssize_t ldb, floating beta, floating* G,
-                               Py_ssize_t ldg, floating* scratch=NULL,
-                               bint use_gemv=False, Py_ssize_t row_block=0) noexcept nogil:
-    """G (+)= W @ B for gates q0..q1-1 (n_a rows each, one after another in G):
-    their recurrent weights (k = n_a) or input weights (k = n_x). The forward
-    plans (src/_engine.pyx), stacked weights only: scratch ((q1-q0)·n_a·n
-    elements) for the transposed result (gemm_transposed_result), else NULL;
-    use_gemv: a single column as a matrix-vector product; row_block > 0: one
-    GEMM per block of that many rows (OpenBLAS runs narrow products on tall
-    stacked weights up to 2x faster so, by a block size that depends on the
-    machine and the shape)."""
-    cdef const Py_ssize_t* ld
-    cdef const void* const* W = weight_blocks(w, recurrent, &ld)
-    cdef int q
-    cdef Py_ssize_t rows = (q1 - q0) * n_a, r0
-    if w.blocks == 1 and 0 < row_block < rows and scratch == NULL and not (use_gemv and n == 1):
-        r0 = 0
-        while r0 < rows:
-            gemm(False, False, min(row_block, rows - r0), n, k, <floating>1,
-                 <const floating*>W[0] + (q0 * n_a + r0) * ld[0], ld[0], B, ldb, beta,
-                 G + r0 * ldg, ldg)
-            r0 += row_block
-        return
-    if w.blocks == 1 and use_gemv and n == 1:
-        gemv(False, (q1 - q0) * n_a, k, <floating>1, <const floating*>W[0] + q0 * n_a * ld[0],
-             ld[0], B, ldb, beta, G, ldg)
-        return
-    if w.blocks == 1 and scratch != NULL:
-        gemm_transposed_result((q1 - q0) * n_a, n, k, <const floating*>W[0] + q0 * n_a * ld[0],
-                               ld[0], B, ldb, beta, G, ldg, scratch)
-        return
-    if w.blocks == 1:
-        gemm(False, False, (q1 - q0) * n_a, n, k, <floating>1,
-             <const floating*>W[0] + q0 * n_a * ld[0], ld[0], B, ldb, beta, G, ldg)
-        return
-    for q in range(q0, q1):
-        gemm(False, False, n_a, n, k, <floating>1, <const floating*>W[q], ld[q], B, ldb, beta,
-             G + (q - q0) * n_a * ldg, ldg)
+cdef inline bint pass_on_reset_state(const CellSpec* cell, int pass_) noexcept nogil:
+    """Whether the pass's product acts on Γr·a_prev (G block 3) instead of a_prev."""
+    return cell.kind == CELL_GRU_RESET_BEFORE and pass_ == 1
 
 
-cdef inline void gates_product_t(const GateWeights* w, bint recurrent, int q0, int q1,
-                                 Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t n,
-                                 const floating* dG, Py_ssize_t ldg, floating beta,
-                                 floating* out, Py_ssize_t ldo, const floating* Wt,
-                                 floating* work) noexcept nogil:
-    """out (+)= W.T @ dG for gates q0..q1-1 (dG: their rows one after another),
-    summed over the gates. Wt: the stacked recurrent weights transposed
-    (n_a × block_rows, one block only), or NULL."""
-    cdef const Py_ssize_t* ld
-    cdef const void* const* W = weight_blocks(w, recurrent, &ld)
-    cdef int q
-    if n == 1 and n_a > 0 and <double>(q1 - q0) * n_a * k >= 262144:
-        # One column (batch 1, or the last one running) against weights of 2^18
-        # elements or more: matrix-vector products. OpenBLAS packs the
-        # transposed weights with strided reads on every GEMM call, slow once
-        # they outgrow L2 (gemm_atb's threshold). Measured in an interleaved A/B
-        # (2-core Xeon, AVX-512, SciPy's OpenBLAS 0.3.30, 1 thread), backward at
-        # m = 1: LSTM n_a = 256 float64 0.65x the time, float32 0.93x; below
-        # the threshold (LSTM n_a = 128, GRU n_a = 32) gemv was 0-25% slower,
-        # so those keep the GEMM. The forward's products (not transposed) were
-        # no faster as gemv and stay GEMMs.
-        if w.blocks == 1:
-            gemv(True, (q1 - q0) * n_a, k, <floating>1,
-                 <const floating*>W[0] + q0 * n_a * ld[0], ld[0], dG, ldg, beta, out, ldo)
-            return
-        for q in range(q0, q1):
-            gemv(True, n_a, k, <floating>1, <const floating*>W[q], ld[q],
-                 dG + (q - q0) * n_a * ldg, ldg, beta if q == q0 else <floating>1, out, ldo)
-        return
-    if w.blocks == 1:
-        gemm_atb_pretransposed(Wt + q0 * n_a if recurrent and Wt != NULL else NULL,
-                               w.block_rows, k, n, (q1 - q0) * n_a, <floating>1,
-                               <const floating*>W[0] + q0 * n_a * ld[0], ld[0], dG, ldg, beta,
-                               out, ldo, work)
-        return
-    for q in range(q0, q1):
-        gemm_atb(k, n, n_a, <floating>1, <const floating*>W[q], ld[q],
-                 dG + (q - q0) * n_a * ldg, ldg, beta if q == q0 else <floating>1, out, ldo,
-                 work)
+cdef inline void prepare_rows(const CellSpec* cell, Py_ssize_t n_a, Py_ssize_t r0,
+                              Py_ssize_t nr, Py_ssize_t ms, const floating* b, floating* G,
+                              Py_ssize_t ld) noexcept nogil:
+    """Rows r0..r0+nr-1 of G (G points at row 0) before their recurrent product
+    adds onto them: the reset-after GRU's hc rows (block 2) start from bca, the
+    other rows hold the input projection already."""
+    cdef Py_ssize_t lo, hi
+    if cell.kind == CELL_GRU:
+        lo, hi = max(r0, 2 * n_a), min(r0 + nr, 3 * n_a)
+        if hi > lo:
+            fill_rows(hi - lo, ms, b + lo, G + lo * ld, ld)
 
 
-cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, Py_ssize_t n_a,
-                              Py_ssize_t ms, floating* G, Py_ssize_t ld, const floating* b,
-                              const floating* a_prev, Py_ssize_t ld_ap,
+cdef inline void step_kernel(const CellSpec* cell, int pass_, Py_ssize_t units,
+                             Py_ssize_t n_a, Py_ssize_t ms, floating* G, Py_ssize_t ld,
+                             const floating* b, const floating* a_prev, Py_ssize_t ld_ap,
+                             const floating* c_prev, Py_ssize_t ld_cp, floating* c,
+                             floating* a, bint keep_gates) noexcept nogil:
+    """The cell's elementwise kernel of pass pass_ on `units` units: G, b, a_prev,
+    c_prev (NULL: 0), c, a point at the first of them (G's gate blocks n_a·ld
+    apart, the bias's n_a). keep_gates off: G need not hold the activated gates
+    afterwards (no caches; the LSTM then skips storing them)."""
+    cdef Py_ssize_t gs = n_a * ld
+    if cell.kind == CELL_LSTM:
+        # f, i, o = σ(·), c~ = tanh(·), c = f·c_prev + i·c~, a = o·tanh(c)
+        lstm_forward_step(units, ms, G, ld, gs, b, n_a, c_prev, ld_cp, c, ld, a, ld, keep_gates)
+    elif cell.kind == CELL_GRU:
+        gru_forward_step(units, ms, G, ld, gs, b, n_a, a_prev, ld_ap, a, ld)
+    elif cell.kind == CELL_GRU_RESET_BEFORE and pass_ == 0:
+        gru_reset_step(units, ms, G, ld, gs, b, n_a, a_prev, ld_ap)
+    elif cell.kind == CELL_GRU_RESET_BEFORE:
+        gru_candidate_step(units, ms, G, ld, gs, b, n_a, a_prev, ld_ap, a, ld)
+    else:
+        # a = tanh(z + b), in place (a is G)
+        rnn_forward_step(units, ms, G, ld, b)
+
+
+cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, const Product* p,
+                              Py_ssize_t n_a, Py_ssize_t ms, floating* G, Py_ssize_t ld,
+                              const floating* b, const floating* a_prev, Py_ssize_t ld_ap,
                               const floating* c_prev, Py_ssize_t ld_cp,
                               floating* c, floating* a, bint recurrent,
-                              bint kernels, floating* scratch=NULL,
-                              bint keep_gates=True, bint use_gemv=False,
-                              Py_ssize_t row_block=0) noexcept nogil:
-    """One step from its input projection in G: the recurrent products (unless
-    `recurrent` is off: a single step's concat GEMM did them), then the
-    kernels (off: the GEMMs alone, the floor): activated gates in G, the state
-    a (and c) rows ld apart like G. c_prev NULL means 0. scratch: the
-    recurrent products' (gates_product), or NULL; use_gemv, row_block likewise.
-    keep_gates off: G need not hold the activated gates afterwards (no caches;
-    the LSTM then skips storing them)."""
+                              bint kernels, bint keep_gates=True) noexcept nogil:
+    """One step from its input projection in G: per pass, the recurrent product
+    (unless `recurrent` is off: a single step's concat GEMM did it) under plan
+    p, then the kernel (off: the GEMMs alone, the floor): activated gates in G,
+    the state a (and c) rows ld apart like G. c_prev NULL means 0."""
     cdef Py_ssize_t gs = n_a * ld
-    if cell.kind == CELL_GRU:
-        # hc = bca, then [Γr; Γu; hc] += W_a @ a_prev in one GEMM
+    cdef int pass_, q0, q1
+    for pass_ in range(step_passes(cell)):
+        pass_gates(cell, pass_, &q0, &q1)
         if kernels:
-            fill_rows(n_a, ms, b + 2 * n_a, G + 2 * gs, ld)
-        gates_product(w, True, 0, 3, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld, scratch,
-                      use_gemv, row_block)
+            prepare_rows(cell, n_a, q0 * n_a, (q1 - q0) * n_a, ms, b, G, ld)
+        if recurrent and pass_on_reset_state(cell, pass_):
+            recurrent_product(p, w, q0, q1, n_a, ms, G + 3 * gs, ld, G + q0 * gs, ld)
+        elif recurrent:
+            recurrent_product(p, w, q0, q1, n_a, ms, a_prev, ld_ap, G + q0 * gs, ld)
         if kernels:
-            gru_forward_step(n_a, ms, G, ld, gs, b, n_a, a_prev, ld_ap, a, ld)
-    elif cell.kind == CELL_GRU_RESET_BEFORE:
-        # the candidate's recurrent product needs Γr first: two GEMMs
-        gates_product(w, True, 0, 2, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G, ld,
-                      scratch, use_gemv, row_block)
-        if kernels:
-            gru_reset_step(n_a, ms, G, ld, gs, b, n_a, a_prev, ld_ap)
-        gates_product(w, True, 2, 3, n_a, n_a, ms, G + 3 * gs, ld, <floating>1, G + 2 * gs, ld,
-                      scratch, use_gemv, row_block)
-        if kernels:
-            gru_candidate_step(n_a, ms, G, ld, gs, b, n_a, a_prev, ld_ap, a, ld)
-    else:
-        if recurrent:
-            gates_product(w, True, 0, cell.gates, n_a, n_a, ms, a_prev, ld_ap, <floating>1, G,
-                          ld, scratch, use_gemv, row_block)
-        if not kernels:
-            return
-        if cell.kind == CELL_LSTM:
-            # f, i, o = σ(·), c~ = tanh(·), c = f·c_prev + i·c~, a = o·tanh(c)
-            lstm_forward_step(n_a, ms, G, ld, gs, b, n_a, c_prev, ld_cp, c, ld, a, ld,
-                              keep_gates)
-        else:
-            # a = tanh(z + b), in place (a is G)
-            rnn_forward_step(n_a, ms, G, ld, b)
+            step_kernel(cell, pass_, n_a, n_a, ms, G, ld, b, a_prev, ld_ap, c_prev, ld_cp, c, a,
+                        keep_gates)
 
 
 cdef inline void step_backward(const CellSpec* cell, const GateWeights* w, Py_ssize_t n_a,

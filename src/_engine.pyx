@@ -1,26 +1,22 @@
 """The sequence engine: one driver runs every cell forward and backward.
 
 A cell is described once (cyrnn/_cells.py for its parameters and caches,
-src/_cells.pxd for its step kernels); the driver below runs any of them over a
-range of batch columns and all steps, without the GIL:
+src/_cells.pxd for its step); the driver runs any of them over a range of
+batch columns and all steps, without the GIL:
 
     forward, per block of steps:  G = Wx @ X          (input projection)
                                   per step: states = step(G[t], a_prev)
-                                  (the step: G[t] += Wa @ a_prev, the cell's kernels)
+                                  (the step: G[t] += Wa @ a_prev under the
+                                  run's plan, src/_product.pxd; the cell's kernels)
     then the output head          y = softmax(Wy @ a + by)     (optional)
     backward, per step (reversed): dG[t], da_next = step'(...)
                                   (the kernels, da_next = Wa.T @ dG[t])
     then                          dx = Wx.T @ dG; dWx = dG @ X.T; dWa = dG @ A_prev.T
 
-Options every cell gets: the output head on or off, the direction (forward or
-reverse), caches on or off, and a column range (threads run disjoint ranges).
-The cell functions are the driver at T = 1, and the BLAS-only floor
-(`GemmFloor`) runs the driver with everything but its GEMMs switched off.
-
-Buffers are time-major, (rows, T, m) C-contiguous: one step is a (rows × m)
-matrix with row stride T·m that BLAS takes as is. The public functions at the
-end validate once (a fast check for kernel-ready input, else
-cyrnn/_validation.py), then call the driver.
+This module is its pieces, in src/engine/ (src/README.md maps them and follows
+one call through them); they are included here, into one extension module,
+because the drivers call each other per block and per step, as C functions
+generic over float and double.
 """
 cimport numpy as cnp
 from cpython.dict cimport PyDict_GetItem
@@ -33,13 +29,16 @@ from _blas cimport gemm, gemm_abt, abt_work, gemm_atb, atb_work, transpose_weigh
 from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
                       is_time_major_view, ready, float_typenum, use_pool, freeze,
                       holds_gil_worth_releasing)
-from _cells cimport (CellSpec, cell_spec, GateWeights, gates_product, gates_product_t,
-                     step_forward, step_backward, CELL_RNN, CELL_LSTM, CELL_GRU,
-                     CELL_GRU_RESET_BEFORE)
+from _product cimport (GateWeights, Product, product_of, plan_row_block, gates_product,
+                       gates_product_t, recurrent_product, recurrent_rows, project_rows,
+                       PLAN_DIRECT, PLAN_TRANSPOSED, PLAN_GEMV, PLAN_ROWS_256, PLAN_ROWS_128,
+                       PLAN_ROWS_64)
+from _cells cimport (CellSpec, cell_spec, step_forward, step_backward, step_passes, pass_gates,
+                     pass_on_reset_state, prepare_rows, step_kernel, CELL_RNN, CELL_LSTM,
+                     CELL_GRU, CELL_GRU_RESET_BEFORE)
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, row_sums,
                            gather_time_major, scatter_batch_major, fill_rows, pack_columns,
-                           unpack_columns, stream_rows, lstm_forward_step, rnn_forward_step,
-                           gru_forward_step, gru_reset_step, gru_candidate_step)
+                           unpack_columns, stream_rows)
 
 cdef extern from "cyrnn_debug.h" nogil:
     # a no-op unless the debug build (CYRNN_DEBUG): see the header
@@ -97,10 +96,10 @@ cnp.import_array()
 use_pool()
 
 include "engine/blocking.pxi"
+include "engine/modes.pxi"
 include "engine/plans.pxi"
 include "engine/forward.pxi"
 include "engine/split.pxi"
-include "engine/chunks.pxi"
 include "engine/backward.pxi"
 include "engine/marshal.pxi"
 include "engine/caches.pxi"

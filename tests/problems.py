@@ -1,4 +1,6 @@
 """Random problems and helpers shared by the tests."""
+import contextlib
+
 import numpy as np
 
 GATES = "fico"
@@ -117,3 +119,27 @@ def numerical_gradient(loss, array, h=1e-6):
         array[index] = old
         grad[index] = (up - down) / (2 * h)
     return grad
+
+
+@contextlib.contextmanager
+def engine_settings(plan=None, **limits):
+    """Within the block, the engine's private settings: the forward plan pinned
+    (a name of cyrnn._engine.FORWARD_PLANS, or "auto") and the memory modes'
+    size limits (scratch_bytes, cached_output_bytes, copied_min_bytes: 0 or
+    inf force a mode); restored after it."""
+    from cyrnn import _engine
+    old_plan = _engine.set_forward_plan(plan) if plan is not None else None
+    old_limits = _engine._set_limits(**limits)
+    try:
+        yield
+    finally:
+        _engine._set_limits(**old_limits)
+        if old_plan is not None:
+            _engine.set_forward_plan(old_plan)
+
+
+def path_count(name):
+    """How many calls so far took an engine path: "split_runs",
+    "state_buffer_runs" or "stacking_copies"."""
+    from cyrnn import _engine
+    return _engine._path_counts()[name]

@@ -7,7 +7,8 @@ import pytest
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import assert_close, gru_parameters, lstm_parameters, rnn_parameters, sequence
+from problems import (assert_close, engine_settings, gru_parameters, lstm_parameters,
+                      rnn_parameters, sequence)
 
 N_X, N_A, N_Y, M, T = 3, 4, 2, 5, 6
 
@@ -87,9 +88,9 @@ def test_reference_caches_as_plain_lists_work_both_ways():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_reset_before"])
-def test_narrow_batch_caches_staged_over_many_blocks_match(kind, dtype):
+def test_narrow_batch_caches_copied_over_many_blocks_match(kind, dtype):
     """Narrow batches with large caches run their blocks of steps in a
-    workspace and copy each block into the caches (staged; the size limit
+    workspace and copy each block into the caches (RUN_COPIED_CACHES; the size limit
     pinned to 0 here, to infinity for the caches written in place): over
     several blocks (m = 3, T = 70: blocks of 22 steps), forward and reversed,
     both give the same bits in every output and cache entry, equal to
@@ -103,15 +104,12 @@ def test_narrow_batch_caches_staged_over_many_blocks_match(kind, dtype):
     p = make[kind](rng, n_x, n_a, n_y, dtype, scale=0.5)
     name = kind.split("_")[0]
     forward = getattr(cyrnn, name + "_forward")
-    limit = _engine._staged_bytes(0)
-    try:
+    with engine_settings(copied_min_bytes=0):
         got = forward(x, a0, p)
         got_reversed = _engine._run_direction(name, x, a0, p, reverse=True, cache=True)
-        _engine._staged_bytes(float("inf"))
+    with engine_settings(copied_min_bytes=float("inf")):
         in_place = forward(x, a0, p)
         in_place_reversed = _engine._run_direction(name, x, a0, p, reverse=True, cache=True)
-    finally:
-        _engine._staged_bytes(limit)
     for out, same, plain in zip(got[:-1], in_place[:-1], forward(x, a0, p, cache=False)[:-1]):
         np.testing.assert_array_equal(out, same)
         np.testing.assert_array_equal(out, plain)

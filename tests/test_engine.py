@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import (assert_close, gru_parameters, lstm_parameters, rnn_parameters,
-                      run_python, sequence)
+from problems import (assert_close, engine_settings, gru_parameters, lstm_parameters,
+                      path_count, rnn_parameters, run_python, sequence)
 
 FORWARD = {"rnn": cyrnn.rnn_forward, "lstm": cyrnn.lstm_forward, "gru": cyrnn.gru_forward}
 BACKWARD = {"rnn": cyrnn.rnn_backward, "lstm": cyrnn.lstm_backward, "gru": cyrnn.gru_backward}
@@ -95,11 +95,8 @@ def test_several_chunks_blocks_and_workspace_give_identical_bits(kind, dtype):
     base = forward(x, a0, p)
     runs = [forward(x, a0, p, cache=False), forward(x, a0, p, n_threads=2),
             forward(x, a0, p, cache=False, n_threads=3)]
-    limit = _engine._scratch_bytes(0)      # inference in blocks, in a workspace
-    try:
+    with engine_settings(scratch_bytes=0):      # inference in blocks, in a workspace
         runs += [forward(x, a0, p, cache=False), forward(x, a0, p, cache=False, n_threads=2)]
-    finally:
-        _engine._scratch_bytes(limit)
     for run in runs:
         for got, want in zip(run[:-1], base[:-1]):
             np.testing.assert_array_equal(got, want)
@@ -135,11 +132,8 @@ def test_inference_scratch_with_padded_rows_gives_the_cached_bits(kind, dtype, n
     m = 512 // np.dtype(dtype).itemsize + extra
     x, a0, p, _ = problem(kind, n_x, n_a, 2, m, T, seed, dtype)
     cell = kind.split("_")[0]
-    limit = _engine._cached_output_bytes(0)
-    try:
+    with engine_settings(cached_output_bytes=0):
         got = _engine._run_direction(cell, x, a0, p, reverse=reverse, cache=False)
-    finally:
-        _engine._cached_output_bytes(limit)
     want = _engine._run_direction(cell, x, a0, p, reverse=reverse, cache=True)
     for g, w in zip(got[:3], want[:3]):
         if w is not None:
@@ -152,9 +146,8 @@ def test_inference_scratch_with_padded_rows_gives_the_cached_bits(kind, dtype, n
 def pinned_plan():
     """Pin the forward plan within one test (set_forward_plan); the mode is
     restored after it."""
-    previous = _engine.set_forward_plan("auto")
-    yield _engine.set_forward_plan
-    _engine.set_forward_plan(previous)
+    with engine_settings(plan="auto"):
+        yield _engine.set_forward_plan
 
 
 @settings(max_examples=40, deadline=None,
@@ -235,9 +228,9 @@ def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
     256, 100 in 64, 40 in 128: one block taller than the weights). Over
     several blocks of steps, forward and reversed, with and without the output
     head, every way of running it (1, 2 or 3 threads; cache=False; caches
-    staged or written in place; x read in place; states written time-major)
+    copied from the workspace or written in place; x read in place; states written time-major)
     gives the same bits in every output, cache entry and gradient, close to the
-    chunk path's. Every cell (the reset-before GRU in two stages per step)."""
+    chunk path's. Every cell (the reset-before GRU in two passes per step)."""
     n_a, plan = sizes
     name = kind.split("_")[0]
     pinned_plan(plan)
@@ -247,21 +240,18 @@ def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
     # steps (at scale 0.5 the dynamics are chaotic, whatever the path)
     p = PARAMETERS[kind](rng, n_x, n_a, n_y, dtype, scale=n_a ** -0.5)
     c0 = rng.standard_normal(a0.shape).astype(dtype) if kind == "lstm" else None
-    started = _engine._split_runs()
+    started = path_count("split_runs")
 
-    def run(cache=True, n_threads=1, staged=None, xs=x, out=None):
-        limit = _engine._staged_bytes(staged) if staged is not None else None
-        try:
+    def run(cache=True, n_threads=1, copied=None, xs=x, out=None):
+        limits = {} if copied is None else {"copied_min_bytes": 0.0 if copied else float("inf")}
+        with engine_settings(**limits):
             return _engine._run_direction(name, xs, a0, p, c0=c0, reverse=reverse, cache=cache,
                                           n_threads=n_threads, out=out)
-        finally:
-            if limit is not None:
-                _engine._staged_bytes(limit)
 
-    base = run(staged=0.0)
-    assert _engine._split_runs() == started + 1
+    base = run(copied=True)
+    assert path_count("split_runs") == started + 1
     time_major_x = np.ascontiguousarray(x.transpose(0, 2, 1)).transpose(0, 2, 1)
-    runs = [run(staged=float("inf")), run(n_threads=2, staged=0.0), run(cache=False),
+    runs = [run(copied=False), run(n_threads=2, copied=True), run(cache=False),
             run(cache=False, n_threads=3), run(cache=False, n_threads=2, xs=time_major_x)]
     for other in runs:
         for got, want in zip(other[:3], base[:3]):
@@ -271,7 +261,7 @@ def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
         states = np.empty((n_a, T, m), dtype)
         run(cache=False, n_threads=2, out=states.transpose(0, 2, 1))
         np.testing.assert_array_equal(states.transpose(0, 2, 1), base[0])
-    assert _engine._split_runs() == started + 6 + (n_y == 0)
+    assert path_count("split_runs") == started + 6 + (n_y == 0)
     for t in range(T):
         for entry, same in zip(base[3][0][t], runs[0][3][0][t]):
             if isinstance(entry, np.ndarray):
@@ -287,17 +277,17 @@ def test_split_runs_give_one_result_on_any_threads_caches_and_layouts(
         if expected is not None:
             assert_close(got, expected, what=what, **tol)
     da = rng.standard_normal((n_a, m, T)).astype(dtype)
-    staged, in_place = (_engine._backward_direction(name, da, r[3], reverse=reverse)
+    copied, in_place = (_engine._backward_direction(name, da, r[3], reverse=reverse)
                         for r in (base, runs[0]))
-    for key in staged:
-        np.testing.assert_array_equal(staged[key], in_place[key])
+    for key in copied:
+        np.testing.assert_array_equal(copied[key], in_place[key])
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(sorted(FORWARD)), dtype=st.sampled_from([np.float64, np.float32]),
        m=st.sampled_from([128, 300, 2100]), T=st.integers(1, 19), n_y=st.sampled_from([0, 2]),
        reverse=st.booleans(), seed=st.integers(0, 2**16))
-def test_wide_inference_staging_its_states_gives_the_cached_bits(pinned_plan, kind, dtype, m,
+def test_wide_inference_streaming_its_states_gives_the_cached_bits(pinned_plan, kind, dtype, m,
                                                                   T, n_y, reverse, seed):
     """Wide batches without caches (here: the output size that makes a batch
     wide lowered to 0) run their steps in blocks and stream each block's states
@@ -307,7 +297,7 @@ def test_wide_inference_staging_its_states_gives_the_cached_bits(pinned_plan, ki
     chunk or two, 1 or 2 threads, with the output head or without: the bits of
     the cached call, of the full scratch and of blocks scattered one by one."""
     name = kind.split("_")[0]
-    pinned_plan("direct")       # (row blocks would run split, which does not stage)
+    pinned_plan("direct")       # (row blocks would run split, which has no state buffers)
     rng = np.random.default_rng(seed)
     x, a0 = sequence(rng, 3, 5, m, T, dtype)
     p = PARAMETERS[kind](rng, 3, 5, n_y, dtype, scale=0.5)
@@ -315,24 +305,17 @@ def test_wide_inference_staging_its_states_gives_the_cached_bits(pinned_plan, ki
     state_bytes = (2 if kind == "lstm" else 1) * 5 * T * m * np.dtype(dtype).itemsize
 
     def run(limit, cache=False, n_threads=1):
-        old = _engine._scratch_bytes(limit)
-        try:
+        with engine_settings(scratch_bytes=limit, cached_output_bytes=0):
             return _engine._run_direction(name, x, a0, p, c0=c0, reverse=reverse, cache=cache,
                                           n_threads=n_threads)
-        finally:
-            _engine._scratch_bytes(old)
 
-    outputs = _engine._cached_output_bytes(0)
-    try:
-        base = run(float("inf"), cache=True)
-        started = _engine._staged_state_runs()
-        staged = [run(state_bytes), run(state_bytes, n_threads=2)]
-        assert _engine._staged_state_runs() == started + 2
-        others = [run(float("inf")), run(0.0), run(0.0, n_threads=2)]
-        assert _engine._staged_state_runs() == started + 2 + (kind != "rnn")
-    finally:
-        _engine._cached_output_bytes(outputs)
-    for other in staged + others:
+    base = run(float("inf"), cache=True)
+    started = path_count("state_buffer_runs")
+    streamed = [run(state_bytes), run(state_bytes, n_threads=2)]
+    assert path_count("state_buffer_runs") == started + 2
+    others = [run(float("inf")), run(0.0), run(0.0, n_threads=2)]
+    assert path_count("state_buffer_runs") == started + 2 + (kind != "rnn")
+    for other in streamed + others:
         for got, want in zip(other[:3], base[:3]):
             if want is not None:
                 np.testing.assert_array_equal(got, want)
@@ -346,13 +329,10 @@ def test_transposed_plan_over_chunks_blocks_and_threads_gives_identical_bits(pin
     x, a0, p, _ = problem("lstm", 3, 6, 2, 2100, 11, dtype=dtype)
     pinned_plan("transposed")
     base = cyrnn.lstm_forward(x, a0, p)
-    limit = _engine._scratch_bytes(0)
-    try:
+    with engine_settings(scratch_bytes=0):
         runs = [cyrnn.lstm_forward(x, a0, p, cache=False),
                 cyrnn.lstm_forward(x, a0, p, cache=False, n_threads=2),
                 cyrnn.lstm_forward(x, a0, p, n_threads=3)]
-    finally:
-        _engine._scratch_bytes(limit)
     for run in runs:
         for got, want in zip(run[:3], base[:3]):
             np.testing.assert_array_equal(got, want)
@@ -675,11 +655,11 @@ def test_prepared_parameters_are_read_in_place_with_the_same_bits(kind, dtype):
     prepared = cyrnn.prepare(p)
     forward, backward = FORWARD[kind], BACKWARD[kind]
     gate = "Wc"
-    copies = _engine._stacking_copies()
+    copies = path_count("stacking_copies")
     got = [forward(x, a0, prepared), forward(x, a0, prepared, cache=False)]
-    assert _engine._stacking_copies() == copies
+    assert path_count("stacking_copies") == copies
     want = forward(x, a0, p)
-    assert _engine._stacking_copies() > copies
+    assert path_count("stacking_copies") > copies
     for run in got:
         for g, w in zip(run[:-1], want[:-1]):
             np.testing.assert_array_equal(g, w)
@@ -704,10 +684,10 @@ def test_views_of_one_block_out_of_order_are_stacked_by_copy():
     x, a0, p, _ = problem("lstm", 3, 4, 2, 5, 4)
     block = np.concatenate([p["Wi"], p["Wf"], p["Wc"], p["Wo"]])
     swapped = dict(p, Wi=block[:4], Wf=block[4:8], Wc=block[8:12], Wo=block[12:])
-    copies = _engine._stacking_copies()
+    copies = path_count("stacking_copies")
     for g, w in zip(cyrnn.lstm_forward(x, a0, swapped)[:3], ref.lstm_forward(x, a0, p)[:3]):
         assert_close(g, w)
-    assert _engine._stacking_copies() == copies + 1
+    assert path_count("stacking_copies") == copies + 1
     assert cyrnn.prepare({"Wax": p["Wf"]})["Wax"] is p["Wf"]     # nothing to stack
     with pytest.raises(TypeError, match="parameters must be a dict"):
         cyrnn.prepare([p])

@@ -11,8 +11,8 @@ from hypothesis import given, settings, strategies as st
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import (assert_close, assert_same_gradients, fingerprint, gru_parameters,
-                      numerical_gradient, require_peer, sequence)
+from problems import (assert_close, assert_same_gradients, engine_settings, fingerprint,
+                      gru_parameters, numerical_gradient, require_peer, sequence)
 
 VARIANTS = {"reset_after": False, "reset_before": True}
 
@@ -252,11 +252,8 @@ def test_threads_caches_and_blocks_give_identical_bits(variant, dtype):
     base = cyrnn.gru_forward(x, a0, p)
     runs = [cyrnn.gru_forward(x, a0, p, cache=False), cyrnn.gru_forward(x, a0, p, n_threads=2),
             cyrnn.gru_forward(x, a0, p, cache=False, n_threads=3)]
-    limit = _engine._scratch_bytes(0)
-    try:
+    with engine_settings(scratch_bytes=0):
         runs.append(cyrnn.gru_forward(x, a0, p, cache=False, n_threads=2))
-    finally:
-        _engine._scratch_bytes(limit)
     for run in runs:
         np.testing.assert_array_equal(run[0], base[0])
         np.testing.assert_array_equal(run[1], base[1])

@@ -7,7 +7,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import cyrnn
-from problems import lstm_parameters, rnn_parameters, sequence
+from problems import engine_settings, lstm_parameters, rnn_parameters, sequence
 
 
 def ran_holding_the_gil(call):
@@ -218,15 +218,14 @@ def test_threaded_calls_never_wait_for_a_busy_or_nested_pool():
     chunks). A threaded call then runs the parts the pool has not started
     itself: chunked calls, split runs (narrow batches under a row-block plan),
     and nested calls all finish, with the results of 1 thread."""
-    from cyrnn import _engine, _parallel
+    from cyrnn import _parallel
 
     rng = np.random.default_rng(5)
     x, a0 = sequence(rng, 3, 8, 2100, 4)
     p = lstm_parameters(rng, 3, 8, 0, scale=0.5)
     xn, an = sequence(rng, 5, 128, 6, 20)
     pn = lstm_parameters(rng, 5, 128, 0, scale=0.1)
-    old = _engine.set_forward_plan("rows64")
-    try:
+    with engine_settings(plan="rows64"):
         want = cyrnn.lstm_forward(x, a0, p, cache=False)[0]
         want_split = cyrnn.lstm_forward(xn, an, pn, cache=False)[0]
         calls = {"chunks": lambda: cyrnn.lstm_forward(x, a0, p, cache=False, n_threads=2),
@@ -254,8 +253,6 @@ def test_threaded_calls_never_wait_for_a_busy_or_nested_pool():
         assert finishes(lambda: _parallel.run_chunks(both, 2, 2))
         np.testing.assert_array_equal(got[0], want)
         np.testing.assert_array_equal(got[1], want_split)
-    finally:
-        _engine.set_forward_plan(old)
     assert _parallel._regions == 0
 
 

@@ -1,3 +1,8 @@
+# ------------------------------------------------------------------ the backward driver
+# Per step, last to first: the cell's backward kernels and the gradient of
+# a_prev (src/_cells.pxd step_backward); then the weight gradients as
+# whole-sequence GEMMs on SciPy's BLAS.
+
 cdef struct Backward:
     CellSpec cell
     Py_ssize_t n_x, n_a, m, T, T_da
@@ -49,69 +54,73 @@ cdef inline void input_gradients(const CellSpec* cell, const GateWeights* w, Py_
                  dWx + split * lddwx, lddwx, work)
 
 
-cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
-    """Backpropagate through the first T_da steps. -1 when scratch cannot be had."""
+cdef struct BackwardScratch:
+    void* work          # the BLAS helpers' work (abt_work, atb_work), then what follows
+    void* dG            # gate gradients (the caller's, or in `work`)
+    void* dA
+    void* cat           # a single step's concat = [a0; x] and its gradient
+    void* dcat
+    void* Wt            # the stacked recurrent weights transposed, or NULL
+
+
+cdef int backward_scratch(floating dummy, const Backward* r, bint concat, Py_ssize_t Tdm,
+                          BackwardScratch* s) noexcept nogil:
+    """Allocate backward_all's scratch; -1 when it cannot be had."""
     cdef const CellSpec* cell = &r.cell
-    cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, T = r.T, T_da = r.T_da
-    # rows: of the stacked weights; grows: of G and dG (see CellSpec)
+    cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, width = r.n_a + r.n_x
     cdef Py_ssize_t rows = cell.gates * n_a, grows = cell.blocks * n_a
-    cdef bint packed = r.offsets != NULL
-    # columns of the forward's buffers (Tm) and of the first T_da steps (Tdm)
-    cdef Py_ssize_t Tm = r.offsets[T] if packed else T * m
-    cdef Py_ssize_t Tdm = r.offsets[T_da] if packed else T_da * m, k, t, prev, ct, n, nc
     cdef bint dbl = sizeof(floating) == 8
-    cdef const floating* G = <const floating*>r.G
-    cdef const floating* A = <const floating*>r.A
-    cdef const floating* C = <const floating*>r.C
-    cdef const floating* X = <const floating*>r.X
-    cdef floating* dA = <floating*>r.dA
-    cdef floating* dG = <floating*>r.dG
-    cdef floating* dX = <floating*>r.dX
-    cdef floating* da0 = <floating*>r.da0
-    cdef floating* dc = <floating*>r.dc
-    cdef const floating* c_prev
-    cdef const floating* a_prev
-    cdef Py_ssize_t ld_cp, ld_ap
-    cdef floating* Wt = NULL
-    cdef Py_ssize_t first = T - 1 if r.reverse else 0   # the step that starts from a0, c0
-    cdef Py_ssize_t arows
-    cdef floating* A_prev = NULL
-    cdef int q
-    if T_da == 0:
-        return 0
-    cdef bint concat = uses_concat(cell, &r.w, T_da) and not packed
-    cdef Py_ssize_t width = n_a + n_x
     # (abt_work is largest for the fewest rows: n_a covers the GEMMs on row blocks)
     cdef size_t work_size = max(
         atb_work(n_a, m, r.w.block_rows, dbl), atb_work(n_x, Tdm, r.w.block_rows, dbl),
         abt_work(n_a, n_a, m), abt_work(n_a, n_a, Tdm - m), abt_work(n_a, n_x, Tdm),
         abt_work(n_a, n_a, Tdm), atb_work(width, m, r.w.block_rows, dbl),
         abt_work(rows, width, m))
-    # scratch for dG (and dA) here when the caller gave none (the cell functions:
-    # small; sequences pass pooled arrays); concat and its gradient for one step
-    cdef size_t own = 0 if dG != NULL else (grows + (0 if cell.gates_are_state else n_a)) * Tdm
+    # dG (and dA) here when the caller gave none (the cell functions: small;
+    # sequences pass pooled arrays); concat and its gradient for one step
+    cdef size_t own = 0 if r.dG != NULL else (grows + (0 if cell.gates_are_state else n_a)) * Tdm
     cdef size_t cat_size = 2 * width * m if concat else 0
     cdef floating* work = <floating*>malloc((work_size + own + cat_size) * sizeof(floating) + 1)
+    cdef floating* Wt = NULL
     if work == NULL:
         return -1
+    s.work, s.dG, s.dA = work, r.dG, r.dA
     if own:
-        dG = work + work_size
-        dA = dG if cell.gates_are_state else dG + grows * Tdm
-    cdef floating* cat = work + work_size + own
-    cdef floating* dcat = cat + width * m
-    if r.w.blocks == 1 and transpose_weights_once(n_a, m, rows, T_da, dbl):
+        s.dG = work + work_size
+        s.dA = s.dG if cell.gates_are_state else <floating*>s.dG + grows * Tdm
+    s.cat = work + work_size + own
+    s.dcat = <floating*>s.cat + width * m
+    if r.w.blocks == 1 and transpose_weights_once(n_a, m, rows, r.T_da, dbl):
         # Wt = Wa.T (n_a × rows; a 2-D transpose is gather's n = 1 case)
         Wt = <floating*>malloc(rows * n_a * sizeof(floating))
         if Wt != NULL:
             gather_time_major(1, rows, n_a, <const floating*>r.w.Wa[0], 0, r.w.ldwa[0], 1,
                               Wt, 0, rows)
+    s.Wt = Wt
+    return 0
+
+
+cdef void backward_steps(floating dummy, const Backward* r, const BackwardScratch* s,
+                         bint concat, Py_ssize_t Tm, Py_ssize_t Tdm) noexcept nogil:
+    """The steps, last to first: each step's gate gradients dG from da (and the
+    gradients carried from the step after), and the gradient sent to a_prev."""
+    cdef const CellSpec* cell = &r.cell
+    cdef Py_ssize_t n_a = r.n_a, m = r.m, T = r.T, k, t, prev, ct, n, nc, at
+    cdef bint packed = r.offsets != NULL
+    cdef Py_ssize_t first = T - 1 if r.reverse else 0   # the step that starts from a0, c0
+    cdef const floating* G = <const floating*>r.G
+    cdef const floating* A = <const floating*>r.A
+    cdef const floating* C = <const floating*>r.C
+    cdef floating* dA = <floating*>s.dA
+    cdef floating* dG = <floating*>s.dG
+    cdef floating* da0 = <floating*>r.da0
+    cdef floating* dc = <floating*>r.dc
+    cdef const floating* Wt = <const floating*>s.Wt
+    cdef floating* work = <floating*>s.work
+    cdef const floating* c0 = <const floating*>r.c0
     cdef size_t item = sizeof(floating)
-    # the contract on steps, as a block check: T_da <= T, and all T when reversed
-    check_block("steps of da", G, 1, 1, T + 1 if r.reverse and T_da != T else T_da, G, T, item)
-    if not r.gemm_only and not packed:
-        gather_time_major(n_a, m, T_da, <const floating*>r.da, r.sd0, r.sd1, r.sd2, dA, Tdm, m)
-    for k in range(T_da):
-        t = k if r.reverse else T_da - 1 - k
+    for k in range(r.T_da):
+        t = k if r.reverse else r.T_da - 1 - k
         prev = t + 1 if r.reverse else t - 1
         # step t's columns (packed: its first n, the ones still running)
         if packed:
@@ -120,7 +129,8 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
             ct, n = t * m, m
         if n == 0:
             continue
-        check_block("G step", G + ct, grows, Tm, n, r.G, grows * Tm, item)
+        check_block("G step", G + ct, cell.blocks * n_a, Tm, n, r.G, cell.blocks * n_a * Tm,
+                    item)
         if cell.has_c:
             check_block("C step", C + ct, n_a, Tm, n, r.C, n_a * Tm, item)
         # the columns whose a_prev is a state (the rest start from a0, c0 here)
@@ -128,80 +138,133 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
         if packed and r.reverse:
             nc = r.active[prev] if prev < T else 0
         if nc > 0:
-            check_block("A_prev", A + (r.offsets[prev] if packed else prev * m), n_a, Tm, nc,
-                        r.A, n_a * Tm, item)
-            a_prev, ld_ap = A + (r.offsets[prev] if packed else prev * m), Tm
-            c_prev, ld_cp = (C + (r.offsets[prev] if packed else prev * m)
-                             if cell.has_c else NULL), Tm
+            at = r.offsets[prev] if packed else prev * m
+            check_block("A_prev", A + at, n_a, Tm, nc, r.A, n_a * Tm, item)
             # dG[t] from da[t] + da_next (and dc carried), then da_next for the
             # step before (after the last step this is da0); see step_backward
             step_backward(cell, &r.w, n_a, nc, G + ct, C + ct if cell.has_c else NULL, Tm,
-                          a_prev, ld_ap, c_prev, ld_cp, dA + ct, Tdm, da0, m, k > 0, dc,
-                          dG + ct, Tdm, not concat, not r.gemm_only, Wt, work)
+                          A + at, Tm, C + at if cell.has_c else NULL, Tm, dA + ct, Tdm, da0, m,
+                          k > 0, dc, dG + ct, Tdm, not concat, not r.gemm_only, Wt, work)
         if n > nc:
-            c_prev = <const floating*>r.c0 + nc if r.c0 != NULL else NULL
             step_backward(cell, &r.w, n_a, n - nc, G + ct + nc,
                           C + ct + nc if cell.has_c else NULL, Tm,
-                          <const floating*>r.a0 + nc, m, c_prev, m, dA + ct + nc, Tdm,
-                          da0 + nc, m, k > 0, dc + nc if dc != NULL else NULL,
-                          dG + ct + nc, Tdm, not concat, not r.gemm_only, Wt, work)
+                          <const floating*>r.a0 + nc, m, c0 + nc if c0 != NULL else NULL, m,
+                          dA + ct + nc, Tdm, da0 + nc, m, k > 0,
+                          dc + nc if dc != NULL else NULL, dG + ct + nc, Tdm, not concat,
+                          not r.gemm_only, Wt, work)
         if concat:
             break
-    free(Wt)
-    if concat:
-        # one step on [a0; x]: dcat = W.T @ dG, dW = dG @ [a0; x].T
-        copy_rows(n_a, m, <const floating*>r.a0, m, cat, m)
-        copy_rows(n_x, m, X, Tm, cat + n_a * m, m)
-        for q in range(r.w.blocks):
-            gemm_atb(width, m, r.w.block_rows, <floating>1, <const floating*>r.w.Wa[q],
-                     r.w.ldwa[q], dG + q * r.w.block_rows * Tdm, Tdm,
-                     <floating>(0 if q == 0 else 1), dcat, m, work)
-        copy_rows(n_a, m, dcat, m, da0, m)
-        copy_rows(n_x, m, dcat + n_a * m, m, dX, Tdm)
-        gemm_abt(rows, width, m, <floating>1, dG, Tdm, cat, m, <floating>0,
-                 <floating*>r.dWa, r.lddwa, work)
+
+
+cdef void concat_gradients(floating dummy, const Backward* r, const BackwardScratch* s,
+                           Py_ssize_t Tm, Py_ssize_t Tdm) noexcept nogil:
+    """A single step on [a0; x]: dcat = W.T @ dG, dW = dG @ [a0; x].T."""
+    cdef Py_ssize_t n_a = r.n_a, n_x = r.n_x, m = r.m, width = r.n_a + r.n_x
+    cdef floating* cat = <floating*>s.cat
+    cdef floating* dcat = <floating*>s.dcat
+    cdef floating* dG = <floating*>s.dG
+    cdef int q
+    copy_rows(n_a, m, <const floating*>r.a0, m, cat, m)
+    copy_rows(n_x, m, <const floating*>r.X, Tm, cat + n_a * m, m)
+    for q in range(r.w.blocks):
+        gemm_atb(width, m, r.w.block_rows, <floating>1, <const floating*>r.w.Wa[q],
+                 r.w.ldwa[q], dG + q * r.w.block_rows * Tdm, Tdm,
+                 <floating>(0 if q == 0 else 1), dcat, m, <floating*>s.work)
+    copy_rows(n_a, m, dcat, m, <floating*>r.da0, m)
+    copy_rows(n_x, m, dcat + n_a * m, m, <floating*>r.dX, Tdm)
+    gemm_abt(r.cell.gates * n_a, width, m, <floating>1, dG, Tdm, cat, m, <floating>0,
+             <floating*>r.dWa, r.lddwa, <floating*>s.work)
+
+
+cdef floating* packed_prev_states(floating dummy, const Backward* r, Py_ssize_t Tm,
+                                  Py_ssize_t Tdm) noexcept nogil:
+    """Each step's a_prev, packed like dG (a step's columns are a prefix of the
+    step before's), in a new buffer (NULL when it cannot be had)."""
+    cdef Py_ssize_t n_a = r.n_a, T = r.T, t, prev, n, nc
+    cdef const floating* A = <const floating*>r.A
+    cdef floating* A_prev = <floating*>malloc(n_a * Tdm * sizeof(floating) + 1)
+    if A_prev == NULL:
+        return NULL
+    for t in range(r.T_da):
+        # as in the step loop: states for the first nc columns, a0 for the rest
+        prev = t + 1 if r.reverse else t - 1
+        n = r.active[t]
+        nc = (r.active[prev] if prev < T else 0) if r.reverse else (n if t > 0 else 0)
+        if nc > 0:
+            copy_rows(n_a, nc, A + r.offsets[prev], Tm, A_prev + r.offsets[t], Tdm)
+        copy_rows(n_a, n - nc, <const floating*>r.a0 + nc, r.m, A_prev + r.offsets[t] + nc, Tdm)
+    return A_prev
+
+
+cdef int weight_gradients(floating dummy, const Backward* r, const BackwardScratch* s,
+                          Py_ssize_t Tm, Py_ssize_t Tdm) noexcept nogil:
+    """dX and dWx from the input projection; dWa = dG @ A_prev.T over all steps
+    (whole-sequence GEMMs). -1 when scratch cannot be had."""
+    cdef const CellSpec* cell = &r.cell
+    cdef Py_ssize_t n_a = r.n_a, m = r.m, rows = cell.gates * n_a
+    cdef Py_ssize_t arows = cell.a_split * n_a
+    cdef Py_ssize_t first = r.T - 1 if r.reverse else 0
+    cdef const floating* A = <const floating*>r.A
+    cdef floating* dG = <floating*>s.dG
+    cdef floating* work = <floating*>s.work
+    cdef floating* dWa = <floating*>r.dWa
+    cdef floating* A_prev
+    input_gradients(cell, &r.w, n_a, r.n_x, Tdm, dG, <const floating*>r.X, Tm,
+                    <floating*>r.dX, <floating*>r.dWx, r.lddwx, work)
+    # the blocks against a_prev: the first step against a0, the others against A
+    if r.offsets != NULL:
+        A_prev = packed_prev_states(dummy, r, Tm, Tdm)
+        if A_prev == NULL:
+            return -1
+        gemm_abt(arows, n_a, Tdm, <floating>1, dG, Tdm, A_prev, Tdm, <floating>0, dWa, r.lddwa,
+                 work)
+        free(A_prev)
     else:
-        input_gradients(cell, &r.w, n_a, n_x, Tdm, dG, X, Tm, dX, <floating*>r.dWx, r.lddwx,
-                        work)
-        # dWa = dG @ A_prev.T: the first step against a0, the others against A
-        arows = cell.a_split * n_a
-        if packed:
-            # each step's a_prev, packed like dG (a step's columns are a prefix
-            # of the step before's), then one GEMM
-            A_prev = <floating*>malloc(n_a * Tdm * sizeof(floating) + 1)
-            if A_prev == NULL:
-                free(work)
-                return -1
-            for t in range(T_da):
-                # as in the step loop: states for the first nc columns, a0 for the rest
-                prev = t + 1 if r.reverse else t - 1
-                n = r.active[t]
-                nc = (r.active[prev] if prev < T else 0) if r.reverse else (n if t > 0 else 0)
-                if nc > 0:
-                    copy_rows(n_a, nc, A + r.offsets[prev], Tm, A_prev + r.offsets[t], Tdm)
-                copy_rows(n_a, n - nc, <const floating*>r.a0 + nc, m,
-                          A_prev + r.offsets[t] + nc, Tdm)
-            gemm_abt(arows, n_a, Tdm, <floating>1, dG, Tdm, A_prev, Tdm, <floating>0,
-                     <floating*>r.dWa, r.lddwa, work)
-            free(A_prev)
-        else:
-            gemm_abt(arows, n_a, m, <floating>1, dG + first * m, Tdm, <const floating*>r.a0, m,
-                     <floating>0, <floating*>r.dWa, r.lddwa, work)
-            gemm_abt(arows, n_a, Tdm - m, <floating>1, dG if r.reverse else dG + m, Tdm,
-                     A + m if r.reverse else A, Tm, <floating>1, <floating*>r.dWa, r.lddwa,
-                     work)
-        if arows < rows:
-            # the other blocks against the G block they multiplied (Γr·a_prev)
-            gemm_abt(rows - arows, n_a, Tdm, <floating>1, dG + arows * Tdm, Tdm,
-                     G + cell.a_src * n_a * Tm, Tm, <floating>0,
-                     <floating*>r.dWa + arows * r.lddwa, r.lddwa, work)
-    # db = dG.sum(1) over the bias's blocks
-    if not r.gemm_only:
-        row_sums(cell.bias_blocks * n_a, Tdm, dG, Tdm, <floating*>r.db)
-        if dX != <floating*>r.dx and not packed:
-            scatter_batch_major(n_x, m, T_da, dX, Tdm, m, <floating*>r.dx, m * T_da, T_da)
-    free(work)  # last: it may hold dG
+        gemm_abt(arows, n_a, m, <floating>1, dG + first * m, Tdm, <const floating*>r.a0, m,
+                 <floating>0, dWa, r.lddwa, work)
+        gemm_abt(arows, n_a, Tdm - m, <floating>1, dG if r.reverse else dG + m, Tdm,
+                 A + m if r.reverse else A, Tm, <floating>1, dWa, r.lddwa, work)
+    if arows < rows:
+        # the other blocks against the G block they multiplied (Γr·a_prev)
+        gemm_abt(rows - arows, n_a, Tdm, <floating>1, dG + arows * Tdm, Tdm,
+                 <const floating*>r.G + cell.a_src * n_a * Tm, Tm, <floating>0,
+                 dWa + arows * r.lddwa, r.lddwa, work)
     return 0
+
+
+cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
+    """Backpropagate through the first T_da steps. -1 when scratch cannot be had."""
+    cdef bint packed = r.offsets != NULL
+    # columns of the forward's buffers (Tm) and of the first T_da steps (Tdm)
+    cdef Py_ssize_t Tm = r.offsets[r.T] if packed else r.T * r.m
+    cdef Py_ssize_t Tdm = r.offsets[r.T_da] if packed else r.T_da * r.m
+    cdef bint concat = uses_concat(&r.cell, &r.w, r.T_da) and not packed
+    cdef BackwardScratch s
+    cdef int status = 0
+    if r.T_da == 0:
+        return 0
+    if backward_scratch(dummy, r, concat, Tdm, &s) != 0:
+        return -1
+    # the contract on steps, as a block check: T_da <= T, and all T when reversed
+    check_block("steps of da", r.G, 1, 1, r.T + 1 if r.reverse and r.T_da != r.T else r.T_da,
+                r.G, r.T, sizeof(floating))
+    if not r.gemm_only and not packed:
+        gather_time_major(r.n_a, r.m, r.T_da, <const floating*>r.da, r.sd0, r.sd1, r.sd2,
+                          <floating*>s.dA, Tdm, r.m)
+    backward_steps(dummy, r, &s, concat, Tm, Tdm)
+    free(s.Wt)
+    if concat:
+        concat_gradients(dummy, r, &s, Tm, Tdm)
+    else:
+        status = weight_gradients(dummy, r, &s, Tm, Tdm)
+    if status == 0 and not r.gemm_only:
+        # db = dG.sum(1) over the bias's blocks
+        row_sums(r.cell.bias_blocks * r.n_a, Tdm, <floating*>s.dG, Tdm, <floating*>r.db)
+        if r.dX != r.dx and not packed:
+            scatter_batch_major(r.n_x, r.m, r.T_da, <floating*>r.dX, Tdm, r.m,
+                                <floating*>r.dx, r.m * r.T_da, r.T_da)
+    free(s.work)  # last: it may hold dG
+    return status
 
 
 cdef int backward_run(const Backward* r) noexcept nogil:

@@ -1,3 +1,20 @@
+# ------------------------------------------------------------------ backward calls
+# From the caches (cyrnn's own, or the notebook's step tuples, validated) to a
+# filled Backward and the gradient dict.
+
+cdef class _BackwardJob:
+    """A prepared backward call (GemmFloor runs it again and again)."""
+    cdef Backward r
+    cdef object keep
+
+    def __call__(self):
+        cdef int status
+        with nogil:
+            status = backward_run(&self.r)
+        if status != 0:
+            raise MemoryError("could not allocate the backward pass's scratch")
+
+
 cdef inline cnp.ndarray new_gradient(int tn, Py_ssize_t T_da, Py_ssize_t d0, Py_ssize_t d1):
     return new_array(tn, d0, d1) if T_da > 0 else new_zeros(tn, d0, d1)
 
@@ -54,7 +71,7 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
         db = new_gradient(tn, T_da, info.spec.bias_blocks * n_a, 1)
         dWx, dWa = None, dW     # dWx: the columns from n_a on, see r.dWx below
     else:
-        dWx, dWa = new_gradient(tn, T_da, rows, n_x), new_gradient(tn, T_da, rows, n_a)
+        dW, dWx, dWa = None, new_gradient(tn, T_da, rows, n_x), new_gradient(tn, T_da, rows, n_a)
         db = new_gradient(tn, T_da, rows, 1)
     r.cell = info.spec
     r.n_x, r.n_a, r.m, r.T, r.T_da = n_x, n_a, m, T, T_da
@@ -93,6 +110,13 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
         unpack_into(tn == cnp.NPY_FLOAT, &k, n_x, T_da, data(dX), P, <void*>data(dx))
         da0_sorted, da0 = da0, new_array(tn, n_a, m)
         da0[:, packing.order] = da0_sorted
+    return gradient_dict(info, cell_call, n_a, n_x, dx, da0, dc, dW, dWx, dWa, db)
+
+
+cdef dict gradient_dict(CellInfo info, bint cell_call, Py_ssize_t n_a, Py_ssize_t n_x, dx, da0,
+                        dc, dW, dWx, dWa, db):
+    """The notebook's gradient dict from the backward's buffers."""
+    cdef Py_ssize_t width = n_a + n_x, q
     cdef dict grads
     if cell_call:
         grads = {"dxt": dx, "da_prev": da0}

@@ -1,16 +1,12 @@
-"""Chunks and blocks: how a call cuts its batch into column chunks and its steps
-into blocks. A function of the problem's sizes only, so every way of running it
-computes the same GEMMs (results bit-identical across n_threads and cache)."""
-
-# ------------------------------------------------------------------ the plan
-# What a call computes depends on m only (never on n_threads or caches), so
-# results are bit-identical whatever the number of threads and with or
-# without caches: the batch is cut into chunks of at least MIN_CHUNK columns
-# (at most MAX_CHUNKS chunks), and each chunk runs its steps in blocks of
-# block_steps(). Per-step GEMMs narrower than ~256 columns lose 5-25% of
-# their speed (float64) and 20-55% (float32) against 1024 columns on the
-# bench machines' OpenBLAS, so chunks stay at least this wide; narrower
-# batches run as one chunk.
+# ------------------------------------------------------------------ chunks and blocks
+# How a call cuts its batch into column chunks and its steps into blocks: a
+# function of the problem's sizes only (never n_threads or caches), so every
+# way of running it computes the same GEMMs and results are bit-identical
+# whatever the number of threads and with or without caches.
+#
+# Chunks: at least MIN_CHUNK columns (at most MAX_CHUNKS of them); narrower
+# batches run as one chunk, since per-step GEMMs lose speed below a few hundred
+# columns (benchmarks/README.md, "chunks").
 cdef enum:
     MIN_CHUNK = 1024
     MAX_CHUNKS = 16
@@ -23,38 +19,34 @@ cdef inline Py_ssize_t n_chunks(Py_ssize_t m) noexcept nogil:
     return max(1, min(<Py_ssize_t>MAX_CHUNKS, m // MIN_CHUNK))
 
 
-def chunk_bounds(Py_ssize_t m):
-    """The plan's column chunks of a batch of m, as [(first, end), ...]."""
-    cdef Py_ssize_t n = n_chunks(m), k
-    return [(chunk_start(m, k, n), chunk_start(m, k + 1, n)) for k in range(n)]
-
-
 cdef inline Py_ssize_t chunk_start(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
     return m * k // n
 
 
-# Steps per block. A block's input projection is one GEMM over the block's
-# steps when they are contiguous columns (the chunk is the whole batch): the
-# more columns the better, in float32 especially (medium LSTM forward: blocks
-# of 2048 columns 5% slower than one GEMM over all 6400), so blocks take
-# BLOCK_COLUMNS, their buffers capped at BLOCK_BYTES. Blocks of at least
-# MIN_BLOCK_STEPS steps move whole 64-byte lines of the user's (n, m, T)
-# arrays when inputs are gathered and outputs scattered block by block
-# (blocks of one step made bigbatch inference 13% slower). Batches under
-# SMALL_BATCH columns take blocks of SMALL_BLOCK_COLUMNS when such a block
-# fits the L2 cache (SMALL_BLOCK_BYTES): it then stays there across the
-# block's steps (LSTM inference at m = 8-16 ran 9-19% slower in blocks of 256
-# columns than of 64); with larger weights (the wide shape) it would not, and
-# the input projection's GEMMs want the columns (64-column blocks: wide
-# forward 6-7% slower).
+def chunk_bounds(Py_ssize_t m):
+    """The column chunks of a batch of m, as [(first, end), ...]."""
+    cdef Py_ssize_t n = n_chunks(m), k
+    return [(chunk_start(m, k, n), chunk_start(m, k + 1, n)) for k in range(n)]
+
+
+# Blocks of steps: a block's input projection is one GEMM over its steps when
+# they are contiguous columns, so blocks take BLOCK_COLUMNS columns, their
+# buffers capped at BLOCK_BYTES; at least MIN_BLOCK_STEPS steps, so gathers and
+# scatters move whole 64-byte lines of the user's (n, m, T) arrays. Batches
+# under SMALL_BATCH columns take SMALL_BLOCK_COLUMNS when such a block fits
+# the L2 cache (SMALL_BLOCK_BYTES) and so stays there across its steps.
+# (benchmarks/README.md, "blocks of steps".)
 cdef enum:
-    NARROW_ROW_BYTES = 512      # (see SCRATCH_BYTES)
     SMALL_BATCH = 64
     SMALL_BLOCK_COLUMNS = 64
     SMALL_BLOCK_BYTES = 1 << 20
     BLOCK_COLUMNS = 8192
     BLOCK_BYTES = 64 << 20
     MIN_BLOCK_STEPS = 8
+
+
+cdef inline Py_ssize_t item_size(const Forward* r) noexcept nogil:
+    return 4 if r.single else 8
 
 
 cdef inline Py_ssize_t block_rows(const Forward* r) noexcept nogil:
@@ -64,9 +56,8 @@ cdef inline Py_ssize_t block_rows(const Forward* r) noexcept nogil:
 
 
 cdef inline Py_ssize_t block_steps(const Forward* r, Py_ssize_t ms) noexcept nogil:
-    """Steps per block for a chunk of ms columns: a function of the problem's
-    sizes only, so every way of running it computes the same GEMMs."""
-    cdef Py_ssize_t item = 4 if r.single else 8
+    """Steps per block for a chunk of ms columns."""
+    cdef Py_ssize_t item = item_size(r)
     cdef Py_ssize_t columns = BLOCK_COLUMNS
     if ms < SMALL_BATCH and block_rows(r) * SMALL_BLOCK_COLUMNS * item <= SMALL_BLOCK_BYTES:
         columns = SMALL_BLOCK_COLUMNS
@@ -76,3 +67,38 @@ cdef inline Py_ssize_t block_steps(const Forward* r, Py_ssize_t ms) noexcept nog
     if step_bytes > 0:
         tb = min(tb, max(<Py_ssize_t>1, BLOCK_BYTES // step_bytes))
     return max(1, min(tb, r.T))
+
+
+cdef inline Py_ssize_t block_ld(const Forward* r, Py_ssize_t ms) noexcept nogil:
+    """Row stride of a block's buffers in the workspace: its steps' columns, plus
+    one cache line when that is a multiple of 256 bytes (rows a power of two
+    apart alias in the L1 cache)."""
+    cdef Py_ssize_t ld = block_steps(r, ms) * ms
+    cdef Py_ssize_t item = item_size(r)
+    return ld + 64 // item if (ld * item) % 256 == 0 else ld
+
+
+cdef inline Py_ssize_t scratch_ld(Py_ssize_t columns, bint single) noexcept nogil:
+    """Row stride (elements) of time-major inference buffers with `columns`
+    columns: whole 64-byte lines, an odd number of them, so a step's rows spread
+    over every set of the CPU's caches (power-of-two-rich strides evicted the
+    gates between the product and the kernels)."""
+    cdef Py_ssize_t per_line = 16 if single else 8
+    cdef Py_ssize_t lines = (columns + per_line - 1) // per_line
+    if lines % 2 == 0:
+        lines += 1
+    return lines * per_line
+
+
+cdef inline void carve_workspace(const Forward* r, Py_ssize_t ms, Py_ssize_t ld, bint gather_x,
+                                 floating* ws, floating** bufs) noexcept nogil:
+    """The blocks' buffers in a workspace: bufs = G, A, C, X, a_state, c_state."""
+    cdef Py_ssize_t n_a = r.n_a
+    bufs[0] = ws
+    bufs[1] = ws + r.cell.blocks * n_a * ld
+    bufs[2] = bufs[1] + (0 if r.cell.gates_are_state else n_a * ld)
+    bufs[3] = bufs[2] + (n_a * ld if r.cell.has_c else 0)
+    bufs[4] = bufs[3] + (r.n_x * ld if gather_x else 0)
+    bufs[5] = bufs[4] + n_a * ms
+    if r.cell.gates_are_state:
+        bufs[1] = bufs[0]

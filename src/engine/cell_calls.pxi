@@ -1,3 +1,6 @@
+# ------------------------------------------------------------------ cell calls
+# One step (T = 1) through the same driver: the notebook's cell functions.
+
 cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     """(a_next, c_next, yt_pred, gates) of one step; c_next None for cells
     without one; gates: views of the activated gate block, one per gate."""
@@ -27,28 +30,23 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     n_a = cnp.PyArray_DIMS(<cnp.ndarray>a_prev)[0]
     cdef Py_ssize_t rows = info.spec.gates * n_a, width = n_a + n_x, q
     cdef cnp.ndarray Wy = params[info.wy_index]
-    cdef Py_ssize_t n_y = Wy.shape[0]
-    cdef Forward r
+    cdef Forward r = new_forward(info, tn, n_x, n_a, Wy.shape[0], m, 1)
     keep, b = gate_weights(info, params, tn, n_x, n_a, rows * width <= STACK_LIMIT, &r.w)
     rows = info.spec.blocks * n_a
     a = new_array(tn, n_a, m)
-    y = new_array(tn, n_y, m)
+    y = new_array(tn, r.n_y, m)
     c = new_array(tn, n_a, m) if info.spec.has_c else None
     G = a if info.spec.gates_are_state else new_array(tn, rows, m)
-    # T = 1: the outputs are the time-major buffers themselves, xt is read in place
-    r.cell = info.spec
-    r.n_x, r.n_a, r.n_y, r.m, r.T = n_x, n_a, n_y, m, 1
+    # T = 1 (RUN_IN_BUFFERS, plan direct: the concat GEMM or one product): the
+    # outputs are the time-major buffers themselves, xt is read in place
     r.x, r.x_time_major, r.sx0, r.sx1, r.sx2 = data(xt), True, m, 1, m
     r.a0, r.c0, r.b = data(a_prev), data(c_prev), data(b)
     r.Wy, r.by = data(Wy), data(params[info.by_index])
     r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
-    r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(a), <void*>data(c), NULL
-    r.reverse, r.gemm_only, r.single = False, False, tn == cnp.NPY_FLOAT
-    r.offsets = r.active = r.bounds = NULL
-    r.plan = PLAN_DIRECT        # one step: no recurrent products (concat) to plan
+    r.G, r.A, r.C = <void*>data(G), <void*>data(a), <void*>data(c)
     r.ld, r.keep_gates = m, True
     cdef int status
-    if holds_gil_worth_releasing(<double>m * (rows * width + n_y * n_a)):
+    if holds_gil_worth_releasing(<double>m * (rows * width + r.n_y * n_a)):
         with nogil:
             status = forward_chunks(&r, 0, n_chunks(m), NULL)
     else:

@@ -8,7 +8,8 @@ cdef class GemmFloor:
     on this BLAS can be faster, which makes it the yardstick of benchmarks/.
     `plan`: the forward's recurrent-product orientation (one of
     FORWARD_PLANS) instead of the one the call would choose, so benchmarks
-    show every candidate's floor."""
+    show every candidate's floor. The forward runs in RUN_IN_BUFFERS with
+    scratch buffers whatever the mode of the call it stands for."""
     cdef _ForwardJob fwd
     cdef _BackwardJob bwd
 
@@ -30,7 +31,8 @@ cdef class GemmFloor:
         self.fwd = _ForwardJob.__new__(_ForwardJob)
         # the forward as inference runs it (scratch rows padded apart); the
         # backward on buffers in the caches' layout
-        out = prepare_forward(info, tn, x, a0, c0, params, True, False, &self.fwd.r, None, True)
+        out = prepare_forward(info, tn, x, a0, c0, params, False, False, &self.fwd.r, None,
+                              RUN_IN_BUFFERS)
         self.fwd.keep = (x, a0, c0, params, out)
         self.fwd.r.gemm_only = True
         cdef Forward cached

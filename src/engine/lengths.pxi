@@ -1,3 +1,7 @@
+# ------------------------------------------------------------------ variable lengths
+# Packed columns (cyrnn/_packing.py) as the C loops read them, and the forward
+# call with lengths.
+
 cdef struct Packed:
     # A Packing (cyrnn/_packing.py) as the C kernels read it
     Py_ssize_t m
@@ -59,58 +63,51 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
                           bint reverse=False, out=None):
     """sequence_forward with variable lengths, on kernel-ready inputs: the
     columns sorted and packed (cyrnn/_packing.py), the driver on the packed
-    buffers, then the outputs unpacked and the output head run."""
+    buffers (RUN_IN_BUFFERS), then the outputs unpacked and the output head run."""
     cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2], n_a = a0.shape[0]
-    plan = _packing.packing(lengths, T)
-    cdef Packed k = packed_view(plan)
-    cdef Py_ssize_t P = plan.columns
-    cdef bint single = tn == cnp.NPY_FLOAT
-    a0p = np.ascontiguousarray(a0[:, plan.order])
-    c0p = None if c0 is None else np.ascontiguousarray(c0[:, plan.order])
+    packing = _packing.packing(lengths, T)
+    cdef Packed k = packed_view(packing)
+    cdef Py_ssize_t P = packing.columns
+    a0p = np.ascontiguousarray(a0[:, packing.order])
+    c0p = None if c0 is None else np.ascontiguousarray(c0[:, packing.order])
     X = new_array(tn, n_x, P)
     G = new_array(tn, info.spec.blocks * n_a, P)
     A = G if info.spec.gates_are_state else new_array(tn, n_a, P)
     C = new_array(tn, n_a, P) if info.spec.has_c else None
     cdef cnp.ndarray Wy = params[info.wy_index]
-    cdef Py_ssize_t n_y = Wy.shape[0]
+    cdef Forward r = new_forward(info, tn, n_x, n_a, Wy.shape[0], m, T)
     a = new_array(tn, n_a, m, T) if out is None else out
     c = new_array(tn, n_a, m, T) if info.spec.has_c else None
-    y = new_array(tn, n_y, m, T)
-    bounds = _packing.balanced_bounds(plan, n_chunks(m))
-    cdef Forward r
+    y = new_array(tn, r.n_y, m, T)
+    bounds = _packing.balanced_bounds(packing, n_chunks(m))
     keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
-    r.cell = info.spec
-    r.n_x, r.n_a, r.n_y, r.m, r.T = n_x, n_a, n_y, m, T
-    r.x, r.x_time_major, r.sx0, r.sx1, r.sx2 = data(X), False, 0, 0, 0
+    r.x = data(X)
     r.a0, r.c0, r.b = data(a0p), data(c0p), data(b)
-    r.Wy, r.by = NULL, data(params[info.by_index])      # the head runs below
+    r.by = data(params[info.by_index])      # (Wy: the head runs below)
     r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
     r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(A), <void*>data(C), <void*>data(X)
-    r.reverse, r.gemm_only, r.single = reverse, False, single
-    r.offsets = <const Py_ssize_t*>data(plan.offsets)
-    r.active = <const Py_ssize_t*>data(plan.active)
+    r.reverse = reverse
+    r.offsets = <const Py_ssize_t*>data(packing.offsets)
+    r.active = <const Py_ssize_t*>data(packing.active)
     r.bounds = <const Py_ssize_t*>data(bounds)
     r.ld = P
     r.keep_gates = cache
     r.plan = forward_plan(&r)
+    r.mode = choose_run_mode(&r, True, False)
     cdef const void* xp = data(x)
     cdef Py_ssize_t s0 = elem_stride(x, 0), s1 = elem_stride(x, 1), s2 = elem_stride(x, 2)
     with nogil:
-        pack_into(single, &k, n_x, T, xp, s0, s1, s2, r.X, P)
-    run_forward(&r, (X, a0p, c0p, params, keep, b, plan, bounds, a, y, G, A, C), threads,
+        pack_into(r.single, &k, n_x, T, xp, s0, s1, s2, r.X, P)
+    run_forward(&r, (X, a0p, c0p, params, keep, b, packing, bounds, a, y, G, A, C), threads,
                 n_a * m * T if threads == 1 else 0)
     r.Wy = data(Wy)
     with nogil:
-        unpack_into(single, &k, n_a, T, r.A, P, r.a_out)
+        unpack_into(r.single, &k, n_a, T, r.A, P, r.a_out)
         if r.C != NULL:
-            unpack_into(single, &k, n_a, T, r.C, P, r.c_out)
+            unpack_into(r.single, &k, n_a, T, r.C, P, r.c_out)
         run_head(&r)
-        zero_padding(single, &k, n_y, T, r.y_out)
+        zero_padding(r.single, &k, r.n_y, T, r.y_out)
     if not cache:
         return a, y, c, None
-    cdef StepCaches steps = new_step_caches(info)
-    for buffer in (G, A, C, X):
-        if buffer is not None:
-            freeze(buffer)
-    steps.trusted(A, C, G, a0, c0, X, x_given, parameters, lengths, plan)
-    return a, y, c, (steps, x_given, lengths)
+    return a, y, c, step_caches_of(info, G, A, C, a0, c0, X, x_given, parameters, lengths,
+                                   packing)

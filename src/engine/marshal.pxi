@@ -1,44 +1,4 @@
-# ------------------------------------------------------------------ cells, as the engine reads them
-
-# Inference (cache=False) keeps its time-major buffers in pooled scratch up to
-# this size (see sequence_forward); larger problems run in blocks of steps.
-# So do problems whose outputs stay in the CPU's caches (up to
-# CACHED_OUTPUT_BYTES): there writing them block by block costs nothing, and
-# blocks keep the gates in L2 (small LSTM inference: 12% faster than scratch).
-# And so do narrow batches (under NARROW_ROW_BYTES per row and step): in the
-# time-major (rows, T, m) buffers a step's rows are then a few bytes each, T·m
-# apart, so every row of every step touches its own cache line and page
-# (LSTM inference at m = 8, T = 2000: 1.16-1.21x the BLAS floor in scratch,
-# 1.01-1.02x in blocks; at m = 64 in float32 blocks 0.97x the time of scratch,
-# at 1024 columns 1.17x). Wide batches whose states fit it run in blocks but
-# keep time-major state buffers (forward_chunk's stage_states).
-cdef double SCRATCH_BYTES = 512.0 * 1024 * 1024
-cdef double CACHED_OUTPUT_BYTES = 4.0 * 1024 * 1024
-
-
-cdef Py_ssize_t staged_state_runs = 0
-
-
-def _staged_state_runs():
-    """Forward calls that staged their states so far (a test hook: that sizes
-    take the path)."""
-    return staged_state_runs
-
-
-def _scratch_bytes(double limit):
-    """Set the inference scratch limit (tests use 0 to run the block path);
-    returns the previous one."""
-    global SCRATCH_BYTES
-    old, SCRATCH_BYTES = SCRATCH_BYTES, limit
-    return old
-
-
-def _cached_output_bytes(double limit):
-    """Set the output size below which inference runs in blocks (benchmarks
-    compare the two paths); returns the previous one."""
-    global CACHED_OUTPUT_BYTES
-    old, CACHED_OUTPUT_BYTES = CACHED_OUTPUT_BYTES, limit
-    return old
+# ------------------------------------------------------------------ cells and parameters, as the engine reads them
 
 cdef enum:
     MAX_KEYS = 16
@@ -172,15 +132,6 @@ cdef inline const void* data(object a):
     return NULL if a is None else <const void*>cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef Py_ssize_t stacking_copies = 0
-
-
-def _stacking_copies():
-    """How many calls so far copied gate weights into a stacked matrix (a test
-    hook: prepared parameters must not)."""
-    return stacking_copies
-
-
 cdef bint already_stacked(CellInfo info, list params, Py_ssize_t n_a, Py_ssize_t width,
                           size_t item):
     """Whether every gate's weights are one (n_a, width) C-contiguous array (as
@@ -268,32 +219,3 @@ cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_s
             w.Wa[q], w.ldwa[q] = data(params[info.weight_index[q][0]]), n_a
             w.Wx[q], w.ldwx[q] = data(params[info.weight_index[q][1]]), n_x
     return tuple(params[k] for e in info.weight_index for k in e), b
-
-
-cdef class _ForwardJob:
-    """A prepared forward call, for threads: job(first, last) runs those chunks."""
-    cdef Forward r
-    cdef object keep
-
-    def __call__(self, Py_ssize_t first, Py_ssize_t last):
-        """Run chunks first..last-1 (from any thread; disjoint ranges at once)."""
-        workspace = pooled_workspace(&self.r)
-        cdef void* ws = <void*>data(workspace)
-        cdef int status
-        with nogil:
-            status = forward_chunks(&self.r, first, last, ws)
-        if status != 0:
-            raise MemoryError("could not allocate the per-thread workspace")
-
-
-cdef class _SplitJob:
-    """A split run (see "split runs") for threads: job(first, last) runs
-    tickets until none is left, from any thread, several at once."""
-    cdef Forward r
-    cdef Split sp
-    cdef object keep
-    cdef object workspace
-
-    def __call__(self, Py_ssize_t first, Py_ssize_t last):
-        with nogil:
-            split_work(&self.sp)

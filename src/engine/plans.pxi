@@ -1,46 +1,24 @@
-# ------------------------------------------------------------------ forward plans
-# The recurrent product of each forward step, G += W·a_prev, can run as the
-# direct GEMM, as the transposed result added back (gemm_transposed_result in
-# src/_blas.pxd), as GEMMs on blocks of rows of the weights (below), or, for a
-# single column, as a matrix-vector product. Which is fastest depends on the
-# machine, the dtype and the shape (an AVX-512 Xeon:
-# float64 (4096 × 1024)·(1024 × 32) transposed 0.86x the time, float32 1.21x;
-# one column of (4096 × 1024) weights: gemv 0.5x the time of the GEMM, of
-# (512 × 128) weights 1.35x in float32), so the first call of a shape times the
-# candidates (the real code, the transposition included) and every later call
-# in the process reuses the choice. A plan depends on the problem's sizes only
-# (the widest chunk, never n_threads), so results stay bit-identical across
-# n_threads and with or without caches. Problems too small to repay a timing
-# run (PLAN_MIN_MACS multiply-adds per step) and single steps run direct.
+# ------------------------------------------------------------------ recurrent-product plans
+# The recurrent product of each forward step runs under one of the plans of
+# src/_product.pxd. Which is fastest depends on the machine, the dtype and the
+# shape, so the first call of a shape times the candidates (the real code, the
+# transposition included) and every later call in the process reuses the
+# choice. A plan depends on the problem's sizes only (the widest chunk, never
+# n_threads), so results stay bit-identical across n_threads and with or
+# without caches. Problems too small to repay a timing run (PLAN_MIN_MACS
+# multiply-adds per step) and single steps run direct.
 # CYRNN_FORWARD_PLAN=direct|transposed|gemv|rows256|rows128|rows64 pins one
-# where it applies (e.g. for results identical across machines that would
-# choose differently; gemv only for single columns, transposed only for
-# several); the default is auto.
-# The row-block plans run the direct GEMM in blocks of 256, 128 or 64 rows of
-# the stacked weights: on the same Xeon (SciPy's OpenBLAS 0.3.30, 1
-# thread) a step of 8 columns through n_a = 256 took 0.49x (float32) and 0.55x
-# (float64) the time of the one GEMM in blocks of 256 rows, 16 columns through
-# n_a = 512 0.52-0.69x in blocks of 64, while at 64 columns and more blocks were
-# 0-50% slower: the best block moves with the shape, so it is timed too.
+# where it applies (gemv only for single columns, transposed only for several),
+# e.g. for results identical across machines that would choose differently.
 cdef enum:
-    PLAN_DIRECT = 0
-    PLAN_TRANSPOSED = 1
-    PLAN_GEMV = 2
-    PLAN_ROWS_256 = 3
-    PLAN_ROWS_128 = 4
-    PLAN_ROWS_64 = 5
     PLAN_AUTO = -1
     PLAN_MIN_MACS = 1 << 20
 
-# How the candidates are timed: interleaved rounds of samples of at least
-# PLAN_SAMPLE_MACS multiply-adds (~0.5 ms), after one untimed round, each plan
-# scored by its fastest sample (this machine's noise only ever adds time).
-# With 5 samples of ~0.3 ms scored by their median, processes timing the same
-# shape disagreed (AVX-512 Xeon, 8 processes each): 2 chose a row-block plan
-# for medium float64 and for wide float32, 1 for bigbatch float64, where the
-# whole forward pass then ran 4-5% slower than direct; now 0 of 10 each. Plans
-# that tie (long float32: rows128 or rows256) may still differ between runs:
-# pin one (CYRNN_FORWARD_PLAN) for results identical from run to run.
+# Candidates are timed in interleaved rounds of samples of at least
+# PLAN_SAMPLE_MACS multiply-adds (~0.5 ms) after one untimed round, each scored
+# by its fastest sample: noise only ever adds time (benchmarks/README.md, "the
+# planner"). Plans that tie may still differ between runs: pin one for results
+# identical from run to run.
 cdef double PLAN_SAMPLE_MACS = 16e6
 cdef int PLAN_ROUNDS = 7
 
@@ -79,11 +57,6 @@ def forward_plans():
             for k, v in plan_cache.items()}
 
 
-cdef inline Py_ssize_t plan_row_block(int plan) noexcept nogil:
-    """The rows of each GEMM of a row-block plan, else 0 (one GEMM)."""
-    return 256 >> (plan - PLAN_ROWS_256) if plan >= PLAN_ROWS_256 else 0
-
-
 cdef inline int plan_applies(int plan, Py_ssize_t ms) noexcept nogil:
     """plan where it applies to chunks of ms columns, else PLAN_DIRECT."""
     if plan == PLAN_GEMV and ms != 1 or plan == PLAN_TRANSPOSED and ms < 2:
@@ -91,14 +64,13 @@ cdef inline int plan_applies(int plan, Py_ssize_t ms) noexcept nogil:
     return plan
 
 
-cdef void time_plan(floating dummy, const GateWeights* w, int gates, Py_ssize_t n_a,
-                    Py_ssize_t ms, const floating* a, floating* G, floating* scratch,
-                    bint use_gemv, Py_ssize_t row_block, int reps) noexcept nogil:
+cdef void time_plan(floating dummy, const GateWeights* w, const Product* p, int gates,
+                    Py_ssize_t n_a, Py_ssize_t ms, const floating* a, floating* G,
+                    int reps) noexcept nogil:
     """reps recurrent products under one plan (the caller times them)."""
     cdef int i
     for i in range(reps):
-        gates_product(w, True, 0, gates, n_a, n_a, ms, a, ms, <floating>1, G, ms, scratch,
-                      use_gemv, row_block)
+        recurrent_product(p, w, 0, gates, n_a, ms, a, ms, G, ms)
 
 
 cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
@@ -119,9 +91,7 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
     w.Wa[0], w.ldwa[0] = data(W), n_a
     cdef int reps = max(1, <int>(PLAN_SAMPLE_MACS / (<double>gates * n_a * n_a * ms)))
     cdef int plan, rnd
-    cdef void* scratch
-    cdef bint use_gemv
-    cdef Py_ssize_t row_block
+    cdef Product p
     cdef void* pa = <void*>data(a)
     cdef void* pG = <void*>data(G)
     seconds = {plan: [] for plan in (PLAN_DIRECT, other, PLAN_ROWS_256, PLAN_ROWS_128,
@@ -129,17 +99,14 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
                if plan_row_block(plan) < gates * n_a}
     for rnd in range(PLAN_ROUNDS + 1):
         for plan in seconds:
-            scratch = <void*>data(S) if plan == PLAN_TRANSPOSED else NULL
-            use_gemv = plan == PLAN_GEMV
-            row_block = plan_row_block(plan)
+            p = product_of(plan, <void*>data(S))
             start = time.perf_counter()
             with nogil:
                 if single:
-                    time_plan[float](0, &w, gates, n_a, ms, <float*>pa, <float*>pG,
-                                     <float*>scratch, use_gemv, row_block, reps)
+                    time_plan[float](0, &w, &p, gates, n_a, ms, <float*>pa, <float*>pG, reps)
                 else:
-                    time_plan[double](0, &w, gates, n_a, ms, <double*>pa, <double*>pG,
-                                      <double*>scratch, use_gemv, row_block, reps)
+                    time_plan[double](0, &w, &p, gates, n_a, ms, <double*>pa, <double*>pG,
+                                      reps)
             if rnd > 0:     # (round 0 warms every plan up: OpenBLAS's buffers, the caches)
                 seconds[plan].append(time.perf_counter() - start)
     # another plan only when clearly faster

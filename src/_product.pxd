@@ -1,0 +1,174 @@
+# The gate weights and their products: the input projection, the recurrent
+# product of each forward step (the seam every plan plugs into), and the
+# transposed products of backward.
+#
+# The recurrent product G[rows] += W_a[rows] @ a_prev runs under a plan: a
+# `Product` says which, and `recurrent_product` / `recurrent_rows` are the only
+# calls the drivers make for it (the chunked driver, split runs, the planner's
+# timing). A new way of computing it is one more plan here.
+from cython cimport floating
+
+from _blas cimport gemm, gemv, gemm_atb, gemm_atb_pretransposed, gemm_transposed_result
+
+
+cdef struct GateWeights:
+    # The stacked gate weights as `blocks` row blocks of block_rows rows each:
+    # one block (all gates stacked, one GEMM) or one per gate (the cell
+    # functions with large weights, which are not worth copying per call).
+    int blocks
+    Py_ssize_t block_rows
+    const void* Wx[4]       # on the inputs: block_rows × n_x, rows ldwx[q] apart
+    const void* Wa[4]       # on the hidden state: block_rows × n_a, rows ldwa[q] apart
+    Py_ssize_t ldwx[4]
+    Py_ssize_t ldwa[4]
+    # Each row is [Wa | Wx] in one piece (Wx[q] = Wa[q] + n_a): a single step
+    # can then run as one GEMM on concat = [a_prev; x].
+    bint on_concat
+
+
+# The plans of the recurrent product (CYRNN_FORWARD_PLAN names them in this
+# order: src/engine/plans.pxi chooses one per shape and machine).
+cdef enum:
+    PLAN_DIRECT = 0         # one GEMM on the stacked weights
+    PLAN_TRANSPOSED = 1     # the transposed result added back (gemm_transposed_result)
+    PLAN_GEMV = 2           # one column: a matrix-vector product
+    PLAN_ROWS_256 = 3       # one GEMM per block of 256 rows of the stacked weights
+    PLAN_ROWS_128 = 4
+    PLAN_ROWS_64 = 5
+
+
+cdef struct Product:
+    int plan                # PLAN_*
+    Py_ssize_t row_block    # the row-block plans' rows per GEMM, else 0
+    void* scratch           # the transposed plan's (rows × columns) result, else NULL
+
+
+cdef inline Py_ssize_t plan_row_block(int plan) noexcept nogil:
+    """The rows of each GEMM of a row-block plan, else 0 (one GEMM)."""
+    return 256 >> (plan - PLAN_ROWS_256) if plan >= PLAN_ROWS_256 else 0
+
+
+cdef inline Product product_of(int plan, void* scratch) noexcept nogil:
+    cdef Product p
+    p.plan, p.row_block = plan, plan_row_block(plan)
+    p.scratch = scratch if plan == PLAN_TRANSPOSED else NULL
+    return p
+
+
+cdef inline const void* const* weight_blocks(const GateWeights* w, bint recurrent,
+                                             const Py_ssize_t** ld) noexcept nogil:
+    """The row blocks of the recurrent (else input) weights; their row strides into ld."""
+    if recurrent:
+        ld[0] = &w.ldwa[0]
+        return &w.Wa[0]
+    ld[0] = &w.ldwx[0]
+    return &w.Wx[0]
+
+
+cdef inline void gates_product(const GateWeights* w, bint recurrent, int q0, int q1,
+                               Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t n, const floating* B,
+                               Py_ssize_t ldb, floating beta, floating* G,
+                               Py_ssize_t ldg) noexcept nogil:
+    """G (+)= W @ B for gates q0..q1-1 (n_a rows each, one after another in G):
+    their recurrent weights (k = n_a) or input weights (k = n_x), one GEMM on
+    stacked weights, else one per gate."""
+    cdef const Py_ssize_t* ld
+    cdef const void* const* W = weight_blocks(w, recurrent, &ld)
+    cdef int q
+    if w.blocks == 1:
+        gemm(False, False, (q1 - q0) * n_a, n, k, <floating>1,
+             <const floating*>W[0] + q0 * n_a * ld[0], ld[0], B, ldb, beta, G, ldg)
+        return
+    for q in range(q0, q1):
+        gemm(False, False, n_a, n, k, <floating>1, <const floating*>W[q], ld[q], B, ldb, beta,
+             G + (q - q0) * n_a * ldg, ldg)
+
+
+cdef inline void recurrent_rows(const Product* p, const GateWeights* w, Py_ssize_t r0,
+                                Py_ssize_t nr, Py_ssize_t n_a, Py_ssize_t n,
+                                const floating* B, Py_ssize_t ldb, floating* G,
+                                Py_ssize_t ldg) noexcept nogil:
+    """Rows r0..r0+nr-1 of the stacked recurrent weights times B, added onto G
+    (G points at the first of those rows), in the plan's row blocks. Split
+    runs give each part one block of rows."""
+    cdef const floating* Wa = <const floating*>w.Wa[0]
+    cdef Py_ssize_t ld = w.ldwa[0], block = p.row_block if p.row_block > 0 else nr, i
+    i = r0
+    while i < r0 + nr:
+        gemm(False, False, min(block, r0 + nr - i), n, n_a, <floating>1, Wa + i * ld, ld, B,
+             ldb, <floating>1, G + (i - r0) * ldg, ldg)
+        i += block
+
+
+cdef inline void recurrent_product(const Product* p, const GateWeights* w, int q0, int q1,
+                                   Py_ssize_t n_a, Py_ssize_t n, const floating* B,
+                                   Py_ssize_t ldb, floating* G, Py_ssize_t ldg) noexcept nogil:
+    """The seam: G += W_a @ B for gates q0..q1-1 (G points at gate q0's rows)
+    under plan p."""
+    cdef Py_ssize_t rows = (q1 - q0) * n_a
+    cdef const floating* Wa = <const floating*>w.Wa[0] + q0 * n_a * w.ldwa[0]
+    if w.blocks != 1 or p.plan == PLAN_DIRECT:
+        gates_product(w, True, q0, q1, n_a, n_a, n, B, ldb, <floating>1, G, ldg)
+    elif p.plan == PLAN_GEMV and n == 1:
+        gemv(False, rows, n_a, <floating>1, Wa, w.ldwa[0], B, ldb, <floating>1, G, ldg)
+    elif p.plan == PLAN_TRANSPOSED and p.scratch != NULL:
+        gemm_transposed_result(rows, n, n_a, Wa, w.ldwa[0], B, ldb, <floating>1, G, ldg,
+                               <floating*>p.scratch)
+    elif 0 < p.row_block < rows:
+        recurrent_rows(p, w, q0 * n_a, rows, n_a, n, B, ldb, G, ldg)
+    else:
+        gates_product(w, True, q0, q1, n_a, n_a, n, B, ldb, <floating>1, G, ldg)
+
+
+cdef inline void project_rows(int x_split, int x_dest, const GateWeights* w, Py_ssize_t r0,
+                              Py_ssize_t nr, Py_ssize_t n_a, Py_ssize_t n_x, Py_ssize_t n,
+                              const floating* X, Py_ssize_t ldx, floating* G,
+                              Py_ssize_t ldg) noexcept nogil:
+    """Rows r0..r0+nr-1 of the input projection Wx @ X (stacked weights) into G
+    (row 0), where the cell places them: weight rows from x_split·n_a on go to
+    G's rows from x_dest·n_a on (see CellSpec)."""
+    cdef const floating* Wx = <const floating*>w.Wx[0]
+    cdef Py_ssize_t split = x_split * n_a, lo, hi
+    lo, hi = r0, min(r0 + nr, split)
+    if hi > lo:
+        gemm(False, False, hi - lo, n, n_x, <floating>1, Wx + lo * w.ldwx[0], w.ldwx[0], X, ldx,
+             <floating>0, G + lo * ldg, ldg)
+    lo, hi = max(r0, split), r0 + nr
+    if hi > lo:
+        gemm(False, False, hi - lo, n, n_x, <floating>1, Wx + lo * w.ldwx[0], w.ldwx[0], X, ldx,
+             <floating>0, G + (lo + (x_dest - x_split) * n_a) * ldg, ldg)
+
+
+cdef inline void gates_product_t(const GateWeights* w, bint recurrent, int q0, int q1,
+                                 Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t n,
+                                 const floating* dG, Py_ssize_t ldg, floating beta,
+                                 floating* out, Py_ssize_t ldo, const floating* Wt,
+                                 floating* work) noexcept nogil:
+    """out (+)= W.T @ dG for gates q0..q1-1 (dG: their rows one after another),
+    summed over the gates. Wt: the stacked recurrent weights transposed
+    (n_a × block_rows, one block only), or NULL."""
+    cdef const Py_ssize_t* ld
+    cdef const void* const* W = weight_blocks(w, recurrent, &ld)
+    cdef int q
+    if n == 1 and n_a > 0 and <double>(q1 - q0) * n_a * k >= 262144:
+        # One column against weights of 2^18 elements or more: matrix-vector
+        # products (OpenBLAS packs transposed weights with strided reads on
+        # every GEMM call; see benchmarks/README.md, "backward at m = 1").
+        if w.blocks == 1:
+            gemv(True, (q1 - q0) * n_a, k, <floating>1,
+                 <const floating*>W[0] + q0 * n_a * ld[0], ld[0], dG, ldg, beta, out, ldo)
+            return
+        for q in range(q0, q1):
+            gemv(True, n_a, k, <floating>1, <const floating*>W[q], ld[q],
+                 dG + (q - q0) * n_a * ldg, ldg, beta if q == q0 else <floating>1, out, ldo)
+        return
+    if w.blocks == 1:
+        gemm_atb_pretransposed(Wt + q0 * n_a if recurrent and Wt != NULL else NULL,
+                               w.block_rows, k, n, (q1 - q0) * n_a, <floating>1,
+                               <const floating*>W[0] + q0 * n_a * ld[0], ld[0], dG, ldg, beta,
+                               out, ldo, work)
+        return
+    for q in range(q0, q1):
+        gemm_atb(k, n, n_a, <floating>1, <const floating*>W[q], ld[q],
+                 dG + (q - q0) * n_a * ldg, ldg, beta if q == q0 else <floating>1, out, ldo,
+                 work)
