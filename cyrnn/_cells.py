@@ -96,7 +96,7 @@ LSTM = Cell(
     gate_cache=("ft", "it", "cct", "ot"),
 )
 
-# The GRU (../shared/SPEC.md §5), in the course's notation: Γr (reset), Γu
+# The GRU (docs/contract.md §5), in the course's notation: Γr (reset), Γu
 # (update: it weights the candidate), c~ (candidate);
 #     a = Γu·c~ + (1 − Γu)·a_prev.
 # Two variants, told apart by their keys. G's blocks are the gates plus the
@@ -151,7 +151,7 @@ RESET_BEFORE_KEYS = ("Wc", "bc")
 
 
 def gru_variant(parameters):
-    """The GRU description the keys of `parameters` choose (SPEC §5): "Wc"
+    """The GRU description the keys of `parameters` choose (docs/contract.md §5): "Wc"
     means reset-before, else reset-after. Both sets: ValueError. Anything but
     a mapping is left to the validation of the reset-after schema."""
     if not hasattr(parameters, "keys"):

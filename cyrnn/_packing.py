@@ -1,4 +1,4 @@
-"""Variable-length batches (../shared/SPEC.md §6): the packed layout the engine
+"""Variable-length batches (docs/contract.md §6): the packed layout the engine
 runs them in.
 
 Columns are sorted by length, longest first (ties in column order), so the

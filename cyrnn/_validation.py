@@ -4,10 +4,10 @@ The engine's entry points (src/_engine.pyx) first try a fast check that takes
 only kernel-ready inputs (exact ndarrays of one float dtype, C-contiguous and
 aligned, matching shapes, cyrnn's own caches). Everything else comes here and
 leaves either converted, kernel-ready arrays or an exception that names the
-argument, what it got and what it needs (SPEC §3). Both sides read the same
+argument, what it got and what it needs (docs/contract.md §3). Both sides read the same
 parameter schema (cyrnn/_cells.py). Nothing here imports the engine.
 
-Shapes follow the notebook (SPEC §2): x is (n_x, m, T_x) with time last,
+Shapes follow the notebook (docs/contract.md §2): x is (n_x, m, T_x) with time last,
 states are (n_a, m), predictions (n_y, m) per step.
 """
 from collections.abc import Sequence
@@ -69,7 +69,7 @@ def check_ndim(name, arr, symbols):
 
 
 def check_shape(name, arr, symbols, dims):
-    """ValueError unless arr.shape == dims, described as the symbols of SPEC."""
+    """ValueError unless arr.shape == dims, described by their symbols (docs/contract.md §2)."""
     if arr.shape != tuple(dims):
         raise ValueError(
             f"{name} has shape {arr.shape}; expected ({', '.join(symbols)}) = {tuple(dims)}")
@@ -245,7 +245,7 @@ def forward_inputs(cell, x, a_prev, c_prev, parameters, sequence):
 
 
 def check_lengths(lengths, m, T):
-    """`lengths` (SPEC §6) as a C-contiguous int64 array of shape (m,) with
+    """`lengths` (docs/contract.md §6) as a C-contiguous int64 array of shape (m,) with
     0 <= lengths[j] <= T, else TypeError/ValueError naming it."""
     arr = np.asarray(lengths)
     if arr.dtype == object or arr.dtype.kind not in "iu":
@@ -278,7 +278,7 @@ def _describe(value):
 
 def split_caches(caches, cell):
     """(steps, x, lengths) of forward caches: (steps, x), or (steps, x, lengths)
-    from a call with lengths (SPEC §6)."""
+    from a call with lengths (docs/contract.md §6)."""
     if not isinstance(caches, (tuple, list)) or len(caches) not in (2, 3):
         raise ValueError(
             f"caches must be the (steps, x) pair (or (steps, x, lengths)) returned by "

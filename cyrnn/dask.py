@@ -1,4 +1,4 @@
-"""Distributed batch inference on Dask (../shared/SPEC.md §8; extra `dask`).
+"""Distributed batch inference on Dask (docs/contract.md §8; extra `dask`).
 
     import dask.array as da
     from cyrnn import dask as cdask

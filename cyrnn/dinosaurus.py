@@ -1,5 +1,5 @@
 """The course's "Dinosaurus Island - character-level language model" as a
-drop-in (../shared/SPEC.md §9): the assignment's utils and exercise functions
+drop-in (docs/contract.md §9): the assignment's utils and exercise functions
 with its signatures, parameter keys, return values and use of NumPy's global
 random state, so a learner's notebook prints the same numbers after
 

@@ -1,4 +1,4 @@
-"""Training (../shared/SPEC.md §9): the loss and its gradient for the
+"""Training (docs/contract.md §9): the loss and its gradient for the
 notebook's backward functions, gradient clipping, SGD and Adam, and
 `cyrnn-train`, a character-level language model on any UTF-8 text.
 
@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from . import _train
-from .models import _HEAD_KEYS
+from .models.model import _HEAD_KEYS
 
 __all__ = ["softmax_cross_entropy", "clip_by_value", "clip_by_global_norm", "SGD", "Adam",
            "initialize_adam", "update_parameters_with_adam", "main"]

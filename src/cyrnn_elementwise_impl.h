@@ -288,7 +288,7 @@ CYRNN_HOT static void SFX(lstm_backward_step)(
     }
 }
 
-/* The GRU's steps (../shared/SPEC.md §5, course notation). G holds the step's
+/* The GRU's steps (docs/contract.md §5, course notation). G holds the step's
  * row blocks, gs elements apart: Γr, Γu, then (reset-after) hc, c~ or
  * (reset-before) c~, ra. One fused loop per row: with the GRU's three
  * nonlinearities (the LSTM has five) it ran 0-10% faster than one loop per

@@ -26,7 +26,7 @@ def lstm_parameters(rng, n_x, n_a, n_y, dtype=np.float64, scale=1.0):
 
 
 def gru_parameters(rng, n_x, n_a, n_y, dtype=np.float64, scale=1.0, reset_before=False):
-    """A GRU's parameters (SPEC §5): reset-after keys by default, "Wc"/"bc"
+    """A GRU's parameters (docs/contract.md §5): reset-after keys by default, "Wc"/"bc"
     for the reset-before variant."""
     def draw(*shape):
         return (scale * rng.standard_normal(shape)).astype(dtype)

@@ -1,10 +1,11 @@
-"""cyrnn-bench (cyrnn/bench.py), the README's main job: a short run says which
+"""cyrnn-bench (cyrnn/bench/), the README's main job: a short run says which
 peers are missing and how to add them, and writes its table and plot."""
 import sys
 
 import pytest
 
 from cyrnn import bench
+from cyrnn.bench import timing
 
 
 def test_short_run_names_a_missing_peer_and_writes_the_plot(tmp_path, monkeypatch, capsys):
@@ -37,18 +38,18 @@ def test_measure_settles_before_each_sample(monkeypatch):
     """measure(settle=s): each sample follows a pause of s and one untimed call
     (other libraries' spinning threads idle, the candidate's own warm)."""
     events = []
-    monkeypatch.setattr(bench.time, "sleep", lambda s: events.append(("sleep", s)))
+    monkeypatch.setattr(timing.time, "sleep", lambda s: events.append(("sleep", s)))
 
     def candidate():
         events.append("call")
-    t = bench.measure({"c": candidate}, budget=0.0, min_rounds=3, max_rounds=3, settle=0.5)
+    t = timing.measure({"c": candidate}, budget=0.0, min_rounds=3, max_rounds=3, settle=0.5)
     assert t["c"] >= 0
     timed = events[2:]                     # after the two warm-up calls
     loops = (len(timed) - 3 * 2) // 3      # per round: sleep, untimed call, loops calls
     assert loops >= 1
     assert timed == ([("sleep", 0.5), "call"] + ["call"] * loops) * 3
     events.clear()
-    bench.measure({"c": candidate}, budget=0.0, min_rounds=2, max_rounds=2)
+    timing.measure({"c": candidate}, budget=0.0, min_rounds=2, max_rounds=2)
     assert all(e == "call" for e in events)
 
 
@@ -57,7 +58,7 @@ def test_measure_settles_before_each_sample(monkeypatch):
 def test_inference_run_without_peers_says_how_to_add_them(tmp_path, monkeypatch, capsys):
     """cyrnn-bench --inference with no peer installed still times cyrnn and its
     floors, and names the missing peers with the command that adds them."""
-    from cyrnn import bench_inference
+    from cyrnn.bench import inference as bench_inference
 
     for name in ("torch", "onnx", "onnxruntime"):
         monkeypatch.setitem(sys.modules, name, None)
@@ -83,7 +84,7 @@ def test_inference_peers_compute_what_cyrnn_does():
     that check catches a wrong gate order."""
     import numpy as np
 
-    from cyrnn import bench_inference
+    from cyrnn.bench import inference as bench_inference
     from problems import require_peer
 
     found = {name: require_peer(name, "the inference table times it")

@@ -1,4 +1,4 @@
-"""The structure of the caches (SPEC §2) and their independence from the outputs."""
+"""The structure of the caches (docs/contract.md §2) and their independence from the outputs."""
 import pickle
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""cyrnn.dask (../shared/SPEC.md §8): lazy batch inference over dask arrays,
+"""cyrnn.dask (docs/contract.md §8): lazy batch inference over dask arrays,
 bit-identical to the in-memory functions, on the threaded and process
 schedulers and on a real distributed.LocalCluster with 2 worker processes."""
 import pickle

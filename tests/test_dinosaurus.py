@@ -1,4 +1,4 @@
-"""cyrnn.dinosaurus (../shared/SPEC.md §9): the course's "Dinosaurus Island"
+"""cyrnn.dinosaurus (docs/contract.md §9): the course's "Dinosaurus Island"
 assignment as a drop-in, against the values its notebook prints
 (Dinosaurus_Island_Character_level_language_model_final_v3b.ipynb, cited by
 cell) and against the plain NumPy version, cyrnn.reference.dinosaurus."""

@@ -1,4 +1,4 @@
-"""The GRU (../shared/SPEC.md §5), both reset variants: against cyrnn.reference
+"""The GRU (docs/contract.md §5), both reset variants: against cyrnn.reference
 on random shapes, against central finite differences, against PyTorch's
 nn.GRU, and the conventions the notebook's other functions keep (caches,
 errors, threads, inference without caches)."""
@@ -167,7 +167,7 @@ def _torch():
 
 
 def to_torch_gru(torch, p, n_x, n_a):
-    """An nn.GRU (float64) with cyrnn's reset-after weights, by SPEC §5's
+    """An nn.GRU (float64) with cyrnn's reset-after weights, by docs/contract.md §5's
     mapping read backwards: PyTorch's z is 1 - Γu, so its z rows are -Wu and
     -bu (split between its two biases as any sum allows)."""
     gru = torch.nn.GRU(n_x, n_a).double()
@@ -220,7 +220,7 @@ def test_gru_matches_pytorch_forward_and_gradients(shape):
 
 
 def test_pytorch_weights_map_with_spec_sign_flip():
-    """SPEC §5's mapping from a PyTorch GRU with random weights (both biases
+    """docs/contract.md §5's mapping from a PyTorch GRU with random weights (both biases
     nonzero) to cyrnn's keys gives the same outputs."""
     torch = _torch()
     n_x, n_a, m, T = 4, 6, 5, 8

@@ -1,4 +1,4 @@
-"""Layouts, dtypes, edge sizes, inputs left untouched, and every bad-input class of SPEC §3."""
+"""Layouts, dtypes, edge sizes, inputs left untouched, and every bad-input class of docs/contract.md §3."""
 import re
 
 import numpy as np

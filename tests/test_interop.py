@@ -1,4 +1,4 @@
-"""cyrnn.models.from_keras and from_onnx (../shared/SPEC.md §7) against the real
+"""cyrnn.models.from_keras and from_onnx (docs/contract.md §7) against the real
 frameworks: Keras 3 layers (torch backend) called on the same inputs and masks,
 ONNX graphs run by onnxruntime (float32) and by onnx's reference evaluator
 (float64), and graphs exported from PyTorch modules by torch.onnx."""

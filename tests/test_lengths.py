@@ -1,4 +1,4 @@
-"""Variable-length batches (../shared/SPEC.md §6): `lengths=` on rnn_forward,
+"""Variable-length batches (docs/contract.md §6): `lengths=` on rnn_forward,
 lstm_forward and gru_forward (both GRU variants) and their backward through the
 caches, against cyrnn.reference and against each column run alone on its own
 steps, against finite differences and PyTorch's packed sequences."""
@@ -66,7 +66,7 @@ def test_lengths_match_reference_and_each_column_alone(d, data):
         assert_same_gradients(grads, backward(ref, kind, da, want[-1]), rtol=1e-9, atol=1e-11)
         assert_same_gradients(backward(cyrnn, kind, da, want[-1]), grads, rtol=1e-9,
                               atol=1e-11)
-    # every column alone on its own steps (SPEC §6), gradients summed over columns
+    # every column alone on its own steps (docs/contract.md §6), gradients summed over columns
     total = {k: np.zeros_like(v) for k, v in grads.items() if k not in ("dx", "da0")}
     for j in range(m):
         L = int(lengths[j])

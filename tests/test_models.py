@@ -1,4 +1,4 @@
-"""cyrnn.models (../shared/SPEC.md §7): stacked and bidirectional models with
+"""cyrnn.models (docs/contract.md §7): stacked and bidirectional models with
 PyTorch's weights, against PyTorch itself (real modules, float64 to 1e-12,
 float32 to 1e-5, with and without lengths), and the model's files."""
 import pickle
@@ -126,7 +126,7 @@ def test_head_initial_state_and_errors():
 def test_directions_in_parallel_are_bit_identical(cell, monkeypatch):
     """n_threads > 1 runs a layer's two directions at once (above a size, here
     forced to 0): the same numbers as one after the other, lengths or not."""
-    monkeypatch.setattr(models, "_PARALLEL_DIRECTIONS_MACS", 0)
+    monkeypatch.setattr(models.model, "_PARALLEL_DIRECTIONS_MACS", 0)
     rng = np.random.default_rng(9)
     n_x, n_a = 5, 6
 

@@ -237,7 +237,7 @@ def test_lstm_cell_backward(impl, dtype):
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_lstm_backward(impl, dtype):
     # The newest notebook's values (the corrected equations); the oldest copy's
-    # printed values come from its wrong "original" equations (SPEC §2).
+    # printed values come from its wrong "original" equations (docs/contract.md §2).
     x, a0, p = lstm_sequence_inputs(zero_output_layer=True)
     a, y, c, caches = impl.lstm_forward(cast(x, dtype), cast(a0, dtype), cast(p, dtype))
     da = np.random.randn(5, 10, 4)

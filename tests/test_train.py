@@ -1,4 +1,4 @@
-"""cyrnn.train (../shared/SPEC.md §9): the loss and its gradients (finite
+"""cyrnn.train (docs/contract.md §9): the loss and its gradients (finite
 differences, and one training step against PyTorch), clipping, SGD and Adam
 (against a transcription of the course's rule), and the cyrnn-train command."""
 import json

@@ -1,7 +1,7 @@
 """Plain NumPy implementation of the notebook's RNN/LSTM functions and the GRU.
 
 This is the baseline cyrnn is tested and benchmarked against. It follows
-``SPEC.md`` exactly: the notebook's equations, shapes, caches and gradient
+``docs/contract.md`` exactly: the notebook's equations, shapes, caches and gradient
 dicts, the corrected LSTM backward equations, and a softmax that is stable per
 column (the course helper subtracts the global max, which yields NaN when one
 column sits far below another).
@@ -17,7 +17,7 @@ __all__ = [
 
 
 def _lengths(lengths, m, T):
-    """SPEC §6 lengths as an int array (None: every column runs all T steps)."""
+    """docs/contract.md §6 lengths as an int array (None: every column runs all T steps)."""
     if lengths is None:
         return None
     lengths = np.asarray(lengths)
@@ -66,7 +66,7 @@ def rnn_cell_forward(xt, a_prev, parameters):
     return a_next, yt_pred, cache
 
 
-# With lengths (SPEC §6) a column runs steps 0 .. lengths[j] - 1: after them its
+# With lengths (docs/contract.md §6) a column runs steps 0 .. lengths[j] - 1: after them its
 # outputs are 0, its state is held and its inputs are not read (the steps run on
 # zeros there, so padding never reaches a result); backward masks the gradients
 # arriving at those steps, which makes their contributions exactly 0. Caches are
@@ -215,7 +215,7 @@ def lstm_backward(da, caches):
     return result
 
 
-# GRU (SPEC.md §5). The update gate ut weights the candidate; the keys choose
+# GRU (docs/contract.md §5). The update gate ut weights the candidate; the keys choose
 # the variant: "Wc" (reset-before) or "Wcx", "Wca", "bcx", "bca" (reset-after).
 
 def _gru_reset_before(parameters):

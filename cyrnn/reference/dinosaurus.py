@@ -1,5 +1,5 @@
 """The course's "Dinosaurus Island - character-level language model" in plain
-NumPy (../shared/SPEC.md §9): the assignment's utils and its exercise functions,
+NumPy (docs/contract.md §9): the assignment's utils and its exercise functions,
 with its signatures, parameter keys (the hidden bias is ``b``), return values
 and use of NumPy's global random state. The baseline `cyrnn.dinosaurus` is
 tested and benchmarked against.

@@ -42,7 +42,7 @@ def rnn_forward(x, a0, parameters, *, lengths=None, cache=True, n_threads=1):
     parameters : dict
         As for `rnn_cell_forward`.
     lengths : array of int, shape (m,), optional, keyword-only
-        Variable-length batch (SPEC §6): column j runs steps 0 .. lengths[j]-1
+        Variable-length batch (docs/contract.md §6): column j runs steps 0 .. lengths[j]-1
         only; its outputs are 0 after them, and padding in x is never read.
         The time spent follows the steps that run. The caches are then
         ``(steps, x, lengths)``, and backward ignores ``da`` at padding steps.
@@ -218,7 +218,7 @@ def lstm_backward(da, caches):
 
 
 def gru_cell_forward(xt, a_prev, parameters):
-    """One GRU step (../shared/SPEC.md §5, the course's notation).
+    """One GRU step (docs/contract.md §5, the course's notation).
 
     Parameters
     ----------

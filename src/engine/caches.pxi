@@ -34,7 +34,7 @@ cdef class StepCaches:
     read-only view; the weights are read from `parameters` when backward runs
     (the notebook's and cyrnn.reference's rule: the cache holds the dict).
 
-    With `lengths` (SPEC §6) the buffers are packed, (rows, sum of lengths):
+    With `lengths` (docs/contract.md §6) the buffers are packed, (rows, sum of lengths):
     see cyrnn/_packing.py; a step's tuple then holds zeros for the columns
     that do not run at that step."""
     cdef readonly object A, C, G, a0, c0, X, x, parameters, lengths
@@ -255,7 +255,7 @@ CELLS = {"rnn": RNN_INFO, "lstm": LSTM_INFO, "gru": GRU_INFO,
 
 
 cdef CellInfo gru_info(parameters):
-    """The GRU variant the keys of `parameters` choose (SPEC §5)."""
+    """The GRU variant the keys of `parameters` choose (docs/contract.md §5)."""
     # the common case first: a dict with the reset-after keys and no 'Wc'
     if type(parameters) is dict and "Wca" in <dict>parameters and "Wc" not in <dict>parameters:
         return GRU_INFO

@@ -13,14 +13,12 @@ of cyrnn's algorithm alone, see cyrnn._engine.GemmFloor) and a 2048^3 GEMM as th
 and reports achieved GFLOP/s as a fraction of it. BLAS (and PyTorch) threads
 are pinned with threadpoolctl (--threads, default 1).
 """
-import argparse
-import json
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
+
+from cyrnn.bench.timing import dgemm_peak, measure
 
 SHAPES = {  # (n_x, n_a, n_y, m, T)
     "tiny": (3, 5, 2, 10, 7),
@@ -111,7 +109,7 @@ def calls_for(module, prob):
 def torch_calls(prob, dtype):
     """PyTorch doing the same work: nn.RNN/nn.LSTM/nn.GRU with the same weights
     plus the per-step Linear + softmax; 'backward' is forward + backward from
-    da. (PyTorch's GRU is the reset-after variant; its z is 1 - Γu, SPEC §5.)"""
+    da. (PyTorch's GRU is the reset-after variant; its z is 1 - Γu, docs/contract.md §5.)"""
     import torch
 
     tdtype = torch.float32 if dtype == np.float32 else torch.float64
@@ -170,59 +168,6 @@ def torch_calls(prob, dtype):
         "gru_forward": lambda: forward(gru, h0, False),
         "gru_backward": lambda: forward_backward(gru, h0),
     }
-
-
-def measure(candidates, budget, min_rounds=5, max_rounds=200, settle=0.0):
-    """Median seconds per call of each candidate, timed in interleaved rounds.
-
-    Each round times every candidate once (looping fast ones so a sample lasts
-    >= 1 ms); rounds continue until `budget` seconds or max_rounds pass.
-    settle: seconds to sleep before each sample, then one untimed call, for
-    multi-threaded candidates: the worker threads of OpenBLAS, OpenMP and
-    onnxruntime spin for a while after a call, and on a small machine they take
-    a core from the next candidate (cyrnn n_threads=2 right after a call on 2
-    OpenBLAS threads: 0.62x its rate alone on 2 cores); the untimed call then
-    lets each candidate's own threads be as warm as in a loop of its calls.
-    """
-    loops = {}
-    for name, fn in candidates.items():
-        fn()  # warm up (first-touch allocation, lazy imports)
-        start = time.perf_counter()
-        fn()
-        once = time.perf_counter() - start
-        loops[name] = max(1, int(1e-3 / max(once, 1e-9)))
-    samples = {name: [] for name in candidates}
-    deadline = time.perf_counter() + budget
-    rounds = 0
-    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() < deadline):
-        for name, fn in candidates.items():
-            n = loops[name]
-            if settle:
-                time.sleep(settle)
-                fn()
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            samples[name].append((time.perf_counter() - start) / n)
-        rounds += 1
-    return {name: statistics.median(s) for name, s in samples.items()}
-
-
-def dgemm_peak(dtype, n=2048):
-    """GFLOP/s of one n^3 GEMM through SciPy's BLAS (the same library cyrnn calls)."""
-    from scipy.linalg import blas
-
-    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
-    a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, n)), dtype=dtype)
-    gemm(1.0, a, a)
-    best = min(_timed(lambda: gemm(1.0, a, a)) for _ in range(3))
-    return 2 * n ** 3 / best / 1e9
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def run(shapes, dtype, threads, budget, functions=FUNCTIONS, use_torch=True, progress=True):
@@ -381,108 +326,3 @@ def check_agreement(dtype):
         g2 = getattr(cyrnn.reference, backward)(da, theirs[-1])
         for key in g2:
             np.testing.assert_allclose(g1[key], g2[key], rtol=tol, atol=tol)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m cyrnn.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", default=",".join(DEFAULT_SHAPES),
-                        help=f"comma-separated from {', '.join(SHAPES)}, or 'all' "
-                             f"(default: %(default)s)")
-    parser.add_argument("--functions", default="all",
-                        help="comma-separated function names, or 'all'")
-    parser.add_argument("--dtype", default=None,
-                        help="float64 (default) or float32; with --inference a comma-separated "
-                             "list (default float32,float64)")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/PyTorch threads")
-    parser.add_argument("--budget", type=float, default=0.25,
-                        help="seconds of timing per function and shape (default %(default)s)")
-    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
-    parser.add_argument("--json", metavar="PATH", help="write all results as JSON")
-    parser.add_argument("--plot", metavar="PATH",
-                        help="where to write the PNG plot (needs matplotlib; default "
-                             "cyrnn-bench-<dtype>.png)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--inference", action="store_true",
-                        help="instead: the LSTM inference comparison with PyTorch and "
-                             "onnxruntime (1 thread, 2 threads, serving; see "
-                             "cyrnn.bench_inference); --dtype takes float32,float64 there")
-    args, rest = parser.parse_known_args(argv)
-    if args.inference:
-        return inference_main(args, rest, parser)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-
-    shapes = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
-    functions = FUNCTIONS if args.functions == "all" else tuple(args.functions.split(","))
-    for s in shapes:
-        if s not in SHAPES:
-            parser.error(f"unknown shape {s!r}; choose from {', '.join(SHAPES)}")
-    for f in functions:
-        if f not in FUNCTIONS:
-            parser.error(f"unknown function {f!r}; choose from {', '.join(FUNCTIONS)}")
-    args.dtype = args.dtype or "float64"
-    if args.dtype not in ("float64", "float32"):
-        parser.error(f"--dtype must be float64 or float32; got {args.dtype!r}")
-    dtype = np.float32 if args.dtype == "float32" else np.float64
-    if not args.no_torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            print("PyTorch is not installed: the PyTorch columns stay empty. Add it with "
-                  "`pip install torch` (or `pip install \"cyrnn[peers]\"`, which also brings "
-                  "Keras, onnxruntime and dask for benchmarks/).")
-    check_agreement(dtype)
-    print(f"cyrnn agrees with the NumPy reference ({args.dtype}); timing {', '.join(shapes)} ...")
-    result = run(shapes, dtype, args.threads, args.budget, functions,
-                 use_torch=not args.no_torch, progress=not args.quiet)
-    print(format_table(result))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=1)
-        print(f"wrote {args.json}")
-    path = args.plot or f"cyrnn-bench-{args.dtype}.png"
-    try:
-        plot(result, path)
-        print(f"wrote {path} (speed-ups by shape and function)")
-    except ImportError:
-        if args.plot:
-            raise
-        print("(no plot: matplotlib is not installed; `pip install \"cyrnn[bench]\"`)")
-    return 0
-
-
-def inference_main(args, rest, parser):
-    from cyrnn import bench_inference
-
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    dtypes = (args.dtype or "float32,float64").split(",")
-    shapes = list(bench_inference.SHAPES) if args.shapes in ("all", ",".join(DEFAULT_SHAPES)) \
-        else args.shapes.split(",")
-    for name in shapes:
-        if name not in bench_inference.SHAPES:
-            parser.error(f"unknown shape {name!r}; choose from "
-                         f"{', '.join(bench_inference.SHAPES)}")
-    for d in dtypes:
-        if d not in ("float32", "float64"):
-            parser.error(f"--dtype takes float32 and/or float64; got {d!r}")
-    result = bench_inference.run(shapes, [np.dtype(d).type for d in dtypes],
-                                 max(args.budget, 1.0))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=1)
-        print(f"wrote {args.json}")
-    path = args.plot or "cyrnn-bench-inference.png"
-    try:
-        bench_inference.plot(result, path)
-        print(f"wrote {path} (peer time / cyrnn time by shape)")
-    except ImportError:
-        if args.plot:
-            raise
-        print("(no plot: matplotlib is not installed; `pip install \"cyrnn[bench]\"`)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

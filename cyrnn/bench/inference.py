@@ -3,7 +3,7 @@
     cyrnn-bench --inference [--dtype float32,float64] [--json PATH]
 
 Three tables, every implementation timed in interleaved rounds (medians,
-cyrnn.bench.measure) on the same weights, after checking they agree:
+cyrnn.bench.timing.measure) on the same weights, after checking they agree:
 
 - single thread, the seven shapes below, hidden states only (cyrnn: `Wy` with 0
   rows) and with the notebook's output head (Linear + softmax per step):
@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cyrnn.bench import measure
+from cyrnn.bench.timing import measure
 
 SHAPES = {  # (n_x, n_a, m, T)
     "tiny": (3, 5, 10, 7),
@@ -41,7 +41,7 @@ SHAPES = {  # (n_x, n_a, m, T)
 HEAD_ROWS = 32              # n_y of the "with head" rows
 THREAD_SHAPES = ("medium", "bigbatch", "long")
 SERVING = (64, 128, 100)    # n_x, n_a, T
-# The two-thread table sleeps this long before each sample (cyrnn.bench.measure's
+# The two-thread table sleeps this long before each sample (cyrnn.bench.timing.measure's
 # settle): the spinning worker threads of the call before then no longer hold a core.
 SETTLE_SECONDS = 0.25
 PEER_HINT = "pip install torch onnx onnxruntime (or pip install \"cyrnn[peers]\")"

@@ -1,0 +1,5 @@
+import sys
+
+from cyrnn.bench.cli import main
+
+sys.exit(main())
