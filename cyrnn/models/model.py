@@ -3,7 +3,7 @@ import functools
 
 import numpy as np
 
-from cyrnn import _cells, _engine, _parallel, _pool, _validation
+from cyrnn import _cells, _engine, _packing, _parallel, _pool, _validation
 from cyrnn.models.convert import _GATES
 
 # The notebook's keys of each cell's gate weights (the output head is the model's).
@@ -114,8 +114,12 @@ class Model:
                              f"{self.n_x}, the input size of the model")
         x = np.asarray(x, self.dtype)
         n_x, m, T = x.shape
+        packing = None
         if lengths is not None:
+            # checked and packed once for every layer and direction
             lengths = _validation.check_lengths(lengths, m, T)
+            if not (lengths == T).all():
+                packing = _packing.packing(lengths, T)
         states = self.num_layers * self.directions
         a0s = self._initial(initial_state, "a", states, m)
         c0s = self._initial(initial_state, "c", states, m) if self.cell == "lstm" else None
@@ -131,7 +135,7 @@ class Model:
             # last layer's in the user's layout, the others' (without lengths)
             # time-major, which the next layer reads as it is (no layout change)
             # (from cyrnn's recycling pool: fresh pages would cost page faults)
-            if l == self.num_layers - 1 or lengths is not None:
+            if l == self.num_layers - 1 or packing is not None:
                 output = _pool.empty((D * n_a, m, T), self.dtype)
                 outs = [output[d * n_a:(d + 1) * n_a] for d in range(D)]
             else:
@@ -145,8 +149,8 @@ class Model:
                     k = l * self.directions + d
                     runs[d] = _engine._run_direction(
                         self.cell, layer_input, a0s[k], layer[d],
-                        c0=None if c0s is None else c0s[k], lengths=lengths, reverse=d == 1,
-                        cache=False, n_threads=per_direction, out=outs[d])
+                        c0=None if c0s is None else c0s[k], reverse=d == 1, cache=False,
+                        n_threads=per_direction, out=outs[d], packing=packing)
 
             if len(layer) == 2 and threads > 1 and \
                     self._macs(l) * m * T >= _PARALLEL_DIRECTIONS_MACS:
@@ -164,7 +168,7 @@ class Model:
             x = output
         if self.head is None:
             return x, final
-        from ._activations import softmax
+        from cyrnn._activations import softmax
         z = self.head["Wy"] @ x.reshape(D * n_a, m * T) + self.head["by"]
         y = softmax(z).reshape(-1, m, T)
         if lengths is not None:

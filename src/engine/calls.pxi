@@ -67,10 +67,10 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     # inference's time-major buffers serve this call only: rows padded apart
     cdef bint in_scratch = r.mode == RUN_IN_BUFFERS and not cache and not states_out
     cdef Py_ssize_t ld = scratch_ld(T * m, r.single) if (
-        in_scratch or r.mode == RUN_STATE_BUFFERS) else T * m
+        in_scratch or r.mode == RUN_STATE_BUFFERS and not states_out) else T * m
     G = A = C = X = None
     if r.mode == RUN_STATE_BUFFERS:
-        A = new_array(tn, n_a, ld)
+        A = out.transpose(0, 2, 1) if states_out else new_array(tn, n_a, ld)
         C = new_array(tn, n_a, ld) if info.spec.has_c else None
     elif in_scratch:
         G = new_array(tn, rows, ld)
@@ -96,7 +96,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     r.ld = ld
     r.keep_gates = cache
     if states_out and C is not None:
-        c = C.transpose(0, 2, 1)
+        c = C.reshape(n_a, T, m).transpose(0, 2, 1)
     return a, y, c, G, A, C, X, (keep, b)
 
 
@@ -183,10 +183,10 @@ cdef list ready_sequence_parameters(CellInfo info, int tn, x, a0, c0, parameters
 
 
 cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threads,
-                            bint reverse=False, lengths=None, out=None):
+                            bint reverse=False, lengths=None, out=None, packing=None):
     """(a, y, c, caches) of a sequence forward; c None for cells without one,
     caches None without `cache`; with `lengths`, caches (steps, x, lengths).
-    out: see _run_direction."""
+    out, packing: see _run_direction."""
     cdef int tn = float_typenum(x)
     if cache is not True and cache is not False:
         _validation.check_cache_flag(cache)
@@ -202,13 +202,18 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
     cdef Py_ssize_t m = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
     cdef Py_ssize_t T = cnp.PyArray_DIMS(<cnp.ndarray>x)[2]
     cdef Py_ssize_t n_a = cnp.PyArray_DIMS(<cnp.ndarray>a0)[0]
-    if lengths is not None:
+    if packing is None and lengths is not None:
         lengths = _validation.check_lengths(lengths, m, T)
         lengths.flags.writeable = False
         if not (lengths == T).all():
-            return packed_forward(info, tn, x, a0, c0, params, lengths, cache, threads, x_given,
-                                  parameters, reverse, _checked_out(out, tn, n_a, m, T, False))
-        # every column runs every step: the ordinary run, caches recording lengths
+            packing = _packing.packing(lengths, T)
+        # (else every column runs every step: the ordinary run, caches recording lengths)
+    if packing is not None:
+        if packing.order.shape[0] != m or packing.active.shape[0] != T:
+            raise ValueError(f"packing is for {packing.order.shape[0]} columns and "
+                             f"{packing.active.shape[0]} steps; x has {m} and {T}")
+        return packed_forward(info, tn, x, a0, c0, params, packing, cache, threads, x_given,
+                              parameters, reverse, _checked_out(out, tn, n_a, m, T, False))
     out = _checked_out(out, tn, n_a, m, T, not cache)
     if out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out) and \
             cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0] > 0:

@@ -1,7 +1,8 @@
-# ------------------------------------------------------------------ for the models to come
+# ------------------------------------------------------------------ model entries
+# One direction of a layer (cyrnn/models/), and its backward.
 
 def _run_direction(cell, x, a0, parameters, *, c0=None, lengths=None, reverse=False,
-                   cache=False, n_threads=1, out=None):
+                   cache=False, n_threads=1, out=None, packing=None):
     """A layer's direction: (a, y, c, caches) with the steps run from T-1 down to
     0 when `reverse` (its step caches then follow the reverse order: see
     _backward_direction); with lengths, reversed, column j runs from its step
@@ -13,10 +14,17 @@ def _run_direction(cell, x, a0, parameters, *, c0=None, lengths=None, reverse=Fa
     layout: e.g. one direction's rows of a layer's output), or, without lengths
     and caches, a transposed view of a C-contiguous (n_a, T, m) array, which the
     steps write directly (the time-major layout the next layer reads in place;
-    `c` then views the cell states likewise)."""
+    `c` then views the cell states likewise; run in RUN_STATE_BUFFERS: no
+    gates are kept).
+
+    packing: instead of lengths, their packed layout (cyrnn/_packing.py, of
+    lengths checked by the caller), built once for every layer and direction
+    of a model's call."""
     info = gru_info(parameters) if cell == "gru" else CELLS[cell]
+    if packing is not None and type(packing) is not _packing.Packing:
+        raise TypeError(f"packing must be a cyrnn._packing.Packing; got {type(packing).__name__}")
     return sequence_forward(info, x, a0, c0, parameters, cache, n_threads, reverse, lengths,
-                            out)
+                            out, packing)
 
 
 cdef object _checked_out(object out, int tn, Py_ssize_t n_a, Py_ssize_t m, Py_ssize_t T,

@@ -59,13 +59,12 @@ cdef void zero_padding(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t T,
 
 
 cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, c0, list params,
-                          lengths, bint cache, int threads, x_given, parameters,
+                          packing, bint cache, int threads, x_given, parameters,
                           bint reverse=False, out=None):
     """sequence_forward with variable lengths, on kernel-ready inputs: the
     columns sorted and packed (cyrnn/_packing.py), the driver on the packed
     buffers (RUN_IN_BUFFERS), then the outputs unpacked and the output head run."""
     cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2], n_a = a0.shape[0]
-    packing = _packing.packing(lengths, T)
     cdef Packed k = packed_view(packing)
     cdef Py_ssize_t P = packing.columns
     a0p = np.ascontiguousarray(a0[:, packing.order])
@@ -109,5 +108,5 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
         zero_padding(r.single, &k, r.n_y, T, r.y_out)
     if not cache:
         return a, y, c, None
-    return a, y, c, step_caches_of(info, G, A, C, a0, c0, X, x_given, parameters, lengths,
-                                   packing)
+    return a, y, c, step_caches_of(info, G, A, C, a0, c0, X, x_given, parameters,
+                                   packing.lengths, packing)

@@ -7,23 +7,24 @@
 #
 # | mode               | when                                       | buffers beyond the outputs          |
 # |--------------------|--------------------------------------------|-------------------------------------|
-# | RUN_IN_BUFFERS     | caches kept (not narrow and large); a      | G, A, C, X for all T steps: the     |
-# |                    | time-major `out`; variable lengths; the    | caches (rows T·m apart), or pooled  |
+# | RUN_IN_BUFFERS     | caches kept (not narrow and large);        | G, A, C, X for all T steps: the     |
+# |                    | variable lengths; the                      | caches (rows T·m apart), or pooled  |
 # |                    | cell functions; inference of wide batches  | scratch (rows scratch_ld apart);    |
 # |                    | whose scratch fits SCRATCH_BYTES (the RNN) | the blocks are windows of them      |
 # | RUN_COPIED_CACHES  | caches kept, narrow batch (rows under      | the caches; the blocks run in the   |
 # |                    | NARROW_ROW_BYTES per step), caches over    | workspace and are copied into them  |
 # |                    | COPIED_MIN_BYTES                           | whole                               |
-# | RUN_STATE_BUFFERS  | inference of wide batches whose states fit | time-major A (and C) only; blocks   |
-# |                    | SCRATCH_BYTES (gated cells; the RNN beyond | in the workspace stream their       |
-# |                    | its scratch), not split                    | states there                        |
+# | RUN_STATE_BUFFERS  | a time-major `out` (a model's inner        | time-major A (the `out`) and C      |
+# |                    | layers); inference of wide batches whose   | only; blocks in the workspace       |
+# |                    | states fit SCRATCH_BYTES (gated cells; the | stream their states there           |
+# |                    | RNN beyond its scratch), not split         |                                     |
 # | RUN_BLOCKS         | other inference (outputs under            | the workspace only: each block's    |
 # |                    | CACHED_OUTPUT_BYTES, narrow batches, too   | outputs go out block by block       |
 # |                    | large)                                     |                                     |
 #
 # The workspace (workspace_size) is one block of steps per thread, except in
-# RUN_IN_BUFFERS. Split runs (split.pxi) execute the in-buffers, copied-caches
-# and blocks modes by parts. The size rules and their measurements:
+# RUN_IN_BUFFERS. Split runs (split.pxi) execute every mode by parts (state
+# buffers only for a time-major `out`). The size rules and their measurements:
 # benchmarks/README.md, "memory modes".
 cdef enum RunMode:
     RUN_IN_BUFFERS = 0
@@ -82,8 +83,11 @@ cdef int choose_run_mode(const Forward* r, bint keep_caches, bint states_out) no
     cdef double item = item_size(r), columns = <double>r.T * r.m
     cdef bint narrow = r.m * item < NARROW_ROW_BYTES
     cdef double scratch, states, outputs
-    if states_out or r.offsets != NULL:
+    if r.offsets != NULL:
         return RUN_IN_BUFFERS
+    if states_out:
+        # the given time-major out is the state buffer: no gates kept
+        return RUN_STATE_BUFFERS
     if keep_caches:
         if (narrow and not uses_concat(&r.cell, &r.w, r.T)
                 and block_rows(r) * columns * item >= COPIED_MIN_BYTES):

@@ -14,7 +14,7 @@
 # copy_block). How a problem splits depends on its sizes and plan only, and
 # such problems always run split, with any number of threads (one runs every
 # part): the same bits whatever n_threads and with or without caches. Not with
-# variable lengths, nor in RUN_STATE_BUFFERS.
+# variable lengths.
 cdef extern from "cyrnn_phases.h" nogil:
     ctypedef struct cyrnn_tickets:
         pass
@@ -323,7 +323,9 @@ cdef void split_block_part(floating dummy, const Split* sp, const Walk* w, int k
         if r.mode == RUN_COPIED_CACHES:
             copy_block(r, w.tbb * m, G, A, C, X if sp.gather_x and r.X != NULL else NULL, ld,
                        w.p0 * m, u0, u0 + units, x0, x1)
-        if a_out != NULL and not r.gemm_only:
+        if r.mode == RUN_STATE_BUFFERS and not r.gemm_only:
+            stream_states_part(r, w, u0, units, A, C, ld)
+        elif a_out != NULL and not r.gemm_only:
             check_block("a", a_out + u0 * mT + w.p0, units, mT, (m - 1) * T + w.tbb, a_out,
                         n_a * mT, item)
             scatter_batch_major(units, m, w.tbb, A + u0 * ld, ld, m, a_out + u0 * mT + w.p0,
@@ -345,6 +347,22 @@ cdef void split_block_part(floating dummy, const Split* sp, const Walk* w, int k
         if c_out != NULL:
             scatter_batch_major(units, m, T, <floating*>sp.C + u0 * ld, ld, m,
                                 c_out + u0 * mT, mT, T)
+
+
+cdef inline void stream_states_part(const Forward* r, const Walk* w, Py_ssize_t u0,
+                                    Py_ssize_t units, const floating* A, const floating* C,
+                                    Py_ssize_t ldw) noexcept nogil:
+    """Units u0..u0+units-1 of a block's states (the workspace's, rows ldw apart)
+    into the time-major state buffers (RUN_STATE_BUFFERS: a time-major out)."""
+    cdef Py_ssize_t cols = w.tbb * r.m, at = u0 * r.ld + w.p0 * r.m
+    cdef size_t item = sizeof(floating)
+    check_block("A state buffer", <floating*>r.A + at, units, r.ld, cols, r.A, r.n_a * r.ld,
+                item)
+    stream_rows(units, cols, A + u0 * ldw, ldw, <floating*>r.A + at, r.ld)
+    if r.cell.has_c:
+        check_block("C state buffer", <floating*>r.C + at, units, r.ld, cols, r.C,
+                    r.n_a * r.ld, item)
+        stream_rows(units, cols, C + u0 * ldw, ldw, <floating*>r.C + at, r.ld)
 
 
 cdef void split_part(floating dummy, const Split* sp, const Walk* w, Py_ssize_t p) noexcept nogil:
