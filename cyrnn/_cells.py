@@ -1,7 +1,9 @@
 """The cells cyrnn runs, each described once.
 
-A description says what the engine (src/_engine.pyx) and the validating layer
-(cyrnn/_validation.py) need to know about a cell, and nothing here runs code:
+A description says what the engine (src/_engine.pyx, src/engine/) and the
+validating layer (cyrnn/_validation.py) need to know about a cell (the
+descriptions are data; `gru_variant` and `prepare` below read parameter dicts
+with them):
 
 - ``kind``: the engine's code for the cell (its step kernels, src/_cells.pxd);
 - ``gates``: row blocks of n_a rows in the stacked gate weights (the GEMMs
@@ -24,9 +26,10 @@ A description says what the engine (src/_engine.pyx) and the validating layer
 - ``step_cache``: the names in each step's cache tuple, ``gate_cache`` those of
   its activated gates.
 
-Adding a cell is one description here, its step (src/_cells.pxd: recurrent
-products and kernels; src/cyrnn_elementwise_impl.h) and its reference
-functions (cyrnn/reference.py).
+Adding a cell is one description here, its step (src/_cells.pxd: its spec,
+passes and kernels; src/cyrnn_elementwise_impl.h), its step-caches class
+(src/engine/caches.pxi) and its reference functions (cyrnn/reference/); no
+driver changes (src/README.md, "Adding a cell").
 """
 from typing import NamedTuple
 

@@ -143,3 +143,8 @@ def path_count(name):
     "state_buffer_runs" or "stacking_copies"."""
     from cyrnn import _engine
     return _engine._path_counts()[name]
+
+
+def check_gradient(analytic, numeric, what):
+    """An analytic gradient against its finite-difference estimate."""
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7, err_msg=what)

@@ -35,34 +35,35 @@ def problem(kind, n_x, n_a, n_y, m, T, seed=0, dtype=np.float64):
 
 # ---------------------------------------------------------------- reverse direction
 
-@settings(max_examples=30)
-@given(kind=st.sampled_from(["rnn", "lstm"]), n_x=st.integers(1, 4), n_a=st.integers(1, 5),
+@settings(max_examples=40)
+@given(kind=st.sampled_from(sorted(PARAMETERS)), n_x=st.integers(1, 4), n_a=st.integers(1, 5),
        m=st.integers(1, 70), T=st.integers(1, 20), seed=st.integers(0, 2**16))
 def test_reverse_direction_is_the_forward_pass_on_reversed_time(kind, n_x, n_a, m, T, seed):
     """Run backwards natively (no reversed copies of x), the engine must equal
-    the forward pass over x[..., ::-1], outputs reversed back; its gradients
-    likewise."""
+    the forward pass over x[..., ::-1] (the reference's), outputs reversed
+    back; its gradients likewise. Every cell."""
     x, a0, p, rng = problem(kind, n_x, n_a, 3, m, T, seed)
+    cell = kind.split("_")[0]
     c0 = rng.standard_normal(a0.shape) if kind == "lstm" else None
-    a, y, c, caches = _engine._run_direction(kind, x, a0, p, c0=c0, reverse=True, cache=True)
+    a, y, c, caches = _engine._run_direction(cell, x, a0, p, c0=c0, reverse=True, cache=True)
     flipped = np.ascontiguousarray(x[:, :, ::-1])
     if kind == "lstm":
         fa, fy, fc, fcaches = ref.lstm_forward(flipped, a0, p) if c0 is None else \
             cyrnn.lstm_forward(flipped, a0, p, c0=c0)
         assert_close(c, fc[:, :, ::-1])
     else:
-        fa, fy, fcaches = ref.rnn_forward(flipped, a0, p)
+        fa, fy, fcaches = getattr(ref, cell + "_forward")(flipped, a0, p)
     assert_close(a, fa[:, :, ::-1])
     assert_close(y, fy[:, :, ::-1])
     # the same bits without caches and on two threads
     for cache, threads in ((False, 1), (True, 2)):
-        again = _engine._run_direction(kind, x, a0, p, c0=c0, reverse=True, cache=cache,
+        again = _engine._run_direction(cell, x, a0, p, c0=c0, reverse=True, cache=cache,
                                        n_threads=threads)
         np.testing.assert_array_equal(again[0], a)
 
     da = rng.standard_normal(a.shape)
-    grads = _engine._backward_direction(kind, da, caches, reverse=True)
-    want = BACKWARD[kind](np.ascontiguousarray(da[:, :, ::-1]), fcaches)
+    grads = _engine._backward_direction(cell, da, caches, reverse=True)
+    want = getattr(ref, cell + "_backward")(np.ascontiguousarray(da[:, :, ::-1]), fcaches)
     assert list(grads) == list(want)
     for key in want:
         got = grads[key][:, :, ::-1] if key == "dx" else grads[key]

@@ -10,12 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cyrnn
-from problems import lstm_parameters, numerical_gradient, rnn_parameters, sequence
+from problems import (check_gradient, lstm_parameters, numerical_gradient, rnn_parameters,
+                      sequence)
 
-
-
-def check(analytic, numeric, what):
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7, err_msg=what)
 
 
 small = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3),
@@ -36,10 +33,10 @@ def test_rnn_backward_finite_differences(shape):
         return np.sum(da * a[:, :, :T_da])
 
     g = cyrnn.rnn_backward(da, cyrnn.rnn_forward(x, a0, p)[2])
-    check(g["dx"], numerical_gradient(loss, x)[:, :, :T_da], "dx")
-    check(g["da0"], numerical_gradient(loss, a0), "da0")
+    check_gradient(g["dx"], numerical_gradient(loss, x)[:, :, :T_da], "dx")
+    check_gradient(g["da0"], numerical_gradient(loss, a0), "da0")
     for key in ("Wax", "Waa", "ba"):
-        check(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
+        check_gradient(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
 
 
 @given(small, st.booleans())
@@ -57,10 +54,10 @@ def test_lstm_backward_finite_differences(shape, with_c0):
         return np.sum(da * a[:, :, :T_da])
 
     g = cyrnn.lstm_backward(da, cyrnn.lstm_forward(x, a0, p, c0=c0)[3])
-    check(g["dx"], numerical_gradient(loss, x)[:, :, :T_da], "dx")
-    check(g["da0"], numerical_gradient(loss, a0), "da0")
+    check_gradient(g["dx"], numerical_gradient(loss, x)[:, :, :T_da], "dx")
+    check_gradient(g["da0"], numerical_gradient(loss, a0), "da0")
     for key in ("Wf", "Wi", "Wc", "Wo", "bf", "bi", "bc", "bo"):
-        check(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
+        check_gradient(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -75,10 +72,10 @@ def test_rnn_cell_backward_finite_differences(seed):
         return np.sum(da_next * cyrnn.rnn_cell_forward(xt, a_prev, p)[0])
 
     g = cyrnn.rnn_cell_backward(da_next, cyrnn.rnn_cell_forward(xt, a_prev, p)[2])
-    check(g["dxt"], numerical_gradient(loss, xt), "dxt")
-    check(g["da_prev"], numerical_gradient(loss, a_prev), "da_prev")
+    check_gradient(g["dxt"], numerical_gradient(loss, xt), "dxt")
+    check_gradient(g["da_prev"], numerical_gradient(loss, a_prev), "da_prev")
     for key in ("Wax", "Waa", "ba"):
-        check(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
+        check_gradient(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -96,8 +93,8 @@ def test_lstm_cell_backward_finite_differences(seed):
 
     cache = cyrnn.lstm_cell_forward(xt, a_prev, c_prev, p)[3]
     g = cyrnn.lstm_cell_backward(da_next, dc_next, cache)
-    check(g["dxt"], numerical_gradient(loss, xt), "dxt")
-    check(g["da_prev"], numerical_gradient(loss, a_prev), "da_prev")
-    check(g["dc_prev"], numerical_gradient(loss, c_prev), "dc_prev")
+    check_gradient(g["dxt"], numerical_gradient(loss, xt), "dxt")
+    check_gradient(g["da_prev"], numerical_gradient(loss, a_prev), "da_prev")
+    check_gradient(g["dc_prev"], numerical_gradient(loss, c_prev), "dc_prev")
     for key in ("Wf", "Wi", "Wc", "Wo", "bf", "bi", "bc", "bo"):
-        check(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
+        check_gradient(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)

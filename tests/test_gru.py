@@ -11,8 +11,8 @@ from hypothesis import given, settings, strategies as st
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import (assert_close, assert_same_gradients, engine_settings, fingerprint,
-                      gru_parameters, numerical_gradient, require_peer, sequence)
+from problems import (assert_close, assert_same_gradients, check_gradient, engine_settings,
+                      fingerprint, gru_parameters, numerical_gradient, require_peer, sequence)
 
 VARIANTS = {"reset_after": False, "reset_before": True}
 
@@ -113,10 +113,6 @@ def test_float32_gru_follows_the_float64_result(variant):
 
 # ---------------------------------------------------------------- finite differences
 
-def check(analytic, numeric, what):
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7, err_msg=what)
-
-
 small = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3),
                   st.integers(1, 4), st.integers(0, 2**32 - 1), st.booleans())
 
@@ -133,12 +129,12 @@ def test_gru_backward_finite_differences(shape):
         return np.sum(da * cyrnn.gru_forward(x, a0, p)[0][:, :, :T_da])
 
     g = cyrnn.gru_backward(da, cyrnn.gru_forward(x, a0, p)[2])
-    check(g["dx"], numerical_gradient(loss, x)[:, :, :T_da], "dx")
-    check(g["da0"], numerical_gradient(loss, a0), "da0")
+    check_gradient(g["dx"], numerical_gradient(loss, x)[:, :, :T_da], "dx")
+    check_gradient(g["da0"], numerical_gradient(loss, a0), "da0")
     keys = [k for k in p if k not in ("Wy", "by")]
     assert sorted(g) == sorted(["dx", "da0"] + ["d" + k for k in keys])
     for key in keys:
-        check(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
+        check_gradient(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
 
 
 @settings(max_examples=25)
@@ -153,11 +149,11 @@ def test_gru_cell_backward_finite_differences(shape):
         return np.sum(da * cyrnn.gru_cell_forward(xt, a0, p)[0])
 
     g = cyrnn.gru_cell_backward(da, cyrnn.gru_cell_forward(xt, a0, p)[2])
-    check(g["dxt"], numerical_gradient(loss, xt), "dxt")
-    check(g["da_prev"], numerical_gradient(loss, a0), "da_prev")
+    check_gradient(g["dxt"], numerical_gradient(loss, xt), "dxt")
+    check_gradient(g["da_prev"], numerical_gradient(loss, a0), "da_prev")
     for key in p:
         if key not in ("Wy", "by"):
-            check(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
+            check_gradient(g["d" + key], numerical_gradient(loss, p[key]), "d" + key)
 
 
 # ---------------------------------------------------------------- against PyTorch
@@ -257,25 +253,6 @@ def test_threads_caches_and_blocks_give_identical_bits(variant, dtype):
     for run in runs:
         np.testing.assert_array_equal(run[0], base[0])
         np.testing.assert_array_equal(run[1], base[1])
-
-
-@settings(max_examples=20)
-@given(reset_before=st.booleans(), n_x=st.integers(1, 4), n_a=st.integers(1, 5),
-       m=st.integers(1, 70), T=st.integers(1, 20), seed=st.integers(0, 2**16))
-def test_reverse_direction_is_the_forward_pass_on_reversed_time(reset_before, n_x, n_a, m, T,
-                                                                seed):
-    x, a0, p, rng = problem(n_x, n_a, 3, m, T, seed, reset_before)
-    a, y, _, caches = _engine._run_direction("gru", x, a0, p, reverse=True, cache=True)
-    fa, fy, fcaches = ref.gru_forward(np.ascontiguousarray(x[:, :, ::-1]), a0, p)
-    assert_close(a, fa[:, :, ::-1])
-    assert_close(y, fy[:, :, ::-1])
-    da = rng.standard_normal(a.shape)
-    grads = _engine._backward_direction("gru", da, caches, reverse=True)
-    want = ref.gru_backward(np.ascontiguousarray(da[:, :, ::-1]), fcaches)
-    assert list(grads) == list(want)
-    for key in want:
-        got = grads[key][:, :, ::-1] if key == "dx" else grads[key]
-        assert_close(got, want[key], rtol=1e-9, atol=1e-11)
 
 
 def test_variant_is_chosen_by_the_keys_and_both_sets_are_refused():

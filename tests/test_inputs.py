@@ -71,10 +71,14 @@ def compare(result, expected, layout=""):
             assert_close(result[key], value, what=f"{layout} {key}")
 
 
-@pytest.mark.parametrize("which", ["x", "a0", "Waa", "Wax", "Wya", "ba", "by"])
-def test_rnn_layouts(rnn, which):
-    x, a0, p = rnn
-    expected = all_rnn_calls(x, a0, p)
+@pytest.mark.parametrize("cell, which", [("rnn", w) for w in ("x", "a0", "Waa", "Wax", "Wya",
+                                                                 "ba", "by")]
+                         + [("lstm", w) for w in ("x", "a0", "Wf", "Wo", "bc", "Wy")])
+def test_layouts(request, cell, which):
+    """Every memory layout of each input gives the results of the C-contiguous one."""
+    x, a0, p = request.getfixturevalue(cell)
+    all_calls = all_rnn_calls if cell == "rnn" else all_lstm_calls
+    expected = all_calls(x, a0, p)
     target = {"x": x, "a0": a0}.get(which, p.get(which))
     for name, variant in layouts(target):
         args = {"x": x, "a0": a0, "p": dict(p)}
@@ -82,21 +86,7 @@ def test_rnn_layouts(rnn, which):
             args[which] = variant
         else:
             args["p"][which] = variant
-        compare(all_rnn_calls(args["x"], args["a0"], args["p"]), expected, name)
-
-
-@pytest.mark.parametrize("which", ["x", "a0", "Wf", "Wo", "bc", "Wy"])
-def test_lstm_layouts(lstm, which):
-    x, a0, p = lstm
-    expected = all_lstm_calls(x, a0, p)
-    target = {"x": x, "a0": a0}.get(which, p.get(which))
-    for name, variant in layouts(target):
-        args = {"x": x, "a0": a0, "p": dict(p)}
-        if which in ("x", "a0"):
-            args[which] = variant
-        else:
-            args["p"][which] = variant
-        compare(all_lstm_calls(args["x"], args["a0"], args["p"]), expected, name)
+        compare(all_calls(args["x"], args["a0"], args["p"]), expected, name)
 
 
 @pytest.mark.parametrize("m, T", [(8, 8), (9, 17), (17, 9), (1, 20), (20, 1)])
