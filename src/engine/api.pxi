@@ -51,9 +51,9 @@ def rnn_forward(x, a0, parameters, *, lengths=None, cache=True, n_threads=1):
         place) and nothing is allocated beyond the outputs and a workspace of
         one block of steps per thread (see "Memory" in the README).
     n_threads : int or None, keyword-only
-        Split the batch over this many native threads (None: all cores), each
-        running the whole sequence on its part with single-threaded BLAS.
-        Results do not depend on it, nor on `cache` (see src/_engine.pyx).
+        Run on this many native threads (None: all cores), BLAS on one
+        thread each: a wide batch in column chunks, a narrow one each step
+        in parts. Results do not depend on it, nor on `cache`.
 
     Returns
     -------
@@ -142,30 +142,17 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None, cache=True, n_thre
 
     Parameters
     ----------
-    x : array, shape (n_x, m, T_x)
-        Inputs, time last (any memory layout, see `rnn_forward`).
-    a0 : array, shape (n_a, m)
-        Initial hidden state.
+    x, a0, lengths, cache, n_threads
+        As for `rnn_forward` (with lengths, c is 0 after a column's end).
     parameters : dict
         As for `lstm_cell_forward`.
     c0 : array, shape (n_a, m), optional, keyword-only
         Initial cell state; zeros (the notebook's choice) when omitted.
-    lengths : array of int, shape (m,), optional, keyword-only
-        Variable-length batch, see `rnn_forward` (c is 0 after a column's end).
-    cache : bool, keyword-only
-        False for inference: no caches (``None`` in their place), nothing
-        allocated beyond the outputs and a workspace of one block of steps per
-        thread.
-    n_threads : int or None, keyword-only
-        Split the batch over this many native threads (None: all cores); results
-        do not depend on it (see `rnn_forward`).
 
     Returns
     -------
-    a : ndarray, shape (n_a, m, T_x)
-        Hidden states of every step.
-    y : ndarray, shape (n_y, m, T_x)
-        Predictions of every step.
+    a, y
+        As for `rnn_forward`.
     c : ndarray, shape (n_a, m, T_x)
         Cell states of every step.
     caches : tuple or None
@@ -197,16 +184,10 @@ def lstm_cell_backward(da_next, dc_next, cache):
 
 
 def lstm_backward(da, caches):
-    """Backpropagation through time for the LSTM.
-
-    Parameters
-    ----------
-    da : array, shape (n_a, m, T)
-        Upstream gradients of the hidden states. T may be smaller than the
-        number of forward steps; then steps ``0 .. T-1`` are used.
-    caches : tuple
-        ``(steps, x)`` from `lstm_forward` (cyrnn's or `cyrnn.reference`'s).
-        The weights are read from the parameters the caches hold.
+    """Backpropagation through time for the LSTM: `da` and `caches` as for
+    `rnn_backward`, the caches from `lstm_forward` (cyrnn's or
+    `cyrnn.reference`'s); the cell states' gradient starts at zero after the
+    last step.
 
     Returns
     -------
@@ -261,26 +242,15 @@ def gru_forward(x, a0, parameters, *, lengths=None, cache=True, n_threads=1):
 
     Parameters
     ----------
-    x : array, shape (n_x, m, T_x)
-        Inputs, time last (any memory layout, see `rnn_forward`).
-    a0 : array, shape (n_a, m)
-        Initial hidden state.
+    x, a0, lengths, cache, n_threads
+        As for `rnn_forward`.
     parameters : dict
         As for `gru_cell_forward` (its keys choose the variant).
-    lengths : array of int, shape (m,), optional, keyword-only
-        Variable-length batch, see `rnn_forward`.
-    cache : bool, keyword-only
-        False for inference: no caches (``None`` in their place).
-    n_threads : int or None, keyword-only
-        Split the batch over this many native threads (None: all cores); results
-        do not depend on it (see `rnn_forward`).
 
     Returns
     -------
-    a : ndarray, shape (n_a, m, T_x)
-        Hidden states of every step.
-    y : ndarray, shape (n_y, m, T_x)
-        Predictions of every step.
+    a, y : ndarray, shape (n_a, m, T_x) and (n_y, m, T_x)
+        Hidden states and predictions of every step.
     caches : tuple or None
         ``(steps, x)``; ``steps[t]`` is step t's 7-tuple as from
         `gru_cell_forward`, made on access (see `GRUStepCaches`). None when
@@ -292,14 +262,8 @@ def gru_forward(x, a0, parameters, *, lengths=None, cache=True, n_threads=1):
 
 
 def gru_cell_backward(da_next, cache):
-    """Backward pass of one GRU step (without the output layer).
-
-    Parameters
-    ----------
-    da_next : array, shape (n_a, m)
-        Gradient of the loss with respect to this step's hidden state.
-    cache : tuple
-        The 7-tuple from `gru_cell_forward`.
+    """Backward pass of one GRU step (without the output layer): `da_next` as
+    for `rnn_cell_backward`, `cache` the 7-tuple from `gru_cell_forward`.
 
     Returns
     -------
@@ -320,12 +284,9 @@ def gru_backward(da, caches):
 
     Parameters
     ----------
-    da : array, shape (n_a, m, T)
-        Upstream gradients of the hidden states. T may be smaller than the
-        number of forward steps; then steps ``0 .. T-1`` are used.
-    caches : tuple
-        ``(steps, x)`` from `gru_forward` (cyrnn's or `cyrnn.reference`'s).
-        The weights are read from the parameters the caches hold.
+    da, caches
+        As for `rnn_backward`, the caches from `gru_forward` (cyrnn's or
+        `cyrnn.reference`'s).
 
     Returns
     -------

@@ -90,15 +90,38 @@ cdef inline Py_ssize_t scratch_ld(Py_ssize_t columns, bint single) noexcept nogi
     return lines * per_line
 
 
-cdef inline void carve_workspace(const Forward* r, Py_ssize_t ms, Py_ssize_t ld, bint gather_x,
-                                 floating* ws, floating** bufs) noexcept nogil:
-    """The blocks' buffers in a workspace: bufs = G, A, C, X, a_state, c_state."""
+cdef struct BlockBuffers:
+    # Where a run's blocks of steps live: the call's time-major buffers of all
+    # steps (RUN_IN_BUFFERS), or a workspace of one block, reused.
+    bint in_buffers
+    bint gather_x               # x is gathered into X (else read in place: X is x)
+    Py_ssize_t ld               # row stride of G, A, C (and of X when gathered)
+    void* G
+    void* A
+    void* C
+    void* X
+    void* a_state               # workspace: the states carried between blocks
+    void* c_state
+
+
+cdef inline void block_buffers(floating dummy, BlockBuffers* b, const Forward* r, Py_ssize_t ms,
+                               floating* ws) noexcept nogil:
+    """The buffers of r's blocks of ms columns: r's, or carved from workspace ws."""
     cdef Py_ssize_t n_a = r.n_a
-    bufs[0] = ws
-    bufs[1] = ws + r.cell.blocks * n_a * ld
-    bufs[2] = bufs[1] + (0 if r.cell.gates_are_state else n_a * ld)
-    bufs[3] = bufs[2] + (n_a * ld if r.cell.has_c else 0)
-    bufs[4] = bufs[3] + (r.n_x * ld if gather_x else 0)
-    bufs[5] = bufs[4] + n_a * ms
-    if r.cell.gates_are_state:
-        bufs[1] = bufs[0]
+    b.in_buffers = r.mode == RUN_IN_BUFFERS
+    b.gather_x = not r.x_time_major
+    b.ld = r.ld if b.in_buffers else block_ld(r, ms)
+    if b.in_buffers:
+        b.G, b.A, b.C, b.X = r.G, r.A, r.C, r.X
+        b.a_state = b.c_state = NULL
+    else:
+        b.G = ws
+        b.A = ws + r.cell.blocks * n_a * b.ld
+        b.C = <floating*>b.A + (0 if r.cell.gates_are_state else n_a * b.ld)
+        b.X = <floating*>b.C + (n_a * b.ld if r.cell.has_c else 0)
+        b.a_state = <floating*>b.X + (r.n_x * b.ld if b.gather_x else 0)
+        b.c_state = <floating*>b.a_state + n_a * ms
+        if r.cell.gates_are_state:
+            b.A = b.G
+    if not b.gather_x:
+        b.X = <void*>r.x

@@ -94,16 +94,10 @@ cdef struct Chunk:
     # One chunk's run: where its blocks live and where it stands.
     const Forward* r
     Py_ssize_t j0, j1, ms, tb       # its columns, their count, steps per block
-    bint in_buffers                 # blocks are windows of r's buffers (else the workspace)
-    bint packed, gather_x, concat
-    Py_ssize_t ld, step             # the blocks' row stride; columns from a step to the next
-    Py_ssize_t ldx, stepx, colx     # X's, and the chunk's first column there
-    void* G                         # the blocks' buffers (in buffers: r's)
-    void* A
-    void* C
-    void* X
-    void* a_state                   # workspace: the states carried between blocks
-    void* c_state
+    BlockBuffers buf                # where the blocks live
+    bint packed, concat
+    Py_ssize_t step                 # columns from a step to the next in the blocks
+    Py_ssize_t ldx, stepx, colx     # X's row stride and step, the chunk's first column there
     void* cat                       # concat = [a_prev; x] of a single step
     void* ws
     Py_ssize_t ws_len
@@ -121,27 +115,18 @@ cdef struct Chunk:
 
 cdef inline void chunk_init(floating dummy, Chunk* c, const Forward* r, Py_ssize_t j0,
                             Py_ssize_t j1, floating* ws) noexcept nogil:
-    cdef floating* bufs[6]
     cdef Py_ssize_t ms = j1 - j0, m = r.m
     cdef size_t scratch_len = plan_scratch(r, ms)
     c.r, c.j0, c.j1, c.ms, c.tb = r, j0, j1, ms, block_steps(r, ms)
-    c.in_buffers = r.mode == RUN_IN_BUFFERS
-    c.packed, c.gather_x = r.offsets != NULL, not r.x_time_major
+    block_buffers(dummy, &c.buf, r, ms, ws)
+    c.packed = r.offsets != NULL
     c.concat = uses_concat(&r.cell, &r.w, r.T) and r.offsets == NULL
     c.ws, c.ws_len = ws, workspace_size(r, ms)
-    c.ld = r.ld if c.in_buffers else block_ld(r, ms)
-    c.step = m if c.in_buffers else ms
-    if c.in_buffers:
-        c.G, c.A, c.C, c.X = r.G, r.A, r.C, r.X
-        c.a_state = c.c_state = NULL
+    c.step = m if c.buf.in_buffers else ms
+    if not c.buf.gather_x:
+        c.ldx, c.stepx, c.colx = r.T * m, m, j0
     else:
-        carve_workspace(r, ms, c.ld, c.gather_x, ws, bufs)
-        c.G, c.A, c.C, c.X, c.a_state, c.c_state = bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], \
-            bufs[5]
-    if not c.gather_x:
-        c.X, c.ldx, c.stepx, c.colx = <void*>r.x, r.T * m, m, j0
-    else:
-        c.ldx, c.stepx, c.colx = c.ld, c.step, j0 if c.in_buffers else 0
+        c.ldx, c.stepx, c.colx = c.buf.ld, c.step, j0 if c.buf.in_buffers else 0
     # the workspace's end: the plan's scratch, then concat
     c.cat = ws + c.ws_len - (r.n_a + r.n_x) * ms if c.concat else NULL
     c.product = product_of(r.plan, ws + (c.ws_len - (r.n_a + r.n_x) * ms * c.concat
@@ -156,20 +141,20 @@ cdef inline void check_chunk_block(floating dummy, const Chunk* c) noexcept nogi
     cdef const Forward* r = c.r
     cdef size_t item = sizeof(floating)
     cdef Py_ssize_t rows = r.cell.blocks * r.n_a, mT = r.m * r.T
-    cdef const void* G_buf = r.G if c.in_buffers else c.ws
-    cdef const void* A_buf = r.A if c.in_buffers else c.ws
-    cdef const void* C_buf = r.C if c.in_buffers else c.ws
-    cdef const void* X_buf = r.x if not c.gather_x else (r.X if c.in_buffers else c.ws)
-    cdef Py_ssize_t G_len = rows * c.ld if c.in_buffers else c.ws_len
-    cdef Py_ssize_t A_len = r.n_a * c.ld if c.in_buffers else c.ws_len
-    cdef Py_ssize_t X_len = r.n_x * mT if not c.gather_x else (r.n_x * c.ld if c.in_buffers
+    cdef const void* G_buf = r.G if c.buf.in_buffers else c.ws
+    cdef const void* A_buf = r.A if c.buf.in_buffers else c.ws
+    cdef const void* C_buf = r.C if c.buf.in_buffers else c.ws
+    cdef const void* X_buf = r.x if not c.buf.gather_x else (r.X if c.buf.in_buffers else c.ws)
+    cdef Py_ssize_t G_len = rows * c.buf.ld if c.buf.in_buffers else c.ws_len
+    cdef Py_ssize_t A_len = r.n_a * c.buf.ld if c.buf.in_buffers else c.ws_len
+    cdef Py_ssize_t X_len = r.n_x * mT if not c.buf.gather_x else (r.n_x * c.buf.ld if c.buf.in_buffers
                                                                  else c.ws_len)
     check_block("X block", c.Xb, r.n_x, c.ldx,
                 c.span if c.packed else (c.tbb - 1) * c.stepx + c.ms, X_buf, X_len, item)
-    check_block("G block", c.Gb, rows, c.ld, c.span, G_buf, G_len, item)
-    check_block("A block", c.Ab, r.n_a, c.ld, c.span, A_buf, A_len, item)
+    check_block("G block", c.Gb, rows, c.buf.ld, c.span, G_buf, G_len, item)
+    check_block("A block", c.Ab, r.n_a, c.buf.ld, c.span, A_buf, A_len, item)
     if r.cell.has_c:
-        check_block("C block", c.Cb, r.n_a, c.ld, c.span, C_buf, A_len, item)
+        check_block("C block", c.Cb, r.n_a, c.buf.ld, c.span, C_buf, A_len, item)
 
 
 cdef inline void block_init(floating dummy, Chunk* c) noexcept nogil:
@@ -178,12 +163,12 @@ cdef inline void block_init(floating dummy, Chunk* c) noexcept nogil:
     cdef Py_ssize_t j0 = c.j0, last, base
     c.tbb = min(c.tb, r.T - c.s)
     c.p0 = r.T - c.s - c.tbb if r.reverse else c.s      # its first step, in time
-    base = column(r, c.p0, j0) if c.in_buffers else 0
-    c.Gb = <floating*>c.G + base
-    c.Ab = <floating*>c.A + base
-    c.Cb = <floating*>c.C + base if r.cell.has_c else NULL
-    c.Xb = <floating*>c.X + (column(r, c.p0, j0) if c.packed else
-                             c.p0 * c.stepx + c.colx if (c.in_buffers or not c.gather_x)
+    base = column(r, c.p0, j0) if c.buf.in_buffers else 0
+    c.Gb = <floating*>c.buf.G + base
+    c.Ab = <floating*>c.buf.A + base
+    c.Cb = <floating*>c.buf.C + base if r.cell.has_c else NULL
+    c.Xb = <floating*>c.buf.X + (column(r, c.p0, j0) if c.packed else
+                             c.p0 * c.stepx + c.colx if (c.buf.in_buffers or not c.buf.gather_x)
                              else 0)
     # its columns: its steps one after another (packed: as wide as they run, up
     # to the last step where the chunk has a column running)
@@ -191,7 +176,7 @@ cdef inline void block_init(floating dummy, Chunk* c) noexcept nogil:
     while c.packed and last > c.p0 and running(r.active, last, j0, c.j1) == 0:
         last -= 1
     c.span = (column(r, last, j0) - column(r, c.p0, j0) + running(r.active, last, j0, c.j1)
-              if c.in_buffers else (c.tbb - 1) * c.step + c.ms)
+              if c.buf.in_buffers else (c.tbb - 1) * c.step + c.ms)
     check_chunk_block(dummy, c)
 
 
@@ -209,7 +194,7 @@ cdef inline void block_inputs(floating dummy, Chunk* c) noexcept nogil:
     cdef floating* Xb = <floating*>c.Xb
     cdef floating* cat = <floating*>c.cat
     cdef int q
-    if c.gather_x and not c.in_buffers and not r.gemm_only:
+    if c.buf.gather_x and not c.buf.in_buffers and not r.gemm_only:
         gather_time_major(n_x, ms, c.tbb, <const floating*>r.x + c.j0 * r.sx1 + c.p0 * r.sx2,
                           r.sx0, r.sx1, r.sx2, Xb, c.ldx, c.stepx)
     if c.concat:
@@ -219,16 +204,16 @@ cdef inline void block_inputs(floating dummy, Chunk* c) noexcept nogil:
         for q in range(r.w.blocks):
             gemm(False, False, r.w.block_rows, ms, n_a + n_x, <floating>1,
                  <const floating*>r.w.Wa[q], r.w.ldwa[q], cat, ms, <floating>0,
-                 Gb + q * r.w.block_rows * c.ld, c.ld)
+                 Gb + q * r.w.block_rows * c.buf.ld, c.buf.ld)
     elif ms == r.m:
         # the block's steps are contiguous columns: one GEMM
-        project_inputs(&r.cell, &r.w, n_a, n_x, c.span, Xb, c.ldx, Gb, c.ld)
+        project_inputs(&r.cell, &r.w, n_a, n_x, c.span, Xb, c.ldx, Gb, c.buf.ld)
     else:
         for tt in range(c.tbb):
             width = running(r.active, c.p0 + tt, c.j0, c.j1)
             off = step_offset(c, tt)
             project_inputs(&r.cell, &r.w, n_a, n_x, width,
-                           Xb + (off if c.packed else tt * c.stepx), c.ldx, Gb + off, c.ld)
+                           Xb + (off if c.packed else tt * c.stepx), c.ldx, Gb + off, c.buf.ld)
 
 
 cdef inline void block_steps_run(floating dummy, Chunk* c) noexcept nogil:
@@ -255,22 +240,22 @@ cdef inline void block_steps_run(floating dummy, Chunk* c) noexcept nogil:
         # packed and reversed, columns start at their own last step, from a0, c0
         start = c.started if c.packed and r.reverse else 0
         if start > 0:
-            step_forward(cell, &r.w, &c.product, n_a, start, Gb + off, c.ld, b, a_prev,
+            step_forward(cell, &r.w, &c.product, n_a, start, Gb + off, c.buf.ld, b, a_prev,
                          c.ld_ap, c_prev, c.ld_cp, Cb + off if cell.has_c else NULL, Ab + off,
                          not c.concat, not r.gemm_only, r.keep_gates)
         if width > start and start > 0:
-            step_forward(cell, &r.w, &c.product, n_a, width - start, Gb + off + start, c.ld, b,
+            step_forward(cell, &r.w, &c.product, n_a, width - start, Gb + off + start, c.buf.ld, b,
                          a0 + start, r.m, c0 + start if c0 != NULL else NULL, r.m,
                          Cb + off + start if cell.has_c else NULL, Ab + off + start,
                          not c.concat, not r.gemm_only, r.keep_gates)
         elif width > start:
-            step_forward(cell, &r.w, &c.product, n_a, width, Gb + off, c.ld, b, a_prev,
+            step_forward(cell, &r.w, &c.product, n_a, width, Gb + off, c.buf.ld, b, a_prev,
                          c.ld_ap, c_prev, c.ld_cp, Cb + off if cell.has_c else NULL, Ab + off,
                          not c.concat, not r.gemm_only, r.keep_gates)
         c.started = width
-        a_prev, c.ld_ap = Ab + off, c.ld
+        a_prev, c.ld_ap = Ab + off, c.buf.ld
         if cell.has_c:
-            c_prev, c.ld_cp = Cb + off, c.ld
+            c_prev, c.ld_cp = Cb + off, c.buf.ld
     c.a_prev, c.c_prev = a_prev, c_prev
 
 
@@ -281,28 +266,28 @@ cdef inline void block_finish(floating dummy, Chunk* c) noexcept nogil:
     cdef Py_ssize_t n_a = r.n_a, m = r.m, T = r.T, ms = c.ms
     cdef floating* a_out = <floating*>r.a_out + c.j0 * T if r.a_out != NULL else NULL
     if r.mode == RUN_COPIED_CACHES:
-        copy_block(r, c.tbb * m, <floating*>c.G, <floating*>c.A, <floating*>c.C,
-                   <floating*>c.X if c.gather_x and r.X != NULL else NULL, c.ld, c.p0 * m, 0,
+        copy_block(r, c.tbb * m, <floating*>c.buf.G, <floating*>c.buf.A, <floating*>c.buf.C,
+                   <floating*>c.buf.X if c.buf.gather_x and r.X != NULL else NULL, c.buf.ld, c.p0 * m, 0,
                    n_a, 0, r.n_x)
     if r.mode == RUN_STATE_BUFFERS:
-        stream_block_states(r, c.tbb, ms, c.j0, c.p0, <floating*>c.Ab, <floating*>c.Cb, c.ld)
-    elif not c.in_buffers:
+        stream_block_states(r, c.tbb, ms, c.j0, c.p0, <floating*>c.Ab, <floating*>c.Cb, c.buf.ld)
+    elif not c.buf.in_buffers:
         check_block("a", a_out + c.p0, n_a, m * T, (ms - 1) * T + c.tbb, r.a_out, n_a * m * T,
                     sizeof(floating))
         if not r.gemm_only:
-            scatter_batch_major(n_a, ms, c.tbb, <floating*>c.Ab, c.ld, c.step, a_out + c.p0,
+            scatter_batch_major(n_a, ms, c.tbb, <floating*>c.Ab, c.buf.ld, c.step, a_out + c.p0,
                                 m * T, T)
             if r.c_out != NULL:
-                scatter_batch_major(n_a, ms, c.tbb, <floating*>c.Cb, c.ld, c.step,
+                scatter_batch_major(n_a, ms, c.tbb, <floating*>c.Cb, c.buf.ld, c.step,
                                     <floating*>r.c_out + c.j0 * T + c.p0, m * T, T)
-    if not c.in_buffers and c.s + c.tbb < T:
+    if not c.buf.in_buffers and c.s + c.tbb < T:
         # the next block overwrites the workspace: carry the states out of it
-        check_block("states", c.a_state, 2 * n_a, ms, ms, c.ws, c.ws_len, sizeof(floating))
-        copy_rows(n_a, ms, <const floating*>c.a_prev, c.ld, <floating*>c.a_state, ms)
-        c.a_prev, c.ld_ap = c.a_state, ms
+        check_block("states", c.buf.a_state, 2 * n_a, ms, ms, c.ws, c.ws_len, sizeof(floating))
+        copy_rows(n_a, ms, <const floating*>c.a_prev, c.buf.ld, <floating*>c.buf.a_state, ms)
+        c.a_prev, c.ld_ap = c.buf.a_state, ms
         if r.cell.has_c:
-            copy_rows(n_a, ms, <const floating*>c.c_prev, c.ld, <floating*>c.c_state, ms)
-            c.c_prev, c.ld_cp = c.c_state, ms
+            copy_rows(n_a, ms, <const floating*>c.c_prev, c.buf.ld, <floating*>c.buf.c_state, ms)
+            c.c_prev, c.ld_cp = c.buf.c_state, ms
 
 
 cdef inline void states_out_whole(floating dummy, const Forward* r, Py_ssize_t j0,
@@ -332,13 +317,13 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
     """Run columns j0..j1-1 over all steps; ws: workspace_size() elements."""
     cdef Chunk c
     chunk_init(dummy, &c, r, j0, j1, ws)
-    if c.gather_x and c.in_buffers and not r.gemm_only and not c.packed:
+    if c.buf.gather_x and c.buf.in_buffers and not r.gemm_only and not c.packed:
         # all steps into X at once: whole 64-byte lines of x (blocks of steps
         # would read the lines at their edges twice)
-        check_block("X", <floating*>c.X + j0, r.n_x, c.ld, (r.T - 1) * r.m + c.ms, r.X,
-                    r.n_x * c.ld, sizeof(floating))
+        check_block("X", <floating*>c.buf.X + j0, r.n_x, c.buf.ld, (r.T - 1) * r.m + c.ms, r.X,
+                    r.n_x * c.buf.ld, sizeof(floating))
         gather_time_major(r.n_x, c.ms, r.T, <const floating*>r.x + j0 * r.sx1, r.sx0, r.sx1,
-                          r.sx2, <floating*>c.X + j0, c.ld, r.m)
+                          r.sx2, <floating*>c.buf.X + j0, c.buf.ld, r.m)
     c.s = 0
     while c.s < r.T:
         block_init(dummy, &c)
@@ -346,7 +331,7 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
         block_steps_run(dummy, &c)
         block_finish(dummy, &c)
         c.s += c.tbb
-    if ((c.in_buffers or r.mode == RUN_STATE_BUFFERS) and not r.gemm_only
+    if ((c.buf.in_buffers or r.mode == RUN_STATE_BUFFERS) and not r.gemm_only
             and not c.packed):
         states_out_whole(dummy, r, j0, c.ms)
     if r.a_out != NULL:

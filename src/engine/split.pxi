@@ -56,14 +56,9 @@ cdef struct Split:
     Py_ssize_t units, unit_parts, proj_rows, proj_parts, tb
     int passes                  # a step's passes (src/_cells.pxd step_passes)
     Py_ssize_t gemm_parts[2]    # not fused: each pass's row blocks
-    bint in_buffers, gather_x, gather_blocks
-    Py_ssize_t ld, ldx          # row strides of the blocks' buffers and of X
-    void* G                     # the blocks' buffers (in buffers: r's)
-    void* A
-    void* C
-    void* X
-    void* a_state               # workspace: the states carried between blocks
-    void* c_state
+    BlockBuffers buf            # where the blocks live
+    bint gather_blocks          # gather x block by block (into the workspace)
+    Py_ssize_t ldx              # X's row stride
     void* ws
     Py_ssize_t ws_len
 
@@ -81,7 +76,7 @@ cdef inline Py_ssize_t step_phases(const Split* sp) noexcept nogil:
 
 
 cdef inline Py_ssize_t block_phases(const Split* sp, Py_ssize_t tbb) noexcept nogil:
-    return sp.gather_blocks + 1 + tbb * step_phases(sp) + (0 if sp.in_buffers else 1)
+    return sp.gather_blocks + 1 + tbb * step_phases(sp) + (0 if sp.buf.in_buffers else 1)
 
 
 cdef inline void walk_block(const Split* sp, Walk* w) noexcept nogil:
@@ -90,7 +85,7 @@ cdef inline void walk_block(const Split* sp, Walk* w) noexcept nogil:
 
 
 cdef inline void walk_start(const Split* sp, Walk* w) noexcept nogil:
-    w.start, w.s, w.k = 0, 0, -1 if sp.in_buffers else 0
+    w.start, w.s, w.k = 0, 0, -1 if sp.buf.in_buffers else 0
     walk_block(sp, w)
 
 
@@ -150,7 +145,6 @@ cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws,
                      int threads) noexcept nogil:
     """Lay out a split run of r (runs_split(r)) in workspace ws, for threads."""
     global split_run_count
-    cdef floating* bufs[6]
     cdef Py_ssize_t m = r.m, n_a = r.n_a, rows = r.cell.gates * r.n_a
     cdef Walk w
     cdef int pass_, q0, q1
@@ -172,23 +166,12 @@ cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws,
     sp.proj_rows = r.cell.gates * sp.R if aligned else sp.R
     sp.proj_parts = (rows + sp.proj_rows - 1) // sp.proj_rows
     sp.tb = block_steps(r, m)
-    sp.in_buffers = r.mode == RUN_IN_BUFFERS
-    sp.gather_x = not r.x_time_major
-    sp.gather_blocks = sp.gather_x and not sp.in_buffers
-    sp.ld = r.ld if sp.in_buffers else block_ld(r, m)
-    sp.ldx = sp.ld if sp.gather_x else r.T * m
-    sp.a_state = sp.c_state = NULL
-    if sp.in_buffers:
-        sp.G, sp.A, sp.C, sp.X = r.G, r.A, r.C, r.X
-    else:
-        carve_workspace(r, m, sp.ld, sp.gather_x, ws, bufs)
-        sp.G, sp.A, sp.C, sp.X = bufs[0], bufs[1], bufs[2], bufs[3]
-        sp.a_state, sp.c_state = bufs[4], bufs[5]
-    if not sp.gather_x:
-        sp.X = <void*>r.x
+    block_buffers(dummy, &sp.buf, r, m, ws)
+    sp.gather_blocks = sp.buf.gather_x and not sp.buf.in_buffers
+    sp.ldx = sp.buf.ld if sp.buf.gather_x else r.T * m
     # the tickets: every phase's parts (the end: the phase after the last)
     walk_start(sp, &w)
-    while not (w.s >= r.T and (w.k > 0 or not sp.in_buffers)):
+    while not (w.s >= r.T and (w.k > 0 or not sp.buf.in_buffers)):
         walk_next(sp, &w)
     sp.total = w.start
     cyrnn_tickets_init(&sp.tickets)
@@ -199,25 +182,25 @@ cdef inline void step_inputs(floating dummy, const Split* sp, const Walk* w, Py_
                              const floating** c_prev, Py_ssize_t* ld_cp) noexcept nogil:
     """The states step i of w's block (in processing order) starts from."""
     cdef const Forward* r = sp.r
-    cdef Py_ssize_t m = r.m, col = w.p0 * m if sp.in_buffers else 0, tt, prev
+    cdef Py_ssize_t m = r.m, col = w.p0 * m if sp.buf.in_buffers else 0, tt, prev
     cdef bint has_c = r.cell.has_c
     if i > 0:       # the step before, in the block
         tt = w.tbb - 1 - i if r.reverse else i
         prev = tt + 1 if r.reverse else tt - 1
-        a_prev[0] = <const floating*>sp.A + col + prev * m
-        c_prev[0] = <const floating*>sp.C + col + prev * m if has_c else NULL
-        ld_ap[0] = ld_cp[0] = sp.ld
+        a_prev[0] = <const floating*>sp.buf.A + col + prev * m
+        c_prev[0] = <const floating*>sp.buf.C + col + prev * m if has_c else NULL
+        ld_ap[0] = ld_cp[0] = sp.buf.ld
     elif w.s == 0:
         a_prev[0], c_prev[0] = <const floating*>r.a0, <const floating*>r.c0
         ld_ap[0] = ld_cp[0] = m
-    elif sp.in_buffers:     # the block before's last step
+    elif sp.buf.in_buffers:     # the block before's last step
         prev = w.p0 + w.tbb if r.reverse else w.p0 - 1
-        a_prev[0] = <const floating*>sp.A + prev * m
-        c_prev[0] = <const floating*>sp.C + prev * m if has_c else NULL
-        ld_ap[0] = ld_cp[0] = sp.ld
+        a_prev[0] = <const floating*>sp.buf.A + prev * m
+        c_prev[0] = <const floating*>sp.buf.C + prev * m if has_c else NULL
+        ld_ap[0] = ld_cp[0] = sp.buf.ld
     else:           # carried out of the workspace
-        a_prev[0] = <const floating*>sp.a_state
-        c_prev[0] = <const floating*>sp.c_state if has_c else NULL
+        a_prev[0] = <const floating*>sp.buf.a_state
+        c_prev[0] = <const floating*>sp.buf.c_state if has_c else NULL
         ld_ap[0] = ld_cp[0] = m
 
 
@@ -232,12 +215,12 @@ cdef void split_step(floating dummy, const Split* sp, const Walk* w, int kind, P
     """Part p of a step phase: step i of w's block (processing order), pass pass_."""
     cdef const Forward* r = sp.r
     cdef const CellSpec* cell = &r.cell
-    cdef Py_ssize_t n_a = r.n_a, m = r.m, ld = sp.ld, gs = r.n_a * sp.ld
+    cdef Py_ssize_t n_a = r.n_a, m = r.m, ld = sp.buf.ld, gs = r.n_a * sp.buf.ld
     cdef Py_ssize_t tt = w.tbb - 1 - i if r.reverse else i
-    cdef Py_ssize_t col = (w.p0 * m if sp.in_buffers else 0) + tt * m, u0, units, r0, nr
-    cdef floating* G = <floating*>sp.G + col
-    cdef floating* A = <floating*>sp.A + col
-    cdef floating* C = <floating*>sp.C + col if cell.has_c else NULL
+    cdef Py_ssize_t col = (w.p0 * m if sp.buf.in_buffers else 0) + tt * m, u0, units, r0, nr
+    cdef floating* G = <floating*>sp.buf.G + col
+    cdef floating* A = <floating*>sp.buf.A + col
+    cdef floating* C = <floating*>sp.buf.C + col if cell.has_c else NULL
     cdef const floating* b = <const floating*>r.b
     cdef const floating* a_prev
     cdef const floating* c_prev
@@ -276,36 +259,36 @@ cdef inline void check_split_step(floating dummy, const Split* sp, const floatin
     cdef const Forward* r = sp.r
     cdef size_t item = sizeof(floating)
     cdef Py_ssize_t n_a = r.n_a, m = r.m
-    check_block("G step", G, r.cell.blocks * n_a, sp.ld, m, r.G if sp.in_buffers else sp.ws,
-                r.cell.blocks * n_a * sp.ld if sp.in_buffers else sp.ws_len, item)
-    check_block("A step", A, n_a, sp.ld, m, r.A if sp.in_buffers else sp.ws,
-                n_a * sp.ld if sp.in_buffers else sp.ws_len, item)
+    check_block("G step", G, r.cell.blocks * n_a, sp.buf.ld, m, r.G if sp.buf.in_buffers else sp.ws,
+                r.cell.blocks * n_a * sp.buf.ld if sp.buf.in_buffers else sp.ws_len, item)
+    check_block("A step", A, n_a, sp.buf.ld, m, r.A if sp.buf.in_buffers else sp.ws,
+                n_a * sp.buf.ld if sp.buf.in_buffers else sp.ws_len, item)
     if C != NULL:
-        check_block("C step", C, n_a, sp.ld, m, r.C if sp.in_buffers else sp.ws,
-                    n_a * sp.ld if sp.in_buffers else sp.ws_len, item)
+        check_block("C step", C, n_a, sp.buf.ld, m, r.C if sp.buf.in_buffers else sp.ws,
+                    n_a * sp.buf.ld if sp.buf.in_buffers else sp.ws_len, item)
 
 
 cdef void split_block_part(floating dummy, const Split* sp, const Walk* w, int kind,
                            Py_ssize_t p) noexcept nogil:
     """Part p of a gather, projection, finish or scatter phase."""
     cdef const Forward* r = sp.r
-    cdef Py_ssize_t n_a = r.n_a, n_x = r.n_x, m = r.m, T = r.T, mT = r.m * r.T, ld = sp.ld
+    cdef Py_ssize_t n_a = r.n_a, n_x = r.n_x, m = r.m, T = r.T, mT = r.m * r.T, ld = sp.buf.ld
     cdef Py_ssize_t u0, units, r0, tt
     cdef Py_ssize_t x0 = n_x * p // sp.unit_parts, x1 = n_x * (p + 1) // sp.unit_parts
-    cdef Py_ssize_t col = w.p0 * m if sp.in_buffers else 0     # the block's first column
-    cdef floating* G = <floating*>sp.G + col
-    cdef floating* A = <floating*>sp.A + col
-    cdef floating* C = <floating*>sp.C + col if r.cell.has_c else NULL
-    cdef floating* X = <floating*>sp.X
+    cdef Py_ssize_t col = w.p0 * m if sp.buf.in_buffers else 0     # the block's first column
+    cdef floating* G = <floating*>sp.buf.G + col
+    cdef floating* A = <floating*>sp.buf.A + col
+    cdef floating* C = <floating*>sp.buf.C + col if r.cell.has_c else NULL
+    cdef floating* X = <floating*>sp.buf.X
     cdef const floating* x = <const floating*>r.x
     cdef floating* a_out = <floating*>r.a_out
     cdef floating* c_out = <floating*>r.c_out
     cdef size_t item = sizeof(floating)
-    cdef const void* X_buf = r.x if not sp.gather_x else (r.X if sp.in_buffers else sp.ws)
-    cdef Py_ssize_t X_len = n_x * mT if not sp.gather_x else (n_x * ld if sp.in_buffers
+    cdef const void* X_buf = r.x if not sp.buf.gather_x else (r.X if sp.buf.in_buffers else sp.ws)
+    cdef Py_ssize_t X_len = n_x * mT if not sp.buf.gather_x else (n_x * ld if sp.buf.in_buffers
                                                                else sp.ws_len)
     part_units(sp, p, &u0, &units)
-    if kind == PHASE_GATHER_ALL and sp.gather_x and not r.gemm_only:
+    if kind == PHASE_GATHER_ALL and sp.buf.gather_x and not r.gemm_only:
         check_block("X", X + x0 * ld, x1 - x0, ld, mT, X_buf, X_len, item)
         gather_time_major(x1 - x0, m, T, x + x0 * r.sx0, r.sx0, r.sx1, r.sx2, X + x0 * ld, ld, m)
     elif kind == PHASE_GATHER and not r.gemm_only:
@@ -313,7 +296,7 @@ cdef void split_block_part(floating dummy, const Split* sp, const Walk* w, int k
         gather_time_major(x1 - x0, m, w.tbb, x + x0 * r.sx0 + w.p0 * r.sx2, r.sx0, r.sx1,
                           r.sx2, X + x0 * ld, ld, m)
     elif kind == PHASE_PROJECT:
-        X += w.p0 * m if sp.in_buffers or not sp.gather_x else 0
+        X += w.p0 * m if sp.buf.in_buffers or not sp.buf.gather_x else 0
         r0 = p * sp.proj_rows
         check_block("X block", X, n_x, sp.ldx, w.tbb * m, X_buf, X_len, item)
         project_rows(r.cell.x_split, r.cell.x_dest, &r.w, r0,
@@ -321,7 +304,7 @@ cdef void split_block_part(floating dummy, const Split* sp, const Walk* w, int k
                      sp.ldx, G, ld)
     elif kind == PHASE_FINISH:
         if r.mode == RUN_COPIED_CACHES:
-            copy_block(r, w.tbb * m, G, A, C, X if sp.gather_x and r.X != NULL else NULL, ld,
+            copy_block(r, w.tbb * m, G, A, C, X if sp.buf.gather_x and r.X != NULL else NULL, ld,
                        w.p0 * m, u0, u0 + units, x0, x1)
         if r.mode == RUN_STATE_BUFFERS and not r.gemm_only:
             stream_states_part(r, w, u0, units, A, C, ld)
@@ -336,16 +319,16 @@ cdef void split_block_part(floating dummy, const Split* sp, const Walk* w, int k
         if w.s + w.tbb < T:
             # the next block overwrites the workspace: carry the states out of it
             tt = 0 if r.reverse else w.tbb - 1
-            copy_rows(units, m, A + tt * m + u0 * ld, ld, <floating*>sp.a_state + u0 * m, m)
+            copy_rows(units, m, A + tt * m + u0 * ld, ld, <floating*>sp.buf.a_state + u0 * m, m)
             if r.cell.has_c:
-                copy_rows(units, m, C + tt * m + u0 * ld, ld, <floating*>sp.c_state + u0 * m,
+                copy_rows(units, m, C + tt * m + u0 * ld, ld, <floating*>sp.buf.c_state + u0 * m,
                           m)
     elif kind == PHASE_SCATTER_ALL and not r.gemm_only:
         if a_out != NULL:
-            scatter_batch_major(units, m, T, <floating*>sp.A + u0 * ld, ld, m, a_out + u0 * mT,
+            scatter_batch_major(units, m, T, <floating*>sp.buf.A + u0 * ld, ld, m, a_out + u0 * mT,
                                 mT, T)
         if c_out != NULL:
-            scatter_batch_major(units, m, T, <floating*>sp.C + u0 * ld, ld, m,
+            scatter_batch_major(units, m, T, <floating*>sp.buf.C + u0 * ld, ld, m,
                                 c_out + u0 * mT, mT, T)
 
 
