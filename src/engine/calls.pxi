@@ -53,7 +53,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     cdef cnp.ndarray Wy = params[info.wy_index]
     cdef bint states_out = out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)
     cdef bint time_major = is_time_major_view(x)
-    r[0] = new_forward(info, tn, n_x, n_a, cnp.PyArray_DIMS(Wy)[0], m, T)
+    init_forward(r, info, tn, n_x, n_a, cnp.PyArray_DIMS(Wy)[0], m, T)
     keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
     r.reverse, r.x_time_major = reverse, time_major
     r.plan = forward_plan(r)

@@ -30,7 +30,8 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     n_a = cnp.PyArray_DIMS(<cnp.ndarray>a_prev)[0]
     cdef Py_ssize_t rows = info.spec.gates * n_a, width = n_a + n_x, q
     cdef cnp.ndarray Wy = params[info.wy_index]
-    cdef Forward r = new_forward(info, tn, n_x, n_a, Wy.shape[0], m, 1)
+    cdef Forward r
+    init_forward(&r, info, tn, n_x, n_a, Wy.shape[0], m, 1)
     keep, b = gate_weights(info, params, tn, n_x, n_a, rows * width <= STACK_LIMIT, &r.w)
     rows = info.spec.blocks * n_a
     a = new_array(tn, n_a, m)
@@ -48,9 +49,9 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     cdef int status
     if holds_gil_worth_releasing(<double>m * (rows * width + r.n_y * n_a)):
         with nogil:
-            status = forward_chunks(&r, 0, n_chunks(m), NULL)
+            status = run_one_step(&r)
     else:
-        status = forward_chunks(&r, 0, n_chunks(m), NULL)
+        status = run_one_step(&r)
     if status != 0:
         raise MemoryError("could not allocate the workspace")
     if info.spec.gates_are_state:
@@ -59,3 +60,32 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     for q in info.gate_blocks:
         gates.append(block_view(G, q * n_a * m, n_a, m))
     return a, c, y, tuple(gates)
+
+
+cdef enum:
+    STEP_STACK_ELEMENTS = 1024      # a cell call's concat on the stack up to this size
+
+
+cdef int run_one_step(const Forward* r) noexcept nogil:
+    """A cell call: one chunk's step at once (forward_step), or the chunks."""
+    cdef size_t need = workspace_size(r, r.m)
+    cdef double stack[STEP_STACK_ELEMENTS]
+    cdef void* ws = <void*>stack
+    cdef unsigned int csr
+    cdef int status = 0
+    if n_chunks(r.m) > 1:
+        return forward_chunks(r, 0, n_chunks(r.m), NULL)
+    if need > STEP_STACK_ELEMENTS:
+        ws = malloc(need * item_size(r))
+        if ws == NULL:
+            return -1
+    csr = cyrnn_ftz_begin()
+    probe_gil()
+    if r.single:
+        status = forward_step[float](0, r, <float*>ws)
+    else:
+        status = forward_step[double](0, r, <double*>ws)
+    cyrnn_ftz_end(csr)
+    if ws != <void*>stack:
+        free(ws)
+    return status

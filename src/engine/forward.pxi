@@ -45,17 +45,15 @@ cdef struct Forward:
     const Py_ssize_t* bounds
 
 
-cdef Forward new_forward(CellInfo info, int tn, Py_ssize_t n_x, Py_ssize_t n_a, Py_ssize_t n_y,
-                         Py_ssize_t m, Py_ssize_t T) noexcept:
-    """A Forward with its sizes filled in and every pointer and option off."""
-    cdef Forward r
-    memset(&r, 0, sizeof(Forward))
+cdef void init_forward(Forward* r, CellInfo info, int tn, Py_ssize_t n_x, Py_ssize_t n_a,
+                       Py_ssize_t n_y, Py_ssize_t m, Py_ssize_t T) noexcept:
+    """r with its sizes filled in and every pointer and option off."""
+    memset(r, 0, sizeof(Forward))
     r.cell = info.spec
     r.n_x, r.n_a, r.n_y, r.m, r.T = n_x, n_a, n_y, m, T
     r.single = tn == cnp.NPY_FLOAT
     r.plan = PLAN_DIRECT
     r.mode = RUN_IN_BUFFERS
-    return r
 
 
 cdef inline Py_ssize_t column(const Forward* r, Py_ssize_t t, Py_ssize_t j0) noexcept nogil:
@@ -193,18 +191,12 @@ cdef inline void block_inputs(floating dummy, Chunk* c) noexcept nogil:
     cdef floating* Gb = <floating*>c.Gb
     cdef floating* Xb = <floating*>c.Xb
     cdef floating* cat = <floating*>c.cat
-    cdef int q
     if c.buf.gather_x and not c.buf.in_buffers and not r.gemm_only:
         gather_time_major(n_x, ms, c.tbb, <const floating*>r.x + c.j0 * r.sx1 + c.p0 * r.sx2,
                           r.sx0, r.sx1, r.sx2, Xb, c.ldx, c.stepx)
     if c.concat:
-        # G = W @ [a_prev; x], one GEMM per row block (T = 1)
-        copy_rows(n_a, ms, <const floating*>c.a_prev, c.ld_ap, cat, ms)
-        copy_rows(n_x, ms, Xb, c.ldx, cat + n_a * ms, ms)
-        for q in range(r.w.blocks):
-            gemm(False, False, r.w.block_rows, ms, n_a + n_x, <floating>1,
-                 <const floating*>r.w.Wa[q], r.w.ldwa[q], cat, ms, <floating>0,
-                 Gb + q * r.w.block_rows * c.buf.ld, c.buf.ld)
+        concat_product(dummy, r, ms, <const floating*>c.a_prev, c.ld_ap, Xb, c.ldx, cat, Gb,
+                       c.buf.ld)
     elif ms == r.m:
         # the block's steps are contiguous columns: one GEMM
         project_inputs(&r.cell, &r.w, n_a, n_x, c.span, Xb, c.ldx, Gb, c.buf.ld)
@@ -214,6 +206,21 @@ cdef inline void block_inputs(floating dummy, Chunk* c) noexcept nogil:
             off = step_offset(c, tt)
             project_inputs(&r.cell, &r.w, n_a, n_x, width,
                            Xb + (off if c.packed else tt * c.stepx), c.ldx, Gb + off, c.buf.ld)
+
+
+cdef inline void concat_product(floating dummy, const Forward* r, Py_ssize_t ms,
+                                const floating* a_prev, Py_ssize_t ld_ap, const floating* X,
+                                Py_ssize_t ldx, floating* cat, floating* G,
+                                Py_ssize_t ld) noexcept nogil:
+    """A single step's whole product G = W @ [a_prev; x] (T = 1): one GEMM per
+    row block on the concatenation, copied into cat ((n_a + n_x)·ms)."""
+    cdef int q
+    copy_rows(r.n_a, ms, a_prev, ld_ap, cat, ms)
+    copy_rows(r.n_x, ms, X, ldx, cat + r.n_a * ms, ms)
+    for q in range(r.w.blocks):
+        gemm(False, False, r.w.block_rows, ms, r.n_a + r.n_x, <floating>1,
+             <const floating*>r.w.Wa[q], r.w.ldwa[q], cat, ms, <floating>0,
+             G + q * r.w.block_rows * ld, ld)
 
 
 cdef inline void block_steps_run(floating dummy, Chunk* c) noexcept nogil:
@@ -296,14 +303,14 @@ cdef inline void states_out_whole(floating dummy, const Forward* r, Py_ssize_t j
     the outputs, whole rows at a time."""
     cdef Py_ssize_t n_a = r.n_a, m = r.m, T = r.T
     cdef size_t item = sizeof(floating)
-    if r.a_out != NULL:
+    if r.a_out != NULL and r.a_out != r.A:     # (one step: the output is A itself)
         check_block("A rows", <floating*>r.A + j0, n_a, r.ld, (T - 1) * m + ms, r.A,
                     n_a * r.ld, item)
         check_block("a", <floating*>r.a_out + j0 * T, n_a, m * T, ms * T, r.a_out, n_a * m * T,
                     item)
         scatter_batch_major(n_a, ms, T, <floating*>r.A + j0, r.ld, m,
                             <floating*>r.a_out + j0 * T, m * T, T)
-    if r.c_out != NULL:
+    if r.c_out != NULL and r.c_out != r.C:
         check_block("C rows", <floating*>r.C + j0, n_a, r.ld, (T - 1) * m + ms, r.C,
                     n_a * r.ld, item)
         check_block("c", <floating*>r.c_out + j0 * T, n_a, m * T, ms * T, r.c_out,
@@ -336,6 +343,26 @@ cdef int forward_chunk(floating dummy, const Forward* r, Py_ssize_t j0, Py_ssize
         states_out_whole(dummy, r, j0, c.ms)
     if r.a_out != NULL:
         output_head(r, j0, c.ms, <floating*>r.a_out + j0 * r.T)
+    return 0
+
+
+cdef int forward_step(floating dummy, const Forward* r, floating* ws) noexcept nogil:
+    """T = 1 in r's own buffers (rows m apart, x read in place), all m columns
+    at once: the cell functions' step without the blocks' bookkeeping, the same
+    calls as forward_chunk's. ws: workspace_size(r, m) elements."""
+    cdef Product p = product_of(PLAN_DIRECT, NULL)
+    cdef bint concat = uses_concat(&r.cell, &r.w, 1)
+    cdef Py_ssize_t m = r.m
+    cdef const floating* x = <const floating*>r.x
+    cdef floating* G = <floating*>r.G
+    if concat:
+        concat_product(dummy, r, m, <const floating*>r.a0, m, x, m, ws, G, m)
+    else:
+        project_inputs(&r.cell, &r.w, r.n_a, r.n_x, m, x, m, G, m)
+    step_forward(&r.cell, &r.w, &p, r.n_a, m, G, m, <const floating*>r.b,
+                 <const floating*>r.a0, m, <const floating*>r.c0, m, <floating*>r.C,
+                 <floating*>r.A, not concat, not r.gemm_only, r.keep_gates)
+    output_head(r, 0, m, <const floating*>r.a_out)
     return 0
 
 

@@ -74,7 +74,8 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     A = G if info.spec.gates_are_state else new_array(tn, n_a, P)
     C = new_array(tn, n_a, P) if info.spec.has_c else None
     cdef cnp.ndarray Wy = params[info.wy_index]
-    cdef Forward r = new_forward(info, tn, n_x, n_a, Wy.shape[0], m, T)
+    cdef Forward r
+    init_forward(&r, info, tn, n_x, n_a, Wy.shape[0], m, T)
     a = new_array(tn, n_a, m, T) if out is None else out
     c = new_array(tn, n_a, m, T) if info.spec.has_c else None
     y = new_array(tn, r.n_y, m, T)
