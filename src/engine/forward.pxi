@@ -438,39 +438,50 @@ cdef void run_head(const Forward* r) noexcept nogil:
         output_head[double](r, 0, r.m, <const double*>r.a_out)
 
 
+cdef int forward_range(floating dummy, const Forward* r, Py_ssize_t first, Py_ssize_t last,
+                       floating* ws) noexcept nogil:
+    """Chunks first..last-1 of r (a split run when r runs split)."""
+    cdef Py_ssize_t n = n_chunks(r.m), k, j0, j1
+    cdef Split sp
+    cdef int status = 0
+    if runs_split(r) and first < last:
+        split_init(dummy, &sp, r, ws, 1)
+        split_work(&sp)
+        cyrnn_wait_done(&sp.tickets, sp.total)
+        if r.a_out != NULL:
+            output_head(r, 0, r.m, <const floating*>r.a_out)
+        return 0
+    for k in range(first, last):
+        if r.bounds != NULL:
+            j0, j1 = r.bounds[k], r.bounds[k + 1]
+        else:
+            j0, j1 = chunk_start(r.m, k, n), chunk_start(r.m, k + 1, n)
+        status = forward_chunk(dummy, r, j0, j1, ws)
+        if status != 0:
+            break
+    return status
+
+
 cdef int forward_chunks(const Forward* r, Py_ssize_t first, Py_ssize_t last,
                         void* ws) noexcept nogil:
     """Chunks first..last-1 of r, with one workspace of chunk_workspace()
     elements (NULL: none needed, or allocate one here; -1 when that fails).
-    Callers pass a pooled one: fresh pages cost page faults."""
-    cdef Py_ssize_t n = n_chunks(r.m), k, j0, j1
+    Callers pass a pooled one: fresh pages cost page faults. The forward's
+    entry from Python and from threads: its one dtype dispatch."""
     cdef unsigned int csr = cyrnn_ftz_begin()
     cdef int status = 0
     cdef void* own = NULL
     cdef size_t need = chunk_workspace(r)
-    cdef Split sp
     probe_gil()
     if ws == NULL and need > 0:
         ws = own = malloc(need * item_size(r))
         if ws == NULL:
             cyrnn_ftz_end(csr)
             return -1
-    if runs_split(r) and first < last:
-        split_run(&sp, r, ws)
-        if r.a_out != NULL:
-            run_head(r)
-        first = last
-    for k in range(first, last):
-        if r.bounds != NULL:
-            j0, j1 = r.bounds[k], r.bounds[k + 1]
-        else:
-            j0, j1 = chunk_start(r.m, k, n), chunk_start(r.m, k + 1, n)
-        if r.single:
-            status = forward_chunk[float](0, r, j0, j1, <float*>ws)
-        else:
-            status = forward_chunk[double](0, r, j0, j1, <double*>ws)
-        if status != 0:
-            break
+    if r.single:
+        status = forward_range[float](0, r, first, last, <float*>ws)
+    else:
+        status = forward_range[double](0, r, first, last, <double*>ws)
     free(own)
     cyrnn_ftz_end(csr)
     return status

@@ -379,13 +379,3 @@ cdef void split_work(Split* sp) noexcept nogil:
             split_part[double](0, sp, &w, k - w.start)
         cyrnn_ticket_done(&sp.tickets)
     cyrnn_ftz_end(csr)
-
-
-cdef void split_run(Split* sp, const Forward* r, void* ws) noexcept nogil:
-    """A split run of r on the calling thread alone."""
-    if r.single:
-        split_init[float](0, sp, r, <float*>ws, 1)
-    else:
-        split_init[double](0, sp, r, <double*>ws, 1)
-    split_work(sp)
-    cyrnn_wait_done(&sp.tickets, sp.total)
