@@ -595,9 +595,9 @@ static void SFX(transpose_columns)(ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t step, p
 enum { SFX(STREAM_MIN_BYTES) = 8 << 20, SFX(STAGE) = (120 << 10) / sizeof(REAL) };
 
 /* dst rows (ldd apart) <- src rows (lds apart), cols elements each, with
- * non-temporal stores where there are any: the destination (the caches of a
- * staged forward block, see src/_engine.pyx) is not read again soon, and
- * ordinary stores would first read each of its cache lines. */
+ * non-temporal stores where there are any: the destination (the caches a
+ * block is copied into, the state buffers: src/engine/modes.pxi) is not read
+ * again soon, and ordinary stores would first read each of its cache lines. */
 static void SFX(stream_rows)(ptrdiff_t rows, ptrdiff_t cols, const REAL *CYRNN_RESTRICT src,
                              ptrdiff_t lds, REAL *CYRNN_RESTRICT dst, ptrdiff_t ldd)
 {
