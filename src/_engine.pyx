@@ -19,8 +19,9 @@ because the drivers call each other per block and per step, as C functions
 generic over float and double.
 """
 cimport numpy as cnp
-from cpython.dict cimport PyDict_GetItem
-from cpython.ref cimport PyObject
+from cpython.dict cimport PyDict_GetItemWithError
+from cpython.ref cimport PyObject, Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cython cimport floating
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset

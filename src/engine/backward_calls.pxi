@@ -34,8 +34,8 @@ cdef dict run_backward(CellInfo info, int tn, bint cell_call, cnp.ndarray da, ob
     cdef Py_ssize_t rows = info.spec.gates * n_a, width = n_a + n_x, q
     cdef Backward rb
     cdef Backward* r = &rb if into is None else &into.r
-    keep, _ = gate_weights(info, params, tn, n_x, n_a,
-                           not cell_call or rows * width <= STACK_LIMIT, &r.w, False)
+    keep = gate_weights(info, params, tn, n_x, n_a, not cell_call or rows * width <= STACK_LIMIT,
+                        &r.w, NULL)
     dG = dA = None
     cdef Py_ssize_t P
     cdef Packed k

@@ -54,7 +54,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     cdef bint states_out = out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)
     cdef bint time_major = is_time_major_view(x)
     init_forward(r, info, tn, n_x, n_a, cnp.PyArray_DIMS(Wy)[0], m, T)
-    keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
+    keep = gate_weights(info, params, tn, n_x, n_a, True, &r.w, &r.b)
     r.reverse, r.x_time_major = reverse, time_major
     r.plan = forward_plan(r)
     r.mode = choose_run_mode(r, cache, states_out) if mode == MODE_CHOOSE else mode
@@ -87,7 +87,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
         X = x.transpose(0, 2, 1) if time_major else new_array(tn, n_x, T, m)
     r.x = data(x)
     r.sx0, r.sx1, r.sx2 = elem_stride(x, 0), elem_stride(x, 1), elem_stride(x, 2)
-    r.a0, r.c0, r.b = data(a0), data(c0), data(b)
+    r.a0, r.c0 = data(a0), data(c0)
     r.Wy, r.by = data(Wy), data(params[info.by_index])
     r.a_out = NULL if states_out else <void*>data(a)
     r.c_out, r.y_out = <void*>data(c), <void*>data(y)
@@ -97,7 +97,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     r.keep_gates = cache
     if states_out and C is not None:
         c = C.reshape(n_a, T, m).transpose(0, 2, 1)
-    return a, y, c, G, A, C, X, (keep, b)
+    return a, y, c, G, A, C, X, keep
 
 
 cdef object pooled_workspace(const Forward* r):

@@ -32,7 +32,10 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     cdef cnp.ndarray Wy = params[info.wy_index]
     cdef Forward r
     init_forward(&r, info, tn, n_x, n_a, Wy.shape[0], m, 1)
-    keep, b = gate_weights(info, params, tn, n_x, n_a, rows * width <= STACK_LIMIT, &r.w)
+    # small cells' stacked weights and bias on the stack, not in new arrays
+    cdef double stacked[STEP_STACK_ELEMENTS]
+    keep = gate_weights(info, params, tn, n_x, n_a, rows * width <= STACK_LIMIT, &r.w, &r.b,
+                        <char*>stacked, sizeof(stacked))
     rows = info.spec.blocks * n_a
     a = new_array(tn, n_a, m)
     y = new_array(tn, r.n_y, m)
@@ -41,7 +44,7 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
     # T = 1 (RUN_IN_BUFFERS, plan direct: the concat GEMM or one product): the
     # outputs are the time-major buffers themselves, xt is read in place
     r.x, r.x_time_major, r.sx0, r.sx1, r.sx2 = data(xt), True, m, 1, m
-    r.a0, r.c0, r.b = data(a_prev), data(c_prev), data(b)
+    r.a0, r.c0 = data(a_prev), data(c_prev)
     r.Wy, r.by = data(Wy), data(params[info.by_index])
     r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
     r.G, r.A, r.C = <void*>data(G), <void*>data(a), <void*>data(c)
@@ -56,14 +59,17 @@ cdef tuple cell_forward(CellInfo info, xt, a_prev, c_prev, parameters):
         raise MemoryError("could not allocate the workspace")
     if info.spec.gates_are_state:
         return a, c, y, ()
-    cdef list gates = []
-    for q in info.gate_blocks:
-        gates.append(block_view(G, q * n_a * m, n_a, m))
-    return a, c, y, tuple(gates)
+    cdef tuple gates = PyTuple_New(info.n_gate_cache)
+    for q in range(info.n_gate_cache):
+        view = block_view(G, info.gate_block[q] * n_a * m, n_a, m)
+        Py_INCREF(view)
+        PyTuple_SET_ITEM(gates, q, view)
+    return a, c, y, gates
 
 
 cdef enum:
-    STEP_STACK_ELEMENTS = 1024      # a cell call's concat on the stack up to this size
+    # a cell call's concat, stacked weights and bias on the stack up to this size
+    STEP_STACK_ELEMENTS = 1024
 
 
 cdef int run_one_step(const Forward* r) noexcept nogil:

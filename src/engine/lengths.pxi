@@ -80,9 +80,9 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     c = new_array(tn, n_a, m, T) if info.spec.has_c else None
     y = new_array(tn, r.n_y, m, T)
     bounds = _packing.balanced_bounds(packing, n_chunks(m))
-    keep, b = gate_weights(info, params, tn, n_x, n_a, True, &r.w)
+    keep = gate_weights(info, params, tn, n_x, n_a, True, &r.w, &r.b)
     r.x = data(X)
-    r.a0, r.c0, r.b = data(a0p), data(c0p), data(b)
+    r.a0, r.c0 = data(a0p), data(c0p)
     r.by = data(params[info.by_index])      # (Wy: the head runs below)
     r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
     r.G, r.A, r.C, r.X = <void*>data(G), <void*>data(A), <void*>data(C), <void*>data(X)
@@ -98,7 +98,7 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     cdef Py_ssize_t s0 = elem_stride(x, 0), s1 = elem_stride(x, 1), s2 = elem_stride(x, 2)
     with nogil:
         pack_into(r.single, &k, n_x, T, xp, s0, s1, s2, r.X, P)
-    run_forward(&r, (X, a0p, c0p, params, keep, b, packing, bounds, a, y, G, A, C), threads,
+    run_forward(&r, (X, a0p, c0p, params, keep, packing, bounds, a, y, G, A, C), threads,
                 n_a * m * T if threads == 1 else 0)
     r.Wy = data(Wy)
     with nogil:

@@ -37,6 +37,15 @@ cdef class CellInfo:
     cdef int extra_block        # G's block the step cache does not hold (-1: none)
     cdef tuple dW_keys, db_keys
     cdef tuple stack            # per gate row block: (key,) or (hidden-state key, input key)
+    cdef int x_weight, a_weight, first_bias     # weights apart (not on concat): their indices
+    # the same as C arrays: per gate row block, its key (the hidden-state one
+    # of a pair) and the pair's input key (-1: none); the biases' keys; the
+    # step cache's gates' G blocks
+    cdef int weight_key[4]
+    cdef int weight_pair[4]
+    cdef int bias_key[4]
+    cdef int gate_block[4]
+    cdef int n_gate_cache
 
     def __init__(self, cell):
         self.cell = cell
@@ -70,6 +79,17 @@ cdef class CellInfo:
         self.stack = tuple((e,) if isinstance(e, str) else tuple(e) for e in cell.gate_weights)
         self.weight_index = tuple(tuple(self.keys.index(k) for k in e) for e in self.stack)
         self.bias_index = tuple(self.keys.index(k) for k in cell.gate_biases)
+        self.first_bias = self.bias_index[0]
+        assert len(self.weight_index) <= 4 and len(self.bias_index) <= 4
+        for q, e in enumerate(self.weight_index):
+            self.weight_key[q], self.weight_pair[q] = e[0], (e[1] if len(e) > 1 else -1)
+        for q, k in enumerate(self.bias_index):
+            self.bias_key[q] = k
+        self.n_gate_cache = len(self.gate_blocks)
+        for q, k in enumerate(self.gate_blocks):
+            self.gate_block[q] = k
+        if not cell.weights_on_concat:
+            (self.x_weight,), (self.a_weight,) = self.weight_index
         self.wy_index, self.by_index = self.keys.index(cell.head[0]), self.keys.index(cell.head[1])
 
 
@@ -90,7 +110,7 @@ cdef list fast_parameters(CellInfo info, object parameters, int tn, Py_ssize_t n
     for q in range(info.n_keys):
         if backward and not info.for_backward[q]:
             continue
-        item = PyDict_GetItem(<dict>parameters, info.keys[q])
+        item = PyDict_GetItemWithError(<dict>parameters, info.keys[q])
         if item == NULL or not ready(<object>item, tn, 2, dims[info.rows[q]],
                                      dims[info.cols[q]]):
             return None
@@ -138,84 +158,107 @@ cdef bint already_stacked(CellInfo info, list params, Py_ssize_t n_a, Py_ssize_t
     the kernel-ready checks guarantee) and gate q's starts where gate q-1's ends:
     then together they are the stacked (gates·n_a, width) matrix, every byte of
     it inside one of the arrays."""
-    cdef Py_ssize_t q
+    cdef int q
     cdef char* start
     for q in range(info.spec.gates):
-        if len(info.weight_index[q]) != 1:
+        if info.weight_pair[q] >= 0:
             return False
-    start = <char*>cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_index[0][0]])
+    start = <char*>cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_key[0]])
     for q in range(1, info.spec.gates):
-        if <char*>cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_index[q][0]]) != \
+        if <char*>cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_key[q]]) != \
                 start + q * n_a * width * item:
             return False
     return True
 
 
-cdef tuple gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_ssize_t n_a,
-                        bint stack, GateWeights* w, bint need_bias=True):
-    """Fill w from the parameters; return (keep-alive objects, stacked bias b
-    (None unless need_bias)).
+cdef char* carve(size_t nbytes, char** scratch, size_t* left) noexcept:
+    """nbytes of the caller's scratch (moved past them), or NULL when they do not fit."""
+    cdef char* p = scratch[0]
+    nbytes = (nbytes + 63) & ~(<size_t>63)
+    if p == NULL or nbytes > left[0]:
+        return NULL
+    scratch[0] += nbytes
+    left[0] -= nbytes
+    return p
+
+
+cdef object gate_weights(CellInfo info, list params, int tn, Py_ssize_t n_x, Py_ssize_t n_a,
+                         bint stack, GateWeights* w, const void** bias, char* scratch=NULL,
+                         size_t scratch_bytes=0):
+    """Fill w and (unless `bias` is NULL) bias[0], the stacked gate bias, from
+    the parameters; return what must stay alive while they are read (None, or
+    the arrays of the copies made).
 
     Weights on [a_prev; x] are stacked into one (gates·n_a, n_a + n_x) matrix
     when `stack`, else used in place as one row block per gate (a gate given
-    as two matrices, hidden-state and input, is read from both)."""
-    cdef Py_ssize_t width = n_a + n_x, gates = info.spec.gates, q, i
+    as two matrices, hidden-state and input, is read from both). Copies go to
+    `scratch` (scratch_bytes long, element-aligned: a cell call's stack) while
+    they fit, else to new arrays."""
+    cdef Py_ssize_t width = n_a + n_x, gates = info.spec.gates, i
+    cdef int q
     cdef size_t item = 4 if tn == cnp.NPY_FLOAT else 8
-    cdef cnp.ndarray W, b, Wq, Wa, Wx
+    cdef cnp.ndarray W
     cdef char* row
+    cdef char* Wa
+    cdef char* Wx
+    cdef char* b
+    keep = None
     w.on_concat = info.weights_on_concat
     if not info.weights_on_concat:
-        (ix,), (ia,) = info.weight_index
-        Wx, Wa = params[ix], params[ia]
         w.blocks, w.block_rows = 1, gates * n_a
-        w.Wx[0], w.ldwx[0], w.Wa[0], w.ldwa[0] = data(Wx), n_x, data(Wa), n_a
-        return (), params[info.bias_index[0]]
-    b = None
-    if need_bias:
-        b = new_array(tn, info.spec.bias_blocks * n_a, 1)
+        w.Wx[0], w.ldwx[0] = data(params[info.x_weight]), n_x
+        w.Wa[0], w.ldwa[0] = data(params[info.a_weight]), n_a
+        if bias != NULL:
+            bias[0] = data(params[info.first_bias])
+        return None
+    if bias != NULL:
+        b = carve(info.spec.bias_blocks * n_a * item, &scratch, &scratch_bytes)
+        if b == NULL:
+            keep = new_array(tn, info.spec.bias_blocks * n_a, 1)
+            b = <char*>cnp.PyArray_DATA(<cnp.ndarray>keep)
         for q in range(info.spec.bias_blocks):
-            memcpy(<char*>cnp.PyArray_DATA(b) + q * n_a * item,
-                   cnp.PyArray_DATA(<cnp.ndarray>params[info.bias_index[q]]), n_a * item)
-    if stack and already_stacked(info, params, n_a, width, item):
+            memcpy(b + q * n_a * item,
+                   cnp.PyArray_DATA(<cnp.ndarray>params[info.bias_key[q]]), n_a * item)
+        bias[0] = b
+    if not stack:
+        # one row block per gate, read in place
+        w.blocks, w.block_rows = gates, n_a
+        for q in range(gates):
+            if info.weight_pair[q] < 0:
+                w.Wa[q] = cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_key[q]])
+                w.Wx[q] = <char*>w.Wa[q] + n_a * item
+                w.ldwx[q] = w.ldwa[q] = width
+            else:
+                w.Wa[q], w.ldwa[q] = data(params[info.weight_key[q]]), n_a
+                w.Wx[q], w.ldwx[q] = data(params[info.weight_pair[q]]), n_x
+        return keep
+    w.blocks, w.block_rows = 1, gates * n_a
+    w.ldwx[0] = w.ldwa[0] = width
+    if already_stacked(info, params, n_a, width, item):
         # the gates' weights are consecutive row blocks of one matrix
         # (cyrnn.prepare, a Model): read them there, no copy per call
-        w.blocks, w.block_rows = 1, gates * n_a
-        W = params[info.weight_index[0][0]]
-        w.Wa[0] = cnp.PyArray_DATA(W)
-        w.Wx[0] = <char*>cnp.PyArray_DATA(W) + n_a * item
-        w.ldwx[0] = w.ldwa[0] = width
-        return tuple(params[e[0]] for e in info.weight_index), b
-    if stack:
-        global stacking_copies
-        stacking_copies += 1
+        w.Wa[0] = cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_key[0]])
+        w.Wx[0] = <char*>w.Wa[0] + n_a * item
+        return keep
+    global stacking_copies
+    stacking_copies += 1
+    row = carve(gates * n_a * width * item, &scratch, &scratch_bytes)
+    if row == NULL:
         W = new_array(tn, gates * n_a, width)
-        for q in range(gates):
-            row = <char*>cnp.PyArray_DATA(W) + q * n_a * width * item
-            if len(info.weight_index[q]) == 1:
-                memcpy(row, cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_index[q][0]]),
-                       n_a * width * item)
-            else:
-                # [Wa | Wx], row by row
-                Wa = params[info.weight_index[q][0]]
-                Wx = params[info.weight_index[q][1]]
-                for i in range(n_a):
-                    memcpy(row + i * width * item, <char*>cnp.PyArray_DATA(Wa) + i * n_a * item,
-                           n_a * item)
-                    memcpy(row + (i * width + n_a) * item,
-                           <char*>cnp.PyArray_DATA(Wx) + i * n_x * item, n_x * item)
-        w.blocks, w.block_rows = 1, gates * n_a
-        w.Wa[0] = cnp.PyArray_DATA(W)
-        w.Wx[0] = <char*>cnp.PyArray_DATA(W) + n_a * item
-        w.ldwx[0] = w.ldwa[0] = width
-        return (W,), b
-    w.blocks, w.block_rows = gates, n_a
+        row = <char*>cnp.PyArray_DATA(W)
+        keep = W if keep is None else (W, keep)
+    w.Wa[0] = row
+    w.Wx[0] = row + n_a * item
     for q in range(gates):
-        if len(info.weight_index[q]) == 1:
-            Wq = params[info.weight_index[q][0]]
-            w.Wa[q] = cnp.PyArray_DATA(Wq)
-            w.Wx[q] = <char*>cnp.PyArray_DATA(Wq) + n_a * item
-            w.ldwx[q] = w.ldwa[q] = width
+        if info.weight_pair[q] < 0:
+            memcpy(row, cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_key[q]]),
+                   n_a * width * item)
         else:
-            w.Wa[q], w.ldwa[q] = data(params[info.weight_index[q][0]]), n_a
-            w.Wx[q], w.ldwx[q] = data(params[info.weight_index[q][1]]), n_x
-    return tuple(params[k] for e in info.weight_index for k in e), b
+            # [Wa | Wx], row by row
+            Wa = <char*>cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_key[q]])
+            Wx = <char*>cnp.PyArray_DATA(<cnp.ndarray>params[info.weight_pair[q]])
+            for i in range(n_a):
+                memcpy(row + i * width * item, Wa + i * n_a * item, n_a * item)
+                memcpy(row + (i * width + n_a) * item, Wx + i * n_x * item, n_x * item)
+        row += n_a * width * item
+    return keep
