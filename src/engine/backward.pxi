@@ -54,6 +54,10 @@ cdef inline void input_gradients(const CellSpec* cell, const GateWeights* w, Py_
                  dWx + split * lddwx, lddwx, work)
 
 
+cdef enum:
+    BACKWARD_STACK_ELEMENTS = 1024  # a small call's backward scratch on the stack
+
+
 cdef struct BackwardScratch:
     void* work          # the BLAS helpers' work (abt_work, atb_work), then what follows
     void* dG            # gate gradients (the caller's, or in `work`)
@@ -64,8 +68,10 @@ cdef struct BackwardScratch:
 
 
 cdef int backward_scratch(floating dummy, const Backward* r, bint concat, Py_ssize_t Tdm,
-                          BackwardScratch* s) noexcept nogil:
-    """Allocate backward_all's scratch; -1 when it cannot be had."""
+                          BackwardScratch* s, floating* stack,
+                          size_t stack_size) noexcept nogil:
+    """backward_all's scratch, in `stack` (stack_size elements: small calls)
+    when it fits, else allocated; -1 when it cannot be had."""
     cdef const CellSpec* cell = &r.cell
     cdef Py_ssize_t n_x = r.n_x, n_a = r.n_a, m = r.m, width = r.n_a + r.n_x
     cdef Py_ssize_t rows = cell.gates * n_a, grows = cell.blocks * n_a
@@ -80,8 +86,10 @@ cdef int backward_scratch(floating dummy, const Backward* r, bint concat, Py_ssi
     # sequences pass pooled arrays); concat and its gradient for one step
     cdef size_t own = 0 if r.dG != NULL else (grows + (0 if cell.gates_are_state else n_a)) * Tdm
     cdef size_t cat_size = 2 * width * m if concat else 0
-    cdef floating* work = <floating*>malloc((work_size + own + cat_size) * sizeof(floating) + 1)
+    cdef floating* work = stack
     cdef floating* Wt = NULL
+    if work_size + own + cat_size > stack_size:
+        work = <floating*>malloc((work_size + own + cat_size) * sizeof(floating) + 1)
     if work == NULL:
         return -1
     s.work, s.dG, s.dA = work, r.dG, r.dA
@@ -241,14 +249,17 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
     cdef bint concat = uses_concat(&r.cell, &r.w, r.T_da) and not packed
     cdef BackwardScratch s
     cdef int status = 0
+    cdef floating stack[BACKWARD_STACK_ELEMENTS]
     if r.T_da == 0:
         return 0
-    if backward_scratch(dummy, r, concat, Tdm, &s) != 0:
+    if backward_scratch(dummy, r, concat, Tdm, &s, stack, BACKWARD_STACK_ELEMENTS) != 0:
         return -1
     # the contract on steps, as a block check: T_da <= T, and all T when reversed
     check_block("steps of da", r.G, 1, 1, r.T + 1 if r.reverse and r.T_da != r.T else r.T_da,
                 r.G, r.T, sizeof(floating))
-    if not r.gemm_only and not packed:
+    if not r.gemm_only and not packed and r.T_da == 1 and r.sd1 == 1:
+        copy_rows(r.n_a, r.m, <const floating*>r.da, r.sd0, <floating*>s.dA, Tdm)
+    elif not r.gemm_only and not packed:
         gather_time_major(r.n_a, r.m, r.T_da, <const floating*>r.da, r.sd0, r.sd1, r.sd2,
                           <floating*>s.dA, Tdm, r.m)
     backward_steps(dummy, r, &s, concat, Tm, Tdm)
@@ -263,7 +274,8 @@ cdef int backward_all(floating dummy, const Backward* r) noexcept nogil:
         if r.dX != r.dx and not packed:
             scatter_batch_major(r.n_x, r.m, r.T_da, <floating*>r.dX, Tdm, r.m,
                                 <floating*>r.dx, r.m * r.T_da, r.T_da)
-    free(s.work)  # last: it may hold dG
+    if s.work != <void*>stack:
+        free(s.work)  # last: it may hold dG
     return status
 
 
