@@ -12,9 +12,9 @@ from hypothesis import given, settings, strategies as st
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import (assert_close, assert_same_gradients, fingerprint, gru_parameters,
-                      lstm_parameters, numerical_gradient, require_peer, rnn_parameters,
-                      sequence)
+from problems import (assert_close, assert_same_gradients, engine_settings, fingerprint,
+                      gru_parameters, lstm_parameters, numerical_gradient, require_peer,
+                      rnn_parameters, sequence)
 
 KINDS = ("rnn", "lstm", "gru", "gru_reset_before")
 PARAMETERS = {"rnn": rnn_parameters, "lstm": lstm_parameters, "gru": gru_parameters,
@@ -88,6 +88,26 @@ def test_lengths_match_reference_and_each_column_alone(d, data):
         assert not grads["dx"][:, j, steps:].any()
     for k in total:
         assert_close(grads[k], total[k], rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("plan", ["transposed", "direct"])
+@pytest.mark.parametrize("kind", ["lstm", "gru_reset_before"])
+def test_unbalanced_chunks_stay_inside_their_workspace(kind, plan):
+    """Chunks balanced by work can be far wider than an even split (195 long
+    columns, then 1905 of one step): each chunk's workspace, plan scratch
+    included, holds the widest (the debug and sanitizer builds check it). Any
+    n_threads and cache give the same bits, close to the reference."""
+    x, a0, p, rng = problem(kind, 3, 6, 2, 2100, 20, seed=3)
+    lengths = np.r_[np.full(300, 20), np.ones(1800, int)]
+    with engine_settings(plan=plan):
+        base = forward(cyrnn, kind, x, a0, p, lengths=lengths)
+        runs = [forward(cyrnn, kind, x, a0, p, lengths=lengths, cache=False, n_threads=t)
+                for t in (1, 2)]
+    for run in runs:
+        for got, want in zip(run[:-1], base[:-1]):
+            np.testing.assert_array_equal(got, want)
+    for got, expected in zip(base[:-1], forward(ref, kind, x, a0, p, lengths=lengths)[:-1]):
+        assert_close(got, expected, rtol=1e-9, atol=1e-11)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -11,7 +11,8 @@ cdef struct Forward:
     Py_ssize_t n_x, n_a, n_y, m, T
     const void* x           # (n_x, m, T), element strides sx0..sx2
     Py_ssize_t sx0, sx1, sx2
-    bint x_time_major       # x views a C-contiguous (n_x, T, m) buffer: read in place
+    bint x_time_major       # x views a C-contiguous (n_x, T, m) buffer (or, with lengths,
+                            # is the packed X): read in place
     const void* a0          # (n_a, m)
     const void* c0          # (n_a, m); NULL: zeros
     GateWeights w
@@ -105,6 +106,7 @@ cdef struct Chunk:
     Py_ssize_t ld_ap, ld_cp
     Py_ssize_t started              # packed and reversed: columns started so far
     Py_ssize_t s, tbb, p0, span     # the block: s-th step processed, tbb steps from p0
+    Py_ssize_t xspan                # its columns in X
     void* Gb
     void* Ab
     void* Cb
@@ -122,7 +124,7 @@ cdef inline void chunk_init(floating dummy, Chunk* c, const Forward* r, Py_ssize
     c.ws, c.ws_len = ws, workspace_size(r, ms)
     c.step = m if c.buf.in_buffers else ms
     if not c.buf.gather_x:
-        c.ldx, c.stepx, c.colx = r.T * m, m, j0
+        c.ldx, c.stepx, c.colx = (r.ld if c.packed else r.T * m), m, j0
     else:
         c.ldx, c.stepx, c.colx = c.buf.ld, c.step, j0 if c.buf.in_buffers else 0
     # the workspace's end: the plan's scratch, then concat
@@ -145,10 +147,9 @@ cdef inline void check_chunk_block(floating dummy, const Chunk* c) noexcept nogi
     cdef const void* X_buf = r.x if not c.buf.gather_x else (r.X if c.buf.in_buffers else c.ws)
     cdef Py_ssize_t G_len = rows * c.buf.ld if c.buf.in_buffers else c.ws_len
     cdef Py_ssize_t A_len = r.n_a * c.buf.ld if c.buf.in_buffers else c.ws_len
-    cdef Py_ssize_t X_len = r.n_x * mT if not c.buf.gather_x else (r.n_x * c.buf.ld if c.buf.in_buffers
-                                                                 else c.ws_len)
-    check_block("X block", c.Xb, r.n_x, c.ldx,
-                c.span if c.packed else (c.tbb - 1) * c.stepx + c.ms, X_buf, X_len, item)
+    cdef Py_ssize_t X_len = r.n_x * (r.ld if c.packed else mT) if not c.buf.gather_x else (
+        r.n_x * c.buf.ld if c.buf.in_buffers else c.ws_len)
+    check_block("X block", c.Xb, r.n_x, c.ldx, c.xspan, X_buf, X_len, item)
     check_block("G block", c.Gb, rows, c.buf.ld, c.span, G_buf, G_len, item)
     check_block("A block", c.Ab, r.n_a, c.buf.ld, c.span, A_buf, A_len, item)
     if r.cell.has_c:
@@ -173,14 +174,26 @@ cdef inline void block_init(floating dummy, Chunk* c) noexcept nogil:
     last = c.p0 + c.tbb - 1
     while c.packed and last > c.p0 and running(r.active, last, j0, c.j1) == 0:
         last -= 1
+    c.xspan = (column(r, last, j0) - column(r, c.p0, j0) + running(r.active, last, j0, c.j1)
+               if c.packed else (c.tbb - 1) * c.stepx + c.ms)
     c.span = (column(r, last, j0) - column(r, c.p0, j0) + running(r.active, last, j0, c.j1)
-              if c.buf.in_buffers else (c.tbb - 1) * c.step + c.ms)
+              if c.buf.in_buffers or (c.packed and c.ms == r.m) else (c.tbb - 1) * c.step + c.ms)
     check_chunk_block(dummy, c)
 
 
+cdef inline Py_ssize_t packed_offset(const Chunk* c, Py_ssize_t tt) noexcept nogil:
+    """Columns from the block's first step to its tt-th in packed buffers."""
+    return column(c.r, c.p0 + tt, c.j0) - column(c.r, c.p0, c.j0)
+
+
 cdef inline Py_ssize_t step_offset(const Chunk* c, Py_ssize_t tt) noexcept nogil:
-    """Columns from the block's first step to its tt-th in the blocks' buffers."""
-    return column(c.r, c.p0 + tt, c.j0) - column(c.r, c.p0, c.j0) if c.packed else tt * c.step
+    """Columns from the block's first step to its tt-th in the blocks' buffers:
+    packed in the packed buffers, and in the workspace when the chunk is the
+    whole batch (its steps' packed columns are then contiguous); else tt steps
+    of the chunk's columns."""
+    if c.packed and (c.buf.in_buffers or c.ms == c.r.m):
+        return packed_offset(c, tt)
+    return tt * c.step
 
 
 cdef inline void block_inputs(floating dummy, Chunk* c) noexcept nogil:
@@ -203,9 +216,9 @@ cdef inline void block_inputs(floating dummy, Chunk* c) noexcept nogil:
     else:
         for tt in range(c.tbb):
             width = running(r.active, c.p0 + tt, c.j0, c.j1)
-            off = step_offset(c, tt)
             project_inputs(&r.cell, &r.w, n_a, n_x, width,
-                           Xb + (off if c.packed else tt * c.stepx), c.ldx, Gb + off, c.buf.ld)
+                           Xb + (packed_offset(c, tt) if c.packed else tt * c.stepx), c.ldx,
+                           Gb + step_offset(c, tt), c.buf.ld)
 
 
 cdef inline void concat_product(floating dummy, const Forward* r, Py_ssize_t ms,
@@ -276,7 +289,9 @@ cdef inline void block_finish(floating dummy, Chunk* c) noexcept nogil:
         copy_block(r, c.tbb * m, <floating*>c.buf.G, <floating*>c.buf.A, <floating*>c.buf.C,
                    <floating*>c.buf.X if c.buf.gather_x and r.X != NULL else NULL, c.buf.ld, c.p0 * m, 0,
                    n_a, 0, r.n_x)
-    if r.mode == RUN_STATE_BUFFERS:
+    if r.mode == RUN_STATE_BUFFERS and c.packed:
+        stream_packed_states(dummy, c)
+    elif r.mode == RUN_STATE_BUFFERS:
         stream_block_states(r, c.tbb, ms, c.j0, c.p0, <floating*>c.Ab, <floating*>c.Cb, c.buf.ld)
     elif not c.buf.in_buffers:
         check_block("a", a_out + c.p0, n_a, m * T, (ms - 1) * T + c.tbb, r.a_out, n_a * m * T,
@@ -295,6 +310,36 @@ cdef inline void block_finish(floating dummy, Chunk* c) noexcept nogil:
         if r.cell.has_c:
             copy_rows(n_a, ms, <const floating*>c.c_prev, c.buf.ld, <floating*>c.buf.c_state, ms)
             c.c_prev, c.ld_cp = c.buf.c_state, ms
+
+
+cdef inline void stream_packed_states(floating dummy, const Chunk* c) noexcept nogil:
+    """A packed block's states (the workspace's) to their packed columns of the
+    state buffers r.A, r.C (RUN_STATE_BUFFERS with lengths)."""
+    cdef Py_ssize_t tt
+    if c.ms == c.r.m:     # the block's packed columns are contiguous on both sides
+        stream_packed_columns(dummy, c, 0, c.span, 0)
+        return
+    for tt in range(c.tbb):
+        stream_packed_columns(dummy, c, column(c.r, c.p0 + tt, c.j0),
+                              running(c.r.active, c.p0 + tt, c.j0, c.j1), tt * c.step)
+
+
+cdef inline void stream_packed_columns(floating dummy, const Chunk* c, Py_ssize_t at,
+                                       Py_ssize_t width, Py_ssize_t off) noexcept nogil:
+    """width columns of the block's states from column off of the workspace to
+    column at of r.A, r.C (at 0 and off 0: the block's first packed column)."""
+    cdef const Forward* r = c.r
+    cdef Py_ssize_t n_a = r.n_a, ld = r.ld
+    cdef size_t item = sizeof(floating)
+    if width <= 0:
+        return
+    if at == 0 and off == 0:
+        at = column(r, c.p0, c.j0)
+    check_block("A state buffer", <floating*>r.A + at, n_a, ld, width, r.A, n_a * ld, item)
+    stream_rows(n_a, width, <floating*>c.Ab + off, c.buf.ld, <floating*>r.A + at, ld)
+    if r.C != NULL:
+        check_block("C state buffer", <floating*>r.C + at, n_a, ld, width, r.C, n_a * ld, item)
+        stream_rows(n_a, width, <floating*>c.Cb + off, c.buf.ld, <floating*>r.C + at, ld)
 
 
 cdef inline void states_out_whole(floating dummy, const Forward* r, Py_ssize_t j0,

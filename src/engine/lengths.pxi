@@ -63,15 +63,18 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
                           bint reverse=False, out=None):
     """sequence_forward with variable lengths, on kernel-ready inputs: the
     columns sorted and packed (cyrnn/_packing.py), the driver on the packed
-    buffers (RUN_IN_BUFFERS), then the outputs unpacked and the output head run."""
+    buffers (the caches; without them, blocks in a workspace streaming their
+    states into packed state buffers), then the outputs unpacked and the output
+    head run."""
     cdef Py_ssize_t n_x = x.shape[0], m = x.shape[1], T = x.shape[2], n_a = a0.shape[0]
     cdef Packed k = packed_view(packing)
     cdef Py_ssize_t P = packing.columns
     a0p = np.ascontiguousarray(a0[:, packing.order])
     c0p = None if c0 is None else np.ascontiguousarray(c0[:, packing.order])
     X = new_array(tn, n_x, P)
-    G = new_array(tn, info.spec.blocks * n_a, P)
-    A = G if info.spec.gates_are_state else new_array(tn, n_a, P)
+    # the caches, or without them the packed states alone (RUN_STATE_BUFFERS)
+    G = new_array(tn, info.spec.blocks * n_a, P) if cache else None
+    A = G if cache and info.spec.gates_are_state else new_array(tn, n_a, P)
     C = new_array(tn, n_a, P) if info.spec.has_c else None
     cdef cnp.ndarray Wy = params[info.wy_index]
     cdef Forward r
@@ -81,7 +84,7 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     y = new_array(tn, r.n_y, m, T)
     bounds = _packing.balanced_bounds(packing, n_chunks(m))
     keep = gate_weights(info, params, tn, n_x, n_a, True, &r.w, &r.b)
-    r.x = data(X)
+    r.x, r.x_time_major = data(X), True     # (the packed x, read in place)
     r.a0, r.c0 = data(a0p), data(c0p)
     r.by = data(params[info.by_index])      # (Wy: the head runs below)
     r.a_out, r.c_out, r.y_out = <void*>data(a), <void*>data(c), <void*>data(y)
@@ -93,7 +96,7 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     r.ld = P
     r.keep_gates = cache
     r.plan = forward_plan(&r)
-    r.mode = choose_run_mode(&r, True, False)
+    r.mode = choose_run_mode(&r, cache, False)
     cdef const void* xp = data(x)
     cdef Py_ssize_t s0 = elem_stride(x, 0), s1 = elem_stride(x, 1), s2 = elem_stride(x, 2)
     with nogil:

@@ -7,17 +7,18 @@
 #
 # | mode               | when                                       | buffers beyond the outputs          |
 # |--------------------|--------------------------------------------|-------------------------------------|
-# | RUN_IN_BUFFERS     | caches kept (not narrow and large);        | G, A, C, X for all T steps: the     |
-# |                    | variable lengths; the                      | caches (rows T·m apart), or pooled  |
+# | RUN_IN_BUFFERS     | caches kept (not narrow and large, with    | G, A, C, X for all T steps: the     |
+# |                    | lengths always); the                       | caches (rows T·m apart), or pooled  |
 # |                    | cell functions; inference of wide batches  | scratch (rows scratch_ld apart);    |
 # |                    | whose scratch fits SCRATCH_BYTES (the RNN) | the blocks are windows of them      |
 # | RUN_COPIED_CACHES  | caches kept, narrow batch (rows under      | the caches; the blocks run in the   |
 # |                    | NARROW_ROW_BYTES per step), caches over    | workspace and are copied into them  |
 # |                    | COPIED_MIN_BYTES                           | whole                               |
-# | RUN_STATE_BUFFERS  | a time-major `out` (a model's inner        | time-major A (the `out`) and C      |
-# |                    | layers); inference of wide batches whose   | only; blocks in the workspace       |
-# |                    | states fit SCRATCH_BYTES (gated cells; the | stream their states there           |
-# |                    | RNN beyond its scratch), not split         |                                     |
+# | RUN_STATE_BUFFERS  | inference with lengths (packed); a         | A (the time-major `out`, or packed) |
+# |                    | time-major `out` (a model's inner layers); | and C only (with lengths the packed |
+# |                    | inference of wide batches whose states fit | x too); blocks in the workspace     |
+# |                    | SCRATCH_BYTES (gated cells; the RNN beyond | stream their states there           |
+# |                    | its scratch), not split                    |                                     |
 # | RUN_BLOCKS         | other inference (outputs under            | the workspace only: each block's    |
 # |                    | CACHED_OUTPUT_BYTES, narrow batches, too   | outputs go out block by block       |
 # |                    | large)                                     |                                     |
@@ -84,7 +85,8 @@ cdef int choose_run_mode(const Forward* r, bint keep_caches, bint states_out) no
     cdef bint narrow = r.m * item < NARROW_ROW_BYTES
     cdef double scratch, states, outputs
     if r.offsets != NULL:
-        return RUN_IN_BUFFERS
+        # packed columns: the caches, or without them packed state buffers
+        return RUN_IN_BUFFERS if keep_caches else RUN_STATE_BUFFERS
     if states_out:
         # the given time-major out is the state buffer: no gates kept
         return RUN_STATE_BUFFERS
@@ -123,6 +125,10 @@ cdef inline size_t workspace_size(const Forward* r, Py_ssize_t ms) noexcept nogi
 
 
 cdef inline size_t chunk_workspace(const Forward* r) noexcept nogil:
-    """Workspace elements for the widest chunk."""
-    cdef Py_ssize_t n = n_chunks(r.m)
-    return workspace_size(r, (r.m + n - 1) // n) if n > 0 else 0
+    """Workspace elements for the widest chunk (balanced bounds, with lengths,
+    can be wider than an even split's)."""
+    cdef Py_ssize_t n = n_chunks(r.m), widest = (r.m + n - 1) // n if n > 0 else 0, k
+    if r.bounds != NULL:
+        for k in range(n):
+            widest = max(widest, r.bounds[k + 1] - r.bounds[k])
+    return workspace_size(r, widest) if n > 0 else 0
