@@ -122,13 +122,16 @@ def numerical_gradient(loss, array, h=1e-6):
 
 
 @contextlib.contextmanager
-def engine_settings(plan=None, **limits):
-    """Within the block, the engine's private settings: the forward plan pinned
-    (a name of cyrnn._engine.FORWARD_PLANS, or "auto") and the memory modes'
-    size limits (scratch_bytes, cached_output_bytes, copied_min_bytes: 0 or
-    inf force a mode); restored after it."""
+def engine_settings(plan=None, inference_mode=None, **limits):
+    """Within the block, the engine's settings: the forward plan pinned (a name
+    of cyrnn._engine.FORWARD_PLANS, or "auto"), the wide inference mode pinned
+    ("states", "scratch" or "auto") and the memory modes' size limits
+    (scratch_bytes, cached_output_bytes, copied_min_bytes: 0 or inf force a
+    mode); restored after it."""
     from cyrnn import _engine
     old_plan = _engine.set_forward_plan(plan) if plan is not None else None
+    old_mode = (_engine.set_inference_mode(inference_mode) if inference_mode is not None
+                else None)
     old_limits = _engine._set_limits(**limits)
     try:
         yield
@@ -136,6 +139,8 @@ def engine_settings(plan=None, **limits):
         _engine._set_limits(**old_limits)
         if old_plan is not None:
             _engine.set_forward_plan(old_plan)
+        if old_mode is not None:
+            _engine.set_inference_mode(old_mode)
 
 
 def path_count(name):

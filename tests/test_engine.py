@@ -133,7 +133,7 @@ def test_inference_scratch_with_padded_rows_gives_the_cached_bits(kind, dtype, n
     m = 512 // np.dtype(dtype).itemsize + extra
     x, a0, p, _ = problem(kind, n_x, n_a, 2, m, T, seed, dtype)
     cell = kind.split("_")[0]
-    with engine_settings(cached_output_bytes=0):
+    with engine_settings(cached_output_bytes=0, inference_mode="scratch"):
         got = _engine._run_direction(cell, x, a0, p, reverse=reverse, cache=False)
     want = _engine._run_direction(cell, x, a0, p, reverse=reverse, cache=True)
     for g, w in zip(got[:3], want[:3]):
@@ -293,8 +293,8 @@ def test_wide_inference_streaming_its_states_gives_the_cached_bits(pinned_plan, 
     """Wide batches without caches (here: the output size that makes a batch
     wide lowered to 0) run their steps in blocks and stream each block's states
     into time-major buffers, leaving them in the user's layout whole rows at
-    once at the end: the gated cells whenever their states fit the scratch
-    limit, the RNN when its whole scratch does not. Forward and reversed, one
+    once at the end, whenever their states fit the scratch limit (here pinned
+    where the whole scratch fits too). Forward and reversed, one
     chunk or two, 1 or 2 threads, with the output head or without: the bits of
     the cached call, of the full scratch and of blocks scattered one by one."""
     name = kind.split("_")[0]
@@ -306,7 +306,7 @@ def test_wide_inference_streaming_its_states_gives_the_cached_bits(pinned_plan, 
     state_bytes = (2 if kind == "lstm" else 1) * 5 * T * m * np.dtype(dtype).itemsize
 
     def run(limit, cache=False, n_threads=1):
-        with engine_settings(scratch_bytes=limit, cached_output_bytes=0):
+        with engine_settings(scratch_bytes=limit, cached_output_bytes=0, inference_mode="states"):
             return _engine._run_direction(name, x, a0, p, c0=c0, reverse=reverse, cache=cache,
                                           n_threads=n_threads)
 
@@ -315,11 +315,43 @@ def test_wide_inference_streaming_its_states_gives_the_cached_bits(pinned_plan, 
     streamed = [run(state_bytes), run(state_bytes, n_threads=2)]
     assert path_count("state_buffer_runs") == started + 2
     others = [run(float("inf")), run(0.0), run(0.0, n_threads=2)]
-    assert path_count("state_buffer_runs") == started + 2 + (kind != "rnn")
+    assert path_count("state_buffer_runs") == started + 3      # (pinned where both fit)
     for other in streamed + others:
         for got, want in zip(other[:3], base[:3]):
             if want is not None:
                 np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_reset_before"])
+def test_wide_inference_times_its_mode_once_and_gives_the_cached_bits(kind):
+    """Where both the state buffers and the scratch fit, the first call of a
+    shape times both (on its first steps) and the process keeps the faster;
+    either gives the cached call's bits, pinned or chosen, and a pin in the
+    environment is checked."""
+    name = kind.split("_")[0]
+    x, a0, p, _ = problem(kind, 3, 5, 2, 300, 21, seed=4, dtype=np.float32)
+    want = _engine._run_direction(name, x, a0, p, cache=True)
+    with engine_settings(plan="direct", cached_output_bytes=0, inference_mode="auto"):
+        before = dict(_engine.inference_modes())
+        got = _engine._run_direction(name, x, a0, p)
+        chosen = {k: v for k, v in _engine.inference_modes().items() if k not in before}
+        again = _engine._run_direction(name, x, a0, p)
+        assert _engine.inference_modes() == {**before, **chosen}
+    assert len(chosen) <= 1 and set(chosen.values()) <= {"states", "scratch"}
+    runs = [got, again]
+    for mode in ("states", "scratch"):
+        with engine_settings(plan="direct", cached_output_bytes=0, inference_mode=mode):
+            runs.append(_engine._run_direction(name, x, a0, p))
+    for run in runs:
+        for g, w in zip(run[:3], want[:3]):
+            if w is not None:
+                np.testing.assert_array_equal(g, w)
+    out = run_python("import cyrnn", env={**__import__("os").environ,
+                                          "CYRNN_INFERENCE_MODE": "fastest"})
+    assert out.returncode != 0 and "CYRNN_INFERENCE_MODE must be one of" in out.stderr
+    out = run_python("from cyrnn import _engine; print(_engine.set_inference_mode('auto'))",
+                     env={**__import__("os").environ, "CYRNN_INFERENCE_MODE": "scratch"})
+    assert out.stdout.strip() == "scratch"
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -10,15 +10,16 @@
 # | RUN_IN_BUFFERS     | caches kept (not narrow and large, with    | G, A, C, X for all T steps: the     |
 # |                    | lengths always); the                       | caches (rows T·m apart), or pooled  |
 # |                    | cell functions; inference of wide batches  | scratch (rows scratch_ld apart);    |
-# |                    | whose scratch fits SCRATCH_BYTES (the RNN) | the blocks are windows of them      |
+# |                    | whose scratch fits SCRATCH_BYTES, where    | the blocks are windows of them      |
+# |                    | faster than state buffers (measured)       |                                     |
 # | RUN_COPIED_CACHES  | caches kept, narrow batch (rows under      | the caches; the blocks run in the   |
 # |                    | NARROW_ROW_BYTES per step), caches over    | workspace and are copied into them  |
 # |                    | COPIED_MIN_BYTES                           | whole                               |
 # | RUN_STATE_BUFFERS  | inference with lengths (packed); a         | A (the time-major `out`, or packed) |
 # |                    | time-major `out` (a model's inner layers); | and C only (with lengths the packed |
 # |                    | inference of wide batches whose states fit | x too); blocks in the workspace     |
-# |                    | SCRATCH_BYTES (gated cells; the RNN beyond | stream their states there           |
-# |                    | its scratch), not split                    |                                     |
+# |                    | SCRATCH_BYTES (not split), where faster    | stream their states there           |
+# |                    | than the scratch when both fit (measured)  |                                     |
 # | RUN_BLOCKS         | other inference (outputs under            | the workspace only: each block's    |
 # |                    | CACHED_OUTPUT_BYTES, narrow batches, too   | outputs go out block by block       |
 # |                    | large)                                     |                                     |
@@ -35,6 +36,79 @@ cdef enum RunMode:
 
 cdef enum:
     NARROW_ROW_BYTES = 512
+    RUN_MEASURED = -2       # choose_run_mode: time the state buffers against scratch
+
+# Wide inference whose state buffers and scratch both fit could run either:
+# the first call of a shape times both on its first steps (at most
+# MODE_SAMPLE_STEPS, the call's own weights and inputs), each by its fastest of
+# MODE_ROUNDS samples after an untimed one, and the process keeps the choice
+# (benchmarks/README.md, "memory modes": the faster one differs between CPUs).
+# CYRNN_INFERENCE_MODE=states|scratch pins one.
+cdef int MODE_ROUNDS = 3
+cdef Py_ssize_t MODE_SAMPLE_STEPS = 16
+cdef dict mode_cache = {}
+INFERENCE_MODES = ("auto", "states", "scratch")
+
+
+def _inference_mode_from(value):
+    if value in (None, ""):
+        return "auto"
+    if value not in INFERENCE_MODES:
+        raise ValueError(f"CYRNN_INFERENCE_MODE must be one of {', '.join(INFERENCE_MODES)}; "
+                         f"got {value!r}")
+    return value
+
+
+cdef str inference_mode = _inference_mode_from(os.environ.get("CYRNN_INFERENCE_MODE"))
+
+
+def set_inference_mode(mode):
+    """Pin how wide inference keeps its states where both ways fit: "states"
+    (time-major state buffers, the steps in blocks), "scratch" (every time-major
+    buffer in pooled scratch) or "auto" (time both on a shape's first call, the
+    default; also the environment variable CYRNN_INFERENCE_MODE). The results
+    are the same bits either way. Returns the previous mode."""
+    global inference_mode
+    old, inference_mode = inference_mode, _inference_mode_from(mode)
+    return old
+
+
+def inference_modes():
+    """The modes chosen so far in this process: {(cell, dtype, n_x, n_a, n_y, m,
+    T): "states" or "scratch"}."""
+    return {k: ("states" if v == RUN_STATE_BUFFERS else "scratch") for k, v in mode_cache.items()}
+
+
+cdef int measured_mode(CellInfo info, int tn, object x, object a0, object c0, list params,
+                       const Forward* r):
+    """RUN_STATE_BUFFERS or RUN_IN_BUFFERS for wide inference where both fit
+    (above): pinned, known for the shape, or timed now."""
+    import time
+    if inference_mode != "auto":
+        return RUN_STATE_BUFFERS if inference_mode == "states" else RUN_IN_BUFFERS
+    key = (info.cell.name if info.spec.kind != CELL_GRU_RESET_BEFORE else "gru_reset_before",
+           "float32" if r.single else "float64", r.n_x, r.n_a, r.n_y, r.m, r.T)
+    cached = mode_cache.get(key)
+    if cached is not None:
+        return cached
+    cdef Py_ssize_t steps = min(r.T, MODE_SAMPLE_STEPS)
+    sample = x[:, :, :steps]
+    cdef Forward trial
+    cdef int mode, rnd
+    seconds = {RUN_STATE_BUFFERS: [], RUN_IN_BUFFERS: []}
+    for rnd in range(MODE_ROUNDS + 1):
+        for mode in seconds:
+            out = prepare_forward(info, tn, sample, a0, c0, params, False, r.reverse, &trial,
+                                  None, mode)
+            start = time.perf_counter()
+            run_forward(&trial, (sample, a0, c0, params, out), 1, 0)
+            if rnd > 0:
+                seconds[mode].append(time.perf_counter() - start)
+    # scratch (three times the memory) only when clearly faster
+    best = RUN_STATE_BUFFERS
+    if min(seconds[RUN_IN_BUFFERS]) < 0.97 * min(seconds[RUN_STATE_BUFFERS]):
+        best = RUN_IN_BUFFERS
+    return mode_cache.setdefault(key, best)
 
 cdef double SCRATCH_BYTES = 512.0 * 1024 * 1024
 cdef double CACHED_OUTPUT_BYTES = 4.0 * 1024 * 1024
@@ -101,8 +175,9 @@ cdef int choose_run_mode(const Forward* r, bint keep_caches, bint states_out) no
     scratch = ((r.cell.blocks + (0 if r.cell.gates_are_state else 1) + r.cell.has_c) * r.n_a
                + r.n_x) * columns * item
     states = (1 + r.cell.has_c) * r.n_a * columns * item
-    if (states <= SCRATCH_BYTES and not runs_split(r)
-            and (not r.cell.gates_are_state or scratch > SCRATCH_BYTES)):
+    if states <= SCRATCH_BYTES and not runs_split(r) and scratch <= SCRATCH_BYTES:
+        return RUN_MEASURED     # both fit: which is faster depends on the machine
+    if states <= SCRATCH_BYTES and not runs_split(r):
         return RUN_STATE_BUFFERS
     return RUN_IN_BUFFERS if scratch <= SCRATCH_BYTES else RUN_BLOCKS
 
