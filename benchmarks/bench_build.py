@@ -41,6 +41,33 @@ def worker(shape, dtype, budget):
     print(json.dumps(times))
 
 
+def inference_worker(shape, dtype, budget):
+    """lstm_forward(cache=False) at an inference shape (cyrnn-bench --inference),
+    hidden states only and with the head, on 1 and 2 threads."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    import cyrnn
+    try:
+        from cyrnn.bench.inference import HEAD_ROWS, SHAPES as PROBLEMS, lstm_problem
+    except ImportError:     # (builds before cyrnn.bench became a package)
+        from cyrnn.bench_inference import HEAD_ROWS, SHAPES as PROBLEMS, lstm_problem
+    from cyrnn.bench import measure
+
+    n_x, n_a, m, T = PROBLEMS[shape]
+    calls = {}
+    for n_y, what in ((0, "a"), (HEAD_ROWS, "head")):
+        p, x, a0 = lstm_problem(n_x, n_a, m, T, np.dtype(dtype), n_y)
+        p = cyrnn.prepare(p)
+        for threads in (1, 2):
+            calls[f"lstm inference {what} {threads}t"] = (
+                lambda x=x, a0=a0, p=p, threads=threads:
+                cyrnn.lstm_forward(x, a0, p, cache=False, n_threads=threads))
+    with threadpool_limits(1):
+        times = {name: measure({name: fn}, budget)[name] for name, fn in calls.items()}
+    print(json.dumps(times))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", action="append", required=True,
@@ -50,10 +77,14 @@ def main():
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--dtypes", default=",".join(DTYPES))
     parser.add_argument("--json", help="write every sample here")
+    parser.add_argument("--suite", choices=("notebook", "inference"), default="notebook",
+                        help="the notebook functions (SHAPES of cyrnn.bench) or LSTM "
+                             "inference (the shapes of cyrnn-bench --inference, 1 and 2 "
+                             "threads)")
     parser.add_argument("--worker", nargs=2, metavar=("SHAPE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(*args.worker, args.budget)
+        (inference_worker if args.suite == "inference" else worker)(*args.worker, args.budget)
         return
     builds = dict(b.split("=", 1) for b in args.build)
     names = list(builds)
@@ -64,7 +95,8 @@ def main():
                 for name in (names if r % 2 == 0 else names[::-1]):
                     out = subprocess.run(
                         [builds[name], __file__, "--build", "x=x", "--budget", str(args.budget),
-                         "--worker", shape, dtype], check=True, capture_output=True, text=True,
+                         "--suite", args.suite, "--worker", shape, dtype], check=True,
+                        capture_output=True, text=True,
                         cwd="/")
                     for function, seconds in json.loads(out.stdout.splitlines()[-1]).items():
                         samples.setdefault((shape, dtype, function), {}).setdefault(
