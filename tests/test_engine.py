@@ -322,14 +322,17 @@ def test_wide_inference_streaming_its_states_gives_the_cached_bits(pinned_plan, 
                 np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("sizes", [(3, 5, 300, 21), (16, 32, 16, 50)], ids=["wide", "small"])
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_reset_before"])
-def test_wide_inference_times_its_mode_once_and_gives_the_cached_bits(kind):
-    """Where both the state buffers and the scratch fit, the first call of a
-    shape times both (on its first steps) and the process keeps the faster;
-    either gives the cached call's bits, pinned or chosen, and a pin in the
-    environment is checked."""
+def test_inference_times_its_mode_once_and_gives_the_cached_bits(kind, sizes):
+    """Where both ways fit (wide: state buffers or scratch; small, whose
+    scratch fits the CPU's caches: blocks or scratch), the first call of a
+    shape times both and the process keeps the faster; either gives the
+    cached call's bits, pinned or chosen, and a pin in the environment is
+    checked."""
     name = kind.split("_")[0]
-    x, a0, p, _ = problem(kind, 3, 5, 2, 300, 21, seed=4, dtype=np.float32)
+    n_x, n_a, m, T = sizes
+    x, a0, p, _ = problem(kind, n_x, n_a, 2, m, T, seed=4, dtype=np.float32)
     want = _engine._run_direction(name, x, a0, p, cache=True)
     with engine_settings(plan="direct", cached_output_bytes=0, inference_mode="auto"):
         before = dict(_engine.inference_modes())
@@ -337,7 +340,7 @@ def test_wide_inference_times_its_mode_once_and_gives_the_cached_bits(kind):
         chosen = {k: v for k, v in _engine.inference_modes().items() if k not in before}
         again = _engine._run_direction(name, x, a0, p)
         assert _engine.inference_modes() == {**before, **chosen}
-    assert len(chosen) <= 1 and set(chosen.values()) <= {"states", "scratch"}
+    assert len(chosen) <= 1 and set(chosen.values()) <= {"states", "blocks", "scratch"}
     runs = [got, again]
     for mode in ("states", "scratch"):
         with engine_settings(plan="direct", cached_output_bytes=0, inference_mode=mode):

@@ -10,8 +10,9 @@
 # | RUN_IN_BUFFERS     | caches kept (not narrow and large, with    | G, A, C, X for all T steps: the     |
 # |                    | lengths always); the                       | caches (rows T·m apart), or pooled  |
 # |                    | cell functions; inference of wide batches  | scratch (rows scratch_ld apart);    |
-# |                    | whose scratch fits SCRATCH_BYTES, where    | the blocks are windows of them      |
-# |                    | faster than state buffers (measured)       |                                     |
+# |                    | whose scratch fits SCRATCH_BYTES, and of   | the blocks are windows of them      |
+# |                    | small ones whose scratch fits the caches,  |                                     |
+# |                    | where faster than the other way (measured) |                                     |
 # | RUN_COPIED_CACHES  | caches kept, narrow batch (rows under      | the caches; the blocks run in the   |
 # |                    | NARROW_ROW_BYTES per step), caches over    | workspace and are copied into them  |
 # |                    | COPIED_MIN_BYTES                           | whole                               |
@@ -22,7 +23,7 @@
 # |                    | than the scratch when both fit (measured)  |                                     |
 # | RUN_BLOCKS         | other inference (outputs under            | the workspace only: each block's    |
 # |                    | CACHED_OUTPUT_BYTES, narrow batches, too   | outputs go out block by block       |
-# |                    | large)                                     |                                     |
+# |                    | large; small ones where faster, measured)  |                                     |
 #
 # The workspace (workspace_size) is one block of steps per thread, except in
 # RUN_IN_BUFFERS. Split runs (split.pxi) execute every mode by parts (state
@@ -37,15 +38,20 @@ cdef enum RunMode:
 cdef enum:
     NARROW_ROW_BYTES = 512
     RUN_MEASURED = -2       # choose_run_mode: time the state buffers against scratch
+    RUN_MEASURED_SMALL = -3  # choose_run_mode: time blocks against scratch
+    MODE_MIN_MACS = 1 << 20     # smaller problems run in blocks, untimed
 
-# Wide inference whose state buffers and scratch both fit could run either:
-# the first call of a shape times both on its first steps (at most
-# MODE_SAMPLE_STEPS, the call's own weights and inputs), each by its fastest of
-# MODE_ROUNDS samples after an untimed one, and the process keeps the choice
-# (benchmarks/README.md, "memory modes": the faster one differs between CPUs).
-# CYRNN_INFERENCE_MODE=states|scratch pins one.
+# Wide inference whose state buffers and scratch both fit could run either,
+# and so could small problems whose whole scratch stays in the CPU's caches
+# (SMALL_SCRATCH_BYTES; else blocks): the first call of a shape times both (wide:
+# on its first MODE_SAMPLE_STEPS steps; small: whole), on the call's own weights
+# and inputs, each by its fastest of MODE_ROUNDS samples after an untimed one,
+# and the process keeps the choice (benchmarks/README.md, "the house": the
+# faster one differs between CPUs and cells). CYRNN_INFERENCE_MODE=states (the
+# steps in blocks of a workspace) or scratch pins one.
 cdef int MODE_ROUNDS = 3
 cdef Py_ssize_t MODE_SAMPLE_STEPS = 16
+cdef double SMALL_SCRATCH_BYTES = 1024.0 * 1024
 cdef dict mode_cache = {}
 INFERENCE_MODES = ("auto", "states", "scratch")
 
@@ -75,27 +81,31 @@ def set_inference_mode(mode):
 
 def inference_modes():
     """The modes chosen so far in this process: {(cell, dtype, n_x, n_a, n_y, m,
-    T): "states" or "scratch"}."""
-    return {k: ("states" if v == RUN_STATE_BUFFERS else "scratch") for k, v in mode_cache.items()}
+    T): "states", "blocks" or "scratch"}."""
+    names = {RUN_STATE_BUFFERS: "states", RUN_BLOCKS: "blocks", RUN_IN_BUFFERS: "scratch"}
+    return {k: names[v] for k, v in mode_cache.items()}
 
 
 cdef int measured_mode(CellInfo info, int tn, object x, object a0, object c0, list params,
-                       const Forward* r):
-    """RUN_STATE_BUFFERS or RUN_IN_BUFFERS for wide inference where both fit
-    (above): pinned, known for the shape, or timed now."""
+                       const Forward* r, int measured):
+    """For RUN_MEASURED (RUN_MEASURED_SMALL): RUN_STATE_BUFFERS (RUN_BLOCKS) or
+    RUN_IN_BUFFERS, pinned, known for the shape, or timed now (above)."""
     import time
+    cdef int steps_way = RUN_STATE_BUFFERS if measured == RUN_MEASURED else RUN_BLOCKS
     if inference_mode != "auto":
-        return RUN_STATE_BUFFERS if inference_mode == "states" else RUN_IN_BUFFERS
+        return steps_way if inference_mode == "states" else RUN_IN_BUFFERS
     key = (info.cell.name if info.spec.kind != CELL_GRU_RESET_BEFORE else "gru_reset_before",
            "float32" if r.single else "float64", r.n_x, r.n_a, r.n_y, r.m, r.T)
     cached = mode_cache.get(key)
     if cached is not None:
         return cached
-    cdef Py_ssize_t steps = min(r.T, MODE_SAMPLE_STEPS)
+    cdef Py_ssize_t steps = min(r.T, MODE_SAMPLE_STEPS) if measured == RUN_MEASURED else r.T
     sample = x[:, :, :steps]
     cdef Forward trial
     cdef int mode, rnd
-    seconds = {RUN_STATE_BUFFERS: [], RUN_IN_BUFFERS: []}
+    seconds = {steps_way: [], RUN_IN_BUFFERS: []}
+    global split_run_count
+    cdef Py_ssize_t counted = split_run_count       # (trials do not count as calls)
     for rnd in range(MODE_ROUNDS + 1):
         for mode in seconds:
             out = prepare_forward(info, tn, sample, a0, c0, params, False, r.reverse, &trial,
@@ -104,9 +114,10 @@ cdef int measured_mode(CellInfo info, int tn, object x, object a0, object c0, li
             run_forward(&trial, (sample, a0, c0, params, out), 1, 0)
             if rnd > 0:
                 seconds[mode].append(time.perf_counter() - start)
-    # scratch (three times the memory) only when clearly faster
-    best = RUN_STATE_BUFFERS
-    if min(seconds[RUN_IN_BUFFERS]) < 0.97 * min(seconds[RUN_STATE_BUFFERS]):
+    split_run_count = counted
+    # scratch (more memory) only when clearly faster
+    best = steps_way
+    if min(seconds[RUN_IN_BUFFERS]) < 0.97 * min(seconds[steps_way]):
         best = RUN_IN_BUFFERS
     return mode_cache.setdefault(key, best)
 
@@ -170,10 +181,13 @@ cdef int choose_run_mode(const Forward* r, bint keep_caches, bint states_out) no
             return RUN_COPIED_CACHES
         return RUN_IN_BUFFERS
     outputs = ((2 if r.cell.has_c else 1) * r.n_a + r.n_y) * columns * item
-    if narrow or outputs <= CACHED_OUTPUT_BYTES:
-        return RUN_BLOCKS
     scratch = ((r.cell.blocks + (0 if r.cell.gates_are_state else 1) + r.cell.has_c) * r.n_a
                + r.n_x) * columns * item
+    if narrow or outputs <= CACHED_OUTPUT_BYTES:
+        if (scratch <= min(SMALL_SCRATCH_BYTES, SCRATCH_BYTES)
+                and <double>r.cell.gates * r.n_a * (r.n_a + r.n_x) * columns >= MODE_MIN_MACS):
+            return RUN_MEASURED_SMALL   # a scratch in the CPU's caches may beat blocks
+        return RUN_BLOCKS
     states = (1 + r.cell.has_c) * r.n_a * columns * item
     if states <= SCRATCH_BYTES and not runs_split(r) and scratch <= SCRATCH_BYTES:
         return RUN_MEASURED     # both fit: which is faster depends on the machine
