@@ -153,3 +153,16 @@ def path_count(name):
 def check_gradient(analytic, numeric, what):
     """An analytic gradient against its finite-difference estimate."""
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7, err_msg=what)
+
+
+def assert_environment_setting(variable, setter, good, bad, message):
+    """An engine setting read from the environment at import: a bad value stops
+    the import with `message`; a good one is what the engine's `setter`
+    reports as the mode it replaces."""
+    import os
+
+    out = run_python("import cyrnn", env={**os.environ, variable: bad})
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+    out = run_python(f"from cyrnn import _engine; print(_engine.{setter}('auto'))",
+                     env={**os.environ, variable: good})
+    assert out.stdout.strip() == good, out.stderr

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import (assert_close, engine_settings, gru_parameters, lstm_parameters,
-                      path_count, rnn_parameters, run_python, sequence)
+from problems import (assert_close, assert_environment_setting, engine_settings,
+                      gru_parameters, lstm_parameters, path_count, rnn_parameters, run_python,
+                      sequence)
 
 FORWARD = {"rnn": cyrnn.rnn_forward, "lstm": cyrnn.lstm_forward, "gru": cyrnn.gru_forward}
 BACKWARD = {"rnn": cyrnn.rnn_backward, "lstm": cyrnn.lstm_backward, "gru": cyrnn.gru_backward}
@@ -349,12 +350,13 @@ def test_inference_times_its_mode_once_and_gives_the_cached_bits(kind, sizes):
         for g, w in zip(run[:3], want[:3]):
             if w is not None:
                 np.testing.assert_array_equal(g, w)
-    out = run_python("import cyrnn", env={**__import__("os").environ,
-                                          "CYRNN_INFERENCE_MODE": "fastest"})
-    assert out.returncode != 0 and "CYRNN_INFERENCE_MODE must be one of" in out.stderr
-    out = run_python("from cyrnn import _engine; print(_engine.set_inference_mode('auto'))",
-                     env={**__import__("os").environ, "CYRNN_INFERENCE_MODE": "scratch"})
-    assert out.stdout.strip() == "scratch"
+
+
+def test_inference_mode_pinned_in_the_environment():
+    assert_environment_setting("CYRNN_INFERENCE_MODE", "set_inference_mode", "scratch",
+                               "fastest", "CYRNN_INFERENCE_MODE must be one of")
+    with pytest.raises(ValueError, match="must be one of auto, states, scratch; got 'fastest'"):
+        _engine.set_inference_mode("fastest")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -418,12 +420,8 @@ def test_gemm_floor_of_each_plan_and_bad_plans_refused(pinned_plan):
     with pytest.raises(ValueError, match="CYRNN_FORWARD_PLAN must be auto, direct, transposed, "
                                          "gemv, rows256, rows128, rows64; got 'sideways'"):
         pinned_plan("sideways")
-    out = run_python("import cyrnn", env={**__import__("os").environ,
-                                          "CYRNN_FORWARD_PLAN": "sideways"})
-    assert out.returncode != 0 and "CYRNN_FORWARD_PLAN must be" in out.stderr
-    out = run_python("from cyrnn import _engine; print(_engine.set_forward_plan('auto'))",
-                     env={**__import__("os").environ, "CYRNN_FORWARD_PLAN": "transposed"})
-    assert out.stdout.strip() == "transposed"
+    assert_environment_setting("CYRNN_FORWARD_PLAN", "set_forward_plan", "transposed",
+                               "sideways", "CYRNN_FORWARD_PLAN must be")
 
 
 # ---------------------------------------------------------------- caches
