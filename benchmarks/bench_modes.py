@@ -7,9 +7,9 @@ the notebook benchmark's RNN, LSTM and GRU shapes (interleaved, medians).
 
 Columns: milliseconds of cache=False (the mode it chose), of the cached call,
 and of cache=False with each mode forced through the engine's size limits
-(blocks; state buffers for the gated cells, scratch in buffers for the RNN:
-narrow batches always run in blocks, so there those columns time blocks too);
-the ratio cache=False / cached (the engine's promise:
+(blocks; state buffers; scratch in buffers: narrow batches whose scratch does
+not fit the CPU's caches always run in blocks, so there those columns time
+blocks too); the ratio cache=False / cached (the engine's promise:
 at most 1.02).
 """
 import argparse
@@ -26,11 +26,12 @@ from cyrnn.bench.inference import SHAPES as INFERENCE_SHAPES, lstm_problem
 from cyrnn.bench.timing import measure
 
 INF = float("inf")
-# each mode forced through the size limits (src/engine/modes.pxi)
+# each mode forced: through the size limits, and where the engine would time
+# two ways, pinned (src/engine/modes.pxi)
 FORCED = {
-    "blocks": dict(cached_output_bytes=INF),
-    "states": dict(cached_output_bytes=0.0, scratch_bytes=1e18),     # gated cells only
-    "scratch": dict(cached_output_bytes=0.0, scratch_bytes=1e18),    # the RNN only
+    "blocks": (dict(cached_output_bytes=INF), "states"),
+    "states": (dict(cached_output_bytes=0.0, scratch_bytes=1e18), "states"),
+    "scratch": (dict(cached_output_bytes=0.0, scratch_bytes=1e18), "scratch"),
 }
 
 
@@ -58,13 +59,16 @@ def problems(dtype):
             yield f"{cell} {name}", forward, x, a0, p
 
 
-def forced(forward, x, a0, p, limits):
+def forced(forward, x, a0, p, how):
+    limits, mode = how
+
     def call():
-        old = _engine._set_limits(**limits)
+        old, old_mode = _engine._set_limits(**limits), _engine.set_inference_mode(mode)
         try:
             forward(x, a0, p, cache=False)
         finally:
             _engine._set_limits(**old)
+            _engine.set_inference_mode(old_mode)
     return call
 
 
@@ -73,6 +77,7 @@ def main():
     parser.add_argument("--budget", type=float, default=1.0)
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--json")
+    parser.add_argument("--only", help="comma-separated problem names (e.g. 'lstm medium')")
     args = parser.parse_args()
     rows = []
     print(f"{platform.processor() or platform.machine()}; ms, medians of interleaved rounds")
@@ -81,11 +86,13 @@ def main():
     with threadpool_limits(1):
         for dtype in args.dtypes.split(","):
             for name, forward, x, a0, p in problems(np.dtype(dtype).type):
+                if args.only and name not in args.only.split(","):
+                    continue
                 calls = {"no cache": lambda: forward(x, a0, p, cache=False),
                          "cached": lambda: forward(x, a0, p)}
                 calls["blocks"] = forced(forward, x, a0, p, FORCED["blocks"])
-                key = "scratch" if name.startswith("rnn") else "states"
-                calls[key] = forced(forward, x, a0, p, FORCED[key])
+                calls["states"] = forced(forward, x, a0, p, FORCED["states"])
+                calls["scratch"] = forced(forward, x, a0, p, FORCED["scratch"])
                 times = measure(calls, args.budget)
                 row = {"problem": name, "dtype": dtype,
                        **{k: v * 1e3 for k, v in times.items()}}
@@ -94,6 +101,7 @@ def main():
                                  for k in ("no cache", "cached", "blocks", "states", "scratch"))
                 print(f"{name:18s} {dtype:8s} {cells}  {row['no cache'] / row['cached']:.3f}",
                       flush=True)
+    print("chosen where timed:", _engine.inference_modes())
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -326,11 +326,10 @@ def test_wide_inference_streaming_its_states_gives_the_cached_bits(pinned_plan, 
 @pytest.mark.parametrize("sizes", [(3, 5, 300, 21), (16, 32, 16, 50)], ids=["wide", "small"])
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_reset_before"])
 def test_inference_times_its_mode_once_and_gives_the_cached_bits(kind, sizes):
-    """Where both ways fit (wide: state buffers or scratch; small, whose
-    scratch fits the CPU's caches: blocks or scratch), the first call of a
-    shape times both and the process keeps the faster; either gives the
-    cached call's bits, pinned or chosen, and a pin in the environment is
-    checked."""
+    """Where two ways fit (wide: state buffers or scratch, by rule; small,
+    whose scratch fits the CPU's caches: blocks or scratch, timed on the first
+    call of a shape and kept), either gives the cached call's bits, pinned or
+    chosen."""
     name = kind.split("_")[0]
     n_x, n_a, m, T = sizes
     x, a0, p, _ = problem(kind, n_x, n_a, 2, m, T, seed=4, dtype=np.float32)

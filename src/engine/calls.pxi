@@ -58,7 +58,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     r.reverse, r.x_time_major = reverse, time_major
     r.plan = forward_plan(r)
     r.mode = choose_run_mode(r, cache, states_out) if mode == MODE_CHOOSE else mode
-    if r.mode == RUN_MEASURED or r.mode == RUN_MEASURED_SMALL:
+    if r.mode == RUN_WIDE_RULE or r.mode == RUN_MEASURED_SMALL:
         r.mode = measured_mode(info, tn, x, a0, c0, params, r, r.mode)
     if r.mode == RUN_STATE_BUFFERS and mode == MODE_CHOOSE:
         global state_buffer_runs

@@ -10,17 +10,18 @@
 # | RUN_IN_BUFFERS     | caches kept (not narrow and large, with    | G, A, C, X for all T steps: the     |
 # |                    | lengths always); the                       | caches (rows T·m apart), or pooled  |
 # |                    | cell functions; inference of wide batches  | scratch (rows scratch_ld apart);    |
-# |                    | whose scratch fits SCRATCH_BYTES, and of   | the blocks are windows of them      |
-# |                    | small ones whose scratch fits the caches,  |                                     |
-# |                    | where faster than the other way (measured) |                                     |
+# |                    | whose scratch fits SCRATCH_BYTES (the RNN; | the blocks are windows of them      |
+# |                    | rule or pin), and of small ones whose      |                                     |
+# |                    | scratch fits the caches, where faster      |                                     |
+# |                    | than blocks (measured)                     |                                     |
 # | RUN_COPIED_CACHES  | caches kept, narrow batch (rows under      | the caches; the blocks run in the   |
 # |                    | NARROW_ROW_BYTES per step), caches over    | workspace and are copied into them  |
 # |                    | COPIED_MIN_BYTES                           | whole                               |
 # | RUN_STATE_BUFFERS  | inference with lengths (packed); a         | A (the time-major `out`, or packed) |
 # |                    | time-major `out` (a model's inner layers); | and C only (with lengths the packed |
 # |                    | inference of wide batches whose states fit | x too); blocks in the workspace     |
-# |                    | SCRATCH_BYTES (not split), where faster    | stream their states there           |
-# |                    | than the scratch when both fit (measured)  |                                     |
+# |                    | SCRATCH_BYTES (not split; the gated cells  | stream their states there           |
+# |                    | where both fit: rule or pin)               |                                     |
 # | RUN_BLOCKS         | other inference (outputs under            | the workspace only: each block's    |
 # |                    | CACHED_OUTPUT_BYTES, narrow batches, too   | outputs go out block by block       |
 # |                    | large; small ones where faster, measured)  |                                     |
@@ -37,20 +38,21 @@ cdef enum RunMode:
 
 cdef enum:
     NARROW_ROW_BYTES = 512
-    RUN_MEASURED = -2       # choose_run_mode: time the state buffers against scratch
+    RUN_WIDE_RULE = -2      # choose_run_mode: state buffers or scratch, by rule or pin
     RUN_MEASURED_SMALL = -3  # choose_run_mode: time blocks against scratch
     MODE_MIN_MACS = 1 << 20     # smaller problems run in blocks, untimed
 
-# Wide inference whose state buffers and scratch both fit could run either,
-# and so could small problems whose whole scratch stays in the CPU's caches
-# (SMALL_SCRATCH_BYTES; else blocks): the first call of a shape times both (wide:
-# on its first MODE_SAMPLE_STEPS steps; small: whole), on the call's own weights
-# and inputs, each by its fastest of MODE_ROUNDS samples after an untimed one,
-# and the process keeps the choice (benchmarks/README.md, "the house": the
-# faster one differs between CPUs and cells). CYRNN_INFERENCE_MODE=states (the
-# steps in blocks of a workspace) or scratch pins one.
+# Small problems whose whole scratch stays in the CPU's caches
+# (SMALL_SCRATCH_BYTES; else blocks) run in blocks or in that scratch: the first
+# call of a shape times both, whole, on the call's own weights and inputs, each
+# by its fastest of MODE_ROUNDS samples after an untimed one, and the process
+# keeps the choice (which is faster differs between cells and CPUs). Wide
+# inference whose state buffers and scratch both fit runs by rule: the gated
+# cells in state buffers (a third of the memory), the RNN, whose scratch is its
+# states and inputs, in scratch (timings of a call's first steps chose wrongly:
+# benchmarks/README.md, "the house"). CYRNN_INFERENCE_MODE=states (the steps in
+# blocks of a workspace) or scratch pins either choice.
 cdef int MODE_ROUNDS = 3
-cdef Py_ssize_t MODE_SAMPLE_STEPS = 16
 cdef double SMALL_SCRATCH_BYTES = 1024.0 * 1024
 cdef dict mode_cache = {}
 INFERENCE_MODES = ("auto", "states", "scratch")
@@ -69,11 +71,12 @@ cdef str inference_mode = _inference_mode_from(os.environ.get("CYRNN_INFERENCE_M
 
 
 def set_inference_mode(mode):
-    """Pin how wide inference keeps its states where both ways fit: "states"
-    (time-major state buffers, the steps in blocks), "scratch" (every time-major
-    buffer in pooled scratch) or "auto" (time both on a shape's first call, the
-    default; also the environment variable CYRNN_INFERENCE_MODE). The results
-    are the same bits either way. Returns the previous mode."""
+    """Pin how inference keeps its states where two ways fit (above): "states"
+    (the steps in blocks of a workspace, wide batches' states in state
+    buffers), "scratch" (every time-major buffer in pooled scratch) or "auto"
+    (the default: timed for small problems, by rule for wide ones; also the
+    environment variable CYRNN_INFERENCE_MODE). The results are the same bits
+    either way. Returns the previous mode."""
     global inference_mode
     old, inference_mode = inference_mode, _inference_mode_from(mode)
     return old
@@ -88,19 +91,19 @@ def inference_modes():
 
 cdef int measured_mode(CellInfo info, int tn, object x, object a0, object c0, list params,
                        const Forward* r, int measured):
-    """For RUN_MEASURED (RUN_MEASURED_SMALL): RUN_STATE_BUFFERS (RUN_BLOCKS) or
-    RUN_IN_BUFFERS, pinned, known for the shape, or timed now (above)."""
+    """For RUN_WIDE_RULE (RUN_MEASURED_SMALL): RUN_STATE_BUFFERS (RUN_BLOCKS) or
+    RUN_IN_BUFFERS, pinned, by rule, known for the shape, or timed now (above)."""
     import time
-    cdef int steps_way = RUN_STATE_BUFFERS if measured == RUN_MEASURED else RUN_BLOCKS
+    cdef int steps_way = RUN_STATE_BUFFERS if measured == RUN_WIDE_RULE else RUN_BLOCKS
     if inference_mode != "auto":
         return steps_way if inference_mode == "states" else RUN_IN_BUFFERS
+    if measured == RUN_WIDE_RULE:
+        return RUN_IN_BUFFERS if r.cell.gates_are_state else RUN_STATE_BUFFERS
     key = (info.cell.name if info.spec.kind != CELL_GRU_RESET_BEFORE else "gru_reset_before",
            "float32" if r.single else "float64", r.n_x, r.n_a, r.n_y, r.m, r.T)
     cached = mode_cache.get(key)
     if cached is not None:
         return cached
-    cdef Py_ssize_t steps = min(r.T, MODE_SAMPLE_STEPS) if measured == RUN_MEASURED else r.T
-    sample = x[:, :, :steps]
     cdef Forward trial
     cdef int mode, rnd
     seconds = {steps_way: [], RUN_IN_BUFFERS: []}
@@ -108,10 +111,10 @@ cdef int measured_mode(CellInfo info, int tn, object x, object a0, object c0, li
     cdef Py_ssize_t counted = split_run_count       # (trials do not count as calls)
     for rnd in range(MODE_ROUNDS + 1):
         for mode in seconds:
-            out = prepare_forward(info, tn, sample, a0, c0, params, False, r.reverse, &trial,
-                                  None, mode)
+            out = prepare_forward(info, tn, x, a0, c0, params, False, r.reverse, &trial, None,
+                                  mode)
             start = time.perf_counter()
-            run_forward(&trial, (sample, a0, c0, params, out), 1, 0)
+            run_forward(&trial, (x, a0, c0, params, out), 1, 0)
             if rnd > 0:
                 seconds[mode].append(time.perf_counter() - start)
     split_run_count = counted
@@ -190,7 +193,7 @@ cdef int choose_run_mode(const Forward* r, bint keep_caches, bint states_out) no
         return RUN_BLOCKS
     states = (1 + r.cell.has_c) * r.n_a * columns * item
     if states <= SCRATCH_BYTES and not runs_split(r) and scratch <= SCRATCH_BYTES:
-        return RUN_MEASURED     # both fit: which is faster depends on the machine
+        return RUN_WIDE_RULE    # both fit: the rule below, or a pinned mode
     if states <= SCRATCH_BYTES and not runs_split(r):
         return RUN_STATE_BUFFERS
     return RUN_IN_BUFFERS if scratch <= SCRATCH_BYTES else RUN_BLOCKS
