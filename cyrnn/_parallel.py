@@ -1,11 +1,11 @@
 """Threads: running batch chunks on `n_threads`, and the BLAS thread policy.
 
 Chunks. The forward functions cut the batch into column chunks that depend
-on m only (src/_engine.pyx, `n_chunks`) and run each chunk over the whole
+on m only (src/engine/blocking.pxi, `n_chunks`) and run each chunk over the whole
 sequence; threads take contiguous ranges of chunks. The arithmetic of every
 column is therefore the same whatever the number of threads, and results are
 bit-identical for any ``n_threads``. A one-chunk batch under a row-block plan
-runs split instead (src/_engine.pyx, "split runs"): every thread given to
+runs split instead (src/engine/split.pxi): every thread given to
 `run_chunks` claims parts of each step until none is left.
 
 The pool is shared by every call (and by a bidirectional layer's directions,
