@@ -4,6 +4,7 @@
 # C = op(A)·op(B) is the column-major C^T = op(B)^T·op(A)^T, so `gemm` swaps the
 # operands and the sizes once here and kernel authors never see Fortran order.
 from cython cimport floating
+from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 # Sizes passed to BLAS. SciPy's cython_blas takes 32-bit ints (LP64); every entry
@@ -39,6 +40,9 @@ cdef inline void gemm(bint trans_a, bint trans_b,
         ldb = 1
     if ldc < 1:
         ldc = 1
+    if n == 1 and not trans_b and (ldb != 1 or ldc != 1):
+        if unit_stride_product(trans_a, False, m, k, alpha, A, lda, B, ldb, beta, C, ldc):
+            return
     if floating is float:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>B, &ldb, <float*>A, &lda,
               &beta, C, &ldc)
@@ -56,10 +60,65 @@ cdef inline void gemv(bint trans, blas_int m, blas_int n, floating alpha, const 
         return
     if lda < 1:
         lda = 1
+    if incx != 1 or incy != 1:
+        if unit_stride_product(trans, True, m, n, alpha, A, lda, x, incx, beta, y, incy):
+            return
     if floating is float:
         sgemv(&t, &n, &m, &alpha, <float*>A, &lda, <float*>x, &incx, &beta, y, &incy)
     else:
         dgemv(&t, &n, &m, &alpha, <double*>A, &lda, <double*>x, &incx, &beta, y, &incy)
+
+
+# A product with one column must give the same bits wherever its vectors live:
+# ARM's OpenBLAS forwards such GEMMs to gemv, whose kernels sum in an order that
+# depends on the vectors' strides, and a run's caches and workspaces lay a
+# column out with different strides. So strided vectors are copied to
+# contiguous ones first (k + m elements against the product's k·m).
+cdef enum:
+    UNIT_STRIDE_STACK = 1024    # elements of x and y copied on the stack, else malloc
+
+
+cdef inline bint unit_stride_product(bint trans, bint as_gemv, blas_int m, blas_int k,
+                                     floating alpha, const floating* A, blas_int lda,
+                                     const floating* x, blas_int incx, floating beta,
+                                     floating* y, blas_int incy) noexcept nogil:
+    """y (m elements, incy apart) = alpha·op(A)·x + beta·y for x (k elements,
+    incx apart), through contiguous copies of x and y: as one gemv, else as a
+    one-column GEMM. False (nothing done) when no memory was had for the copies."""
+    cdef floating on_stack[UNIT_STRIDE_STACK]
+    cdef blas_int nx = m if as_gemv and trans else k, ny = k if as_gemv and trans else m
+    cdef floating* xs = on_stack
+    cdef Py_ssize_t i
+    cdef blas_int one = 1
+    cdef char t = b'N' if trans else b'T'
+    cdef char nt = b'N'
+    if <Py_ssize_t>nx + ny > UNIT_STRIDE_STACK:
+        xs = <floating*>malloc((<size_t>nx + ny) * sizeof(floating))
+        if xs == NULL:
+            return False
+    cdef floating* ys = xs + nx
+    for i in range(nx):
+        xs[i] = x[i * <Py_ssize_t>incx]
+    if beta != 0:
+        for i in range(ny):
+            ys[i] = y[i * <Py_ssize_t>incy]
+    if not as_gemv:
+        t = b'T' if trans else b'N'
+    if floating is float:
+        if as_gemv:
+            sgemv(&t, &k, &m, &alpha, <float*>A, &lda, xs, &one, &beta, ys, &one)
+        else:
+            sgemm(&nt, &t, &one, &m, &k, &alpha, xs, &one, <float*>A, &lda, &beta, ys, &one)
+    else:
+        if as_gemv:
+            dgemv(&t, &k, &m, &alpha, <double*>A, &lda, xs, &one, &beta, ys, &one)
+        else:
+            dgemm(&nt, &t, &one, &m, &k, &alpha, xs, &one, <double*>A, &lda, &beta, ys, &one)
+    for i in range(ny):
+        y[i * <Py_ssize_t>incy] = ys[i]
+    if xs != on_stack:
+        free(xs)
+    return True
 
 
 # OpenBLAS (SciPy's BLAS on Linux and Windows) runs a row-major A·Bᵀ with k < 32
