@@ -10,6 +10,22 @@ from cython cimport floating
 
 from _blas cimport gemm, gemv, gemm_atb, gemm_atb_pretransposed, gemm_transposed_result
 
+cdef extern from "cyrnn_packed.h" nogil:
+    const char* cyrnn_packed_isa()
+    int cyrnn_packed_use_level(int level)
+    Py_ssize_t cyrnn_packed_lanes_d()
+    Py_ssize_t cyrnn_packed_lanes_f()
+    void cyrnn_pack_d(const double* const* rows, const Py_ssize_t* ld, int gates,
+                      Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t U, double* out)
+    void cyrnn_pack_f(const float* const* rows, const Py_ssize_t* ld, int gates,
+                      Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t U, float* out)
+    void cyrnn_panel_product_d(const double* panel, Py_ssize_t k, int gates, Py_ssize_t U,
+                               const double* B, Py_ssize_t ldb, Py_ssize_t n, double* G,
+                               Py_ssize_t ldg, Py_ssize_t gate_stride, Py_ssize_t units)
+    void cyrnn_panel_product_f(const float* panel, Py_ssize_t k, int gates, Py_ssize_t U,
+                               const float* B, Py_ssize_t ldb, Py_ssize_t n, float* G,
+                               Py_ssize_t ldg, Py_ssize_t gate_stride, Py_ssize_t units)
+
 
 cdef struct GateWeights:
     # The stacked gate weights as `blocks` row blocks of block_rows rows each:
@@ -35,24 +51,107 @@ cdef enum:
     PLAN_ROWS_256 = 3       # one GEMM per block of 256 rows of the stacked weights
     PLAN_ROWS_128 = 4
     PLAN_ROWS_64 = 5
+    PLAN_PACKED = 6         # cyrnn's kernel on weights packed once (cyrnn_packed.h)
+
+
+# The packed plan's weights: per pass of a step (src/_cells.pxd), the rows of
+# its gates q0..q0+gates-1 in panels of `units` units, k = n_a columns
+# (cyrnn_packed.h says the layout).
+cdef struct PackedPass:
+    int q0, gates
+    Py_ssize_t units, panels, k
+    const void* data
+
+cdef struct PackedWeights:
+    int passes
+    PackedPass pass_[2]
 
 
 cdef struct Product:
     int plan                # PLAN_*
     Py_ssize_t row_block    # the row-block plans' rows per GEMM, else 0
     void* scratch           # the transposed plan's (rows × columns) result, else NULL
+    const PackedWeights* packed     # the packed plan's weights, else NULL
 
 
 cdef inline Py_ssize_t plan_row_block(int plan) noexcept nogil:
     """The rows of each GEMM of a row-block plan, else 0 (one GEMM)."""
-    return 256 >> (plan - PLAN_ROWS_256) if plan >= PLAN_ROWS_256 else 0
+    return 256 >> (plan - PLAN_ROWS_256) if PLAN_ROWS_256 <= plan <= PLAN_ROWS_64 else 0
 
 
-cdef inline Product product_of(int plan, void* scratch) noexcept nogil:
+cdef inline Product product_of(int plan, void* scratch,
+                               const PackedWeights* packed=NULL) noexcept nogil:
     cdef Product p
     p.plan, p.row_block = plan, plan_row_block(plan)
     p.scratch = scratch if plan == PLAN_TRANSPOSED else NULL
+    p.packed = packed if plan == PLAN_PACKED else NULL
     return p
+
+
+cdef inline Py_ssize_t packed_lanes(bint single) noexcept nogil:
+    return cyrnn_packed_lanes_f() if single else cyrnn_packed_lanes_d()
+
+
+cdef inline Py_ssize_t packed_units(bint single, int gates) noexcept nogil:
+    """Units per panel: a tile of 4 row vectors (3 for three gates)."""
+    return packed_lanes(single) * (4 // gates if gates <= 2 else 1)
+
+
+cdef inline size_t packed_size(const PackedPass* pk) noexcept nogil:
+    """Elements of a pass's panels."""
+    return <size_t>pk.panels * pk.k * pk.gates * pk.units
+
+
+cdef inline void pack_pass(floating dummy, const GateWeights* w, Py_ssize_t n_a,
+                           const PackedPass* pk, floating* out) noexcept nogil:
+    """The recurrent weights of pk's gates into pk's panels at out."""
+    cdef const floating* rows[4]
+    cdef Py_ssize_t ld[4]
+    cdef int g, q
+    for g in range(pk.gates):
+        q = pk.q0 + g
+        if w.blocks == 1:
+            rows[g], ld[g] = <const floating*>w.Wa[0] + q * n_a * w.ldwa[0], w.ldwa[0]
+        else:
+            rows[g], ld[g] = <const floating*>w.Wa[q], w.ldwa[q]
+    if floating is float:
+        cyrnn_pack_f(rows, ld, pk.gates, n_a, pk.k, pk.units, out)
+    else:
+        cyrnn_pack_d(rows, ld, pk.gates, n_a, pk.k, pk.units, out)
+
+
+cdef inline const PackedPass* packed_pass_of(const PackedWeights* pw, int q0,
+                                             int q1) noexcept nogil:
+    """The packed pass of gates q0..q1-1, or NULL."""
+    cdef int i
+    for i in range(pw.passes):
+        if pw.pass_[i].q0 == q0 and pw.pass_[i].gates == q1 - q0:
+            return &pw.pass_[i]
+    return NULL
+
+
+cdef inline void panel_product(const PackedPass* pk, Py_ssize_t p, const floating* B,
+                               Py_ssize_t ldb, Py_ssize_t n, floating* G, Py_ssize_t ldg,
+                               Py_ssize_t gate_stride, Py_ssize_t n_a) noexcept nogil:
+    """G += panel p's rows (its units of each gate, gate_stride apart in G; G
+    points at the panel's first unit of its first gate) @ B's n columns."""
+    cdef Py_ssize_t U = pk.units, u0 = p * U
+    cdef Py_ssize_t units = min(U, n_a - u0)
+    cdef const floating* panel = <const floating*>pk.data + p * pk.k * pk.gates * U
+    if floating is float:
+        cyrnn_panel_product_f(panel, pk.k, pk.gates, U, B, ldb, n, G, ldg, gate_stride, units)
+    else:
+        cyrnn_panel_product_d(panel, pk.k, pk.gates, U, B, ldb, n, G, ldg, gate_stride, units)
+
+
+cdef inline void packed_product(const PackedPass* pk, Py_ssize_t n_a, Py_ssize_t n,
+                                const floating* B, Py_ssize_t ldb, floating* G,
+                                Py_ssize_t ldg) noexcept nogil:
+    """G += the pass's gates' weights @ B, panel by panel (the product alone:
+    the forward fuses each panel with the cell's kernel, src/_cells.pxd)."""
+    cdef Py_ssize_t p
+    for p in range(pk.panels):
+        panel_product(pk, p, B, ldb, n, G + p * pk.units * ldg, ldg, n_a * ldg, n_a)
 
 
 cdef inline const void* const* weight_blocks(const GateWeights* w, bint recurrent,
@@ -107,6 +206,12 @@ cdef inline void recurrent_product(const Product* p, const GateWeights* w, int q
     under plan p."""
     cdef Py_ssize_t rows = (q1 - q0) * n_a
     cdef const floating* Wa = <const floating*>w.Wa[0] + q0 * n_a * w.ldwa[0]
+    cdef const PackedPass* pk
+    if p.plan == PLAN_PACKED and p.packed != NULL:
+        pk = packed_pass_of(p.packed, q0, q1)
+        if pk != NULL:
+            packed_product(pk, n_a, n, B, ldb, G, ldg)
+            return
     if w.blocks != 1 or p.plan == PLAN_DIRECT:
         gates_product(w, True, q0, q1, n_a, n_a, n, B, ldb, <floating>1, G, ldg)
     elif p.plan == PLAN_GEMV and n == 1:

@@ -1,5 +1,6 @@
 """Random problems and helpers shared by the tests."""
 import contextlib
+import functools
 
 import numpy as np
 
@@ -45,6 +46,18 @@ def sequence(rng, n_x, n_a, m, T, dtype=np.float64, scale=1.0):
     x = (scale * rng.standard_normal((n_x, m, T))).astype(dtype)
     a0 = rng.standard_normal((n_a, m)).astype(dtype)
     return x, a0
+
+
+# every cell kind the engine runs: the reset-before GRU is the GRU with "Wc"/"bc"
+PARAMETERS = {"rnn": rnn_parameters, "lstm": lstm_parameters, "gru": gru_parameters,
+              "gru_reset_before": functools.partial(gru_parameters, reset_before=True)}
+
+
+def problem(kind, n_x, n_a, n_y, m, T, seed=0, dtype=np.float64):
+    """(x, a0, parameters, rng) of a random problem for a cell kind (PARAMETERS)."""
+    rng = np.random.default_rng(seed)
+    x, a0 = sequence(rng, n_x, n_a, m, T, dtype)
+    return x, a0, PARAMETERS[kind](rng, n_x, n_a, n_y, dtype, scale=0.5), rng
 
 
 def assert_close(actual, expected, rtol=1e-10, atol=1e-12, what=""):
@@ -145,7 +158,7 @@ def engine_settings(plan=None, inference_mode=None, **limits):
 
 def path_count(name):
     """How many calls so far took an engine path: "split_runs",
-    "state_buffer_runs" or "stacking_copies"."""
+    "state_buffer_runs", "stacking_copies" or "weight_packings"."""
     from cyrnn import _engine
     return _engine._path_counts()[name]
 

@@ -4,7 +4,6 @@ Reverse direction, the plan (chunks that depend on m only), inference in
 blocks of steps, the BLAS-only floor, the caches' checks and semantics, and
 the thread pool under concurrent calls.
 """
-import functools
 import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -16,22 +15,14 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import (assert_close, assert_environment_setting, engine_settings,
-                      gru_parameters, lstm_parameters, path_count, rnn_parameters, run_python,
+from problems import (PARAMETERS, assert_close, assert_environment_setting, engine_settings,
+                      lstm_parameters, path_count, problem, rnn_parameters, run_python,
                       sequence)
 
 FORWARD = {"rnn": cyrnn.rnn_forward, "lstm": cyrnn.lstm_forward, "gru": cyrnn.gru_forward}
 BACKWARD = {"rnn": cyrnn.rnn_backward, "lstm": cyrnn.lstm_backward, "gru": cyrnn.gru_backward}
-PARAMETERS = {"rnn": rnn_parameters, "lstm": lstm_parameters, "gru": gru_parameters}
 CACHES = {"rnn": cyrnn.RNNStepCaches, "lstm": cyrnn.LSTMStepCaches, "gru": cyrnn.GRUStepCaches}
 FORWARD["gru_reset_before"], BACKWARD["gru_reset_before"] = cyrnn.gru_forward, cyrnn.gru_backward
-PARAMETERS["gru_reset_before"] = functools.partial(gru_parameters, reset_before=True)
-
-
-def problem(kind, n_x, n_a, n_y, m, T, seed=0, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    x, a0 = sequence(rng, n_x, n_a, m, T, dtype)
-    return x, a0, PARAMETERS[kind](rng, n_x, n_a, n_y, dtype, scale=0.5), rng
 
 
 # ---------------------------------------------------------------- reverse direction
@@ -434,7 +425,7 @@ def test_gemm_floor_of_each_plan_and_bad_plans_refused(pinned_plan):
     with pytest.raises(ValueError, match="plan must be one of"):
         _engine.GemmFloor("lstm", 3, 5, 2, 10, 7, plan="fastest")
     with pytest.raises(ValueError, match="CYRNN_FORWARD_PLAN must be auto, direct, transposed, "
-                                         "gemv, rows256, rows128, rows64; got 'sideways'"):
+                                         "gemv, rows256, rows128, rows64, packed; got 'sideways'"):
         pinned_plan("sideways")
     assert_environment_setting("CYRNN_FORWARD_PLAN", "set_forward_plan", "transposed",
                                "sideways", "CYRNN_FORWARD_PLAN must be")

@@ -2,7 +2,6 @@
 lstm_forward and gru_forward (both GRU variants) and their backward through the
 caches, against cyrnn.reference and against each column run alone on its own
 steps, against finite differences and PyTorch's packed sequences."""
-import functools
 import pickle
 
 import numpy as np
@@ -12,13 +11,10 @@ from hypothesis import given, settings, strategies as st
 import cyrnn
 import cyrnn.reference as ref
 from cyrnn import _engine
-from problems import (assert_close, assert_same_gradients, engine_settings, fingerprint,
-                      gru_parameters, lstm_parameters, numerical_gradient, require_peer,
-                      rnn_parameters, sequence)
+from problems import (assert_close, assert_same_gradients, engine_settings,
+                      fingerprint, numerical_gradient, problem, require_peer)
 
 KINDS = ("rnn", "lstm", "gru", "gru_reset_before")
-PARAMETERS = {"rnn": rnn_parameters, "lstm": lstm_parameters, "gru": gru_parameters,
-              "gru_reset_before": functools.partial(gru_parameters, reset_before=True)}
 
 
 def cell(kind):
@@ -32,12 +28,6 @@ def forward(module, kind, x, a0, p, **kw):
 
 def backward(module, kind, da, caches):
     return getattr(module, cell(kind) + "_backward")(da, caches)
-
-
-def problem(kind, n_x, n_a, n_y, m, T, seed=0, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    x, a0 = sequence(rng, n_x, n_a, m, T, dtype)
-    return x, a0, PARAMETERS[kind](rng, n_x, n_a, n_y, dtype, scale=0.5), rng
 
 
 cases = st.fixed_dictionaries({

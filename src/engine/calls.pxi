@@ -57,6 +57,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     keep = gate_weights(info, params, tn, n_x, n_a, True, &r.w, &r.b)
     r.reverse, r.x_time_major = reverse, time_major
     r.plan = forward_plan(r)
+    keep = (keep, pack_for_plan(r))
     r.mode = choose_run_mode(r, cache, states_out) if mode == MODE_CHOOSE else mode
     if r.mode == RUN_WIDE_RULE or r.mode == RUN_MEASURED_SMALL:
         r.mode = measured_mode(info, tn, x, a0, c0, params, r, r.mode)

@@ -41,6 +41,7 @@ cdef class GemmFloor:
             if plan not in FORWARD_PLANS:
                 raise ValueError(f"plan must be one of {FORWARD_PLANS} or None; got {plan!r}")
             self.fwd.r.plan = plan_applies(FORWARD_PLANS.index(plan), m)
+            self.fwd.keep += (pack_for_plan(&self.fwd.r),)
         G, A, C, X = out[3:7]
         self.bwd = _BackwardJob.__new__(_BackwardJob)
         run_backward(info, tn, False, buf(n_a, m, T), G, A, C, a0, c0, X, params, None, T,

@@ -32,6 +32,7 @@ cdef struct Forward:
     bint gemm_only          # the floor: GEMMs alone, nothing in between
     bint single             # float32 (else float64)
     int plan                # the recurrent product's plan (PLAN_*, forward_plan())
+    const PackedWeights* packed     # the packed plan's weights (plans.pxi), else NULL
     bint keep_gates         # G must hold the activated gates after each step (caches)
     # Variable lengths, or NULL: every column runs every step. The columns are
     # sorted by length, longest first (the caller permutes a0, c0 and packs x),
@@ -130,7 +131,7 @@ cdef inline void chunk_init(floating dummy, Chunk* c, const Forward* r, Py_ssize
     # the workspace's end: the plan's scratch, then concat
     c.cat = ws + c.ws_len - (r.n_a + r.n_x) * ms if c.concat else NULL
     c.product = product_of(r.plan, ws + (c.ws_len - (r.n_a + r.n_x) * ms * c.concat
-                                         - scratch_len) if scratch_len else NULL)
+                                         - scratch_len) if scratch_len else NULL, r.packed)
     c.a_prev, c.ld_ap = <const floating*>r.a0 + j0, m
     c.c_prev, c.ld_cp = (<const floating*>r.c0 + j0 if r.c0 != NULL else NULL), m
     c.started = 0

@@ -96,6 +96,7 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     r.ld = P
     r.keep_gates = cache
     r.plan = forward_plan(&r)
+    keep = (keep, pack_for_plan(&r))
     r.mode = choose_run_mode(&r, cache, False)
     cdef const void* xp = data(x)
     cdef Py_ssize_t s0 = elem_stride(x, 0), s1 = elem_stride(x, 1), s2 = elem_stride(x, 2)

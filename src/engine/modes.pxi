@@ -132,6 +132,7 @@ cdef double COPIED_MIN_BYTES = 4.0 * 1024 * 1024
 cdef Py_ssize_t split_run_count = 0
 cdef Py_ssize_t state_buffer_runs = 0
 cdef Py_ssize_t stacking_copies = 0
+cdef Py_ssize_t weight_packings = 0
 
 
 def _set_limits(**limits):
@@ -152,10 +153,11 @@ def _set_limits(**limits):
 
 def _path_counts():
     """How many calls so far ran split, streamed their states into state
-    buffers, or copied gate weights into a stacked matrix (tests check that
-    sizes take a path, and that prepared parameters are not copied)."""
+    buffers, copied gate weights into a stacked matrix, or packed them for the
+    packed plan (tests check that sizes take a path, and that prepared
+    parameters are not copied)."""
     return {"split_runs": split_run_count, "state_buffer_runs": state_buffer_runs,
-            "stacking_copies": stacking_copies}
+            "stacking_copies": stacking_copies, "weight_packings": weight_packings}
 
 
 # A single step (T = 1: the cell functions) whose weights act on [a_prev; x]

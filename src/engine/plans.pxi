@@ -7,9 +7,12 @@
 # n_threads), so results stay bit-identical across n_threads and with or
 # without caches. Problems too small to repay a timing run (PLAN_MIN_MACS
 # multiply-adds per step) and single steps run direct.
-# CYRNN_FORWARD_PLAN=direct|transposed|gemv|rows256|rows128|rows64 pins one
-# where it applies (gemv only for single columns, transposed only for several),
-# e.g. for results identical across machines that would choose differently.
+# CYRNN_FORWARD_PLAN=direct|transposed|gemv|rows256|rows128|rows64|packed pins
+# one where it applies (gemv only for single columns, transposed only for
+# several), e.g. for results identical across machines that would choose
+# differently. The packed plan is cyrnn's own kernel (cyrnn_packed.h): the
+# weights packed once per call, each panel's product fused with the cell's
+# kernel; it is timed on its product alone, like the others.
 cdef enum:
     PLAN_AUTO = -1
     PLAN_MIN_MACS = 1 << 20
@@ -22,7 +25,7 @@ cdef enum:
 cdef double PLAN_SAMPLE_MACS = 16e6
 cdef int PLAN_ROUNDS = 7
 
-FORWARD_PLANS = ("direct", "transposed", "gemv", "rows256", "rows128", "rows64")
+FORWARD_PLANS = ("direct", "transposed", "gemv", "rows256", "rows128", "rows64", "packed")
 cdef dict plan_cache = {}
 
 
@@ -41,7 +44,8 @@ cdef int plan_mode = _plan_mode_from(os.environ.get("CYRNN_FORWARD_PLAN"))
 def set_forward_plan(mode):
     """Pin the forward pass's recurrent-product plan for this process: "direct",
     "transposed" (several columns), "gemv" (single columns), "rows256",
-    "rows128", "rows64" (GEMMs on blocks of that many rows), or "auto" (time
+    "rows128", "rows64" (GEMMs on blocks of that many rows), "packed" (cyrnn's
+    kernel on weights packed once per call), or "auto" (time
     the candidates per shape on first use, the default; also set by the
     environment variable CYRNN_FORWARD_PLAN). Returns the previous mode."""
     global plan_mode
@@ -73,6 +77,73 @@ cdef void time_plan(floating dummy, const GateWeights* w, const Product* p, int 
         recurrent_product(p, w, 0, gates, n_a, ms, a, ms, G, ms)
 
 
+cdef object packed_weights(const GateWeights* w, bint single, Py_ssize_t n_a, int passes,
+                           const int* q0, const int* q1, const PackedWeights** out):
+    """The recurrent weights packed for the packed plan, `passes` passes of
+    gates q0[i]..q1[i]-1: a buffer (the caller keeps it alive) holding the
+    PackedWeights it points *out at, then each pass's panels 64-byte aligned."""
+    cdef size_t item = sizeof(float) if single else sizeof(double)
+    cdef PackedWeights pw
+    cdef size_t offsets[2]
+    cdef size_t total = (sizeof(PackedWeights) + 63) // 64 * 64
+    cdef int i
+    pw.passes = passes
+    for i in range(passes):
+        pw.pass_[i].q0, pw.pass_[i].gates = q0[i], q1[i] - q0[i]
+        pw.pass_[i].units = packed_units(single, q1[i] - q0[i])
+        pw.pass_[i].panels = (n_a + pw.pass_[i].units - 1) // pw.pass_[i].units
+        pw.pass_[i].k = n_a
+        offsets[i] = total
+        total += (packed_size(&pw.pass_[i]) * item + 63) // 64 * 64
+    holder = np.empty(total + 64, np.uint8)
+    cdef char* base = <char*>data(holder)
+    base += (64 - <size_t>base % 64) % 64
+    for i in range(passes):
+        pw.pass_[i].data = base + offsets[i]
+    memcpy(base, &pw, sizeof(PackedWeights))
+    with nogil:
+        for i in range(passes):
+            if single:
+                pack_pass[float](0, w, n_a, &pw.pass_[i], <float*>(base + offsets[i]))
+            else:
+                pack_pass[double](0, w, n_a, &pw.pass_[i], <double*>(base + offsets[i]))
+    out[0] = <const PackedWeights*>base
+    return holder
+
+
+cdef object pack_for_plan(Forward* r):
+    """r's recurrent weights packed when its plan is the packed one (r.packed
+    set; returns what keeps them alive), else None."""
+    cdef int q0[2]
+    cdef int q1[2]
+    cdef int i, passes = step_passes(&r.cell)
+    r.packed = NULL
+    if r.plan != PLAN_PACKED:
+        return None
+    for i in range(passes):
+        pass_gates(&r.cell, i, &q0[i], &q1[i])
+    global weight_packings
+    weight_packings += 1
+    return packed_weights(&r.w, r.single, r.n_a, passes, q0, q1, &r.packed)
+
+
+PACKED_ISAS = ("sse2", "avx2", "avx512")
+
+
+def packed_isa():
+    """The instruction set the packed plan's kernel runs on this machine."""
+    return cyrnn_packed_isa().decode()
+
+
+def _use_packed_isa(name):
+    """Tests: run the packed kernel at a lower x86-64 level than this machine's
+    best ("sse2", "avx2"; None: the best), where the build has the levels side
+    by side. Returns the ISA now in force."""
+    cyrnn_packed_use_level(-1 if name is None else PACKED_ISAS.index(name))
+    plan_cache.clear()      # (a choice timed at another level would not hold)
+    return packed_isa()
+
+
 cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
     """The fastest plan for this shape on this machine, timed once."""
     import time
@@ -94,12 +165,15 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
     cdef Product p
     cdef void* pa = <void*>data(a)
     cdef void* pG = <void*>data(G)
+    cdef const PackedWeights* packed
+    cdef int q0 = 0, q1 = gates
+    packing = packed_weights(&w, single, n_a, 1, &q0, &q1, &packed)
     seconds = {plan: [] for plan in (PLAN_DIRECT, other, PLAN_ROWS_256, PLAN_ROWS_128,
-                                     PLAN_ROWS_64)
+                                     PLAN_ROWS_64, PLAN_PACKED)
                if plan_row_block(plan) < gates * n_a}
     for rnd in range(PLAN_ROUNDS + 1):
         for plan in seconds:
-            p = product_of(plan, <void*>data(S))
+            p = product_of(plan, <void*>data(S), packed)
             start = time.perf_counter()
             with nogil:
                 if single:

@@ -1,0 +1,160 @@
+"""The packed plan: cyrnn's own kernel for the recurrent product (weights packed
+once per call in panels of units, each panel's product fused with the cell's
+kernel; src/cyrnn_packed.h), against the NumPy reference at the edges of its
+panels, tiles and column blocks, on every x86-64 level this machine can run."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import cyrnn
+import cyrnn.reference as ref
+from cyrnn import _engine
+from problems import assert_close, engine_settings, path_count, problem
+
+KINDS = ("rnn", "lstm", "gru", "gru_reset_before")
+# the levels the kernel can run here: the machine's best and every lower one
+# the build holds side by side (a -march build or another platform: its one)
+BEST = _engine.packed_isa()
+LEVELS = [isa for isa in _engine.PACKED_ISAS[:_engine.PACKED_ISAS.index(BEST) + 1]] \
+    if BEST in _engine.PACKED_ISAS else [BEST]
+
+
+@pytest.fixture(params=LEVELS)
+def packed_level(request):
+    """The packed plan pinned at one instruction-set level for the test."""
+    level = _engine._use_packed_isa(request.param if request.param in _engine.PACKED_ISAS
+                                    else None)
+    try:
+        with engine_settings(plan="packed"):
+            yield level
+    finally:
+        _engine._use_packed_isa(None)
+
+
+def reference_forward(kind, x, a0, p, lengths=None, reverse=False):
+    """The reference's hidden states in float64 (reverse: on reversed time)."""
+    x64, a064 = x.astype(np.float64), a0.astype(np.float64)
+    p64 = {k: v.astype(np.float64) for k, v in p.items()}
+    forward = getattr(ref, kind.split("_")[0] + "_forward")
+    if reverse:
+        return forward(np.ascontiguousarray(x64[:, :, ::-1]), a064, p64)[0][:, :, ::-1]
+    return forward(x64, a064, p64, lengths=lengths)[0]
+
+
+def runs(kind, x, a0, p, lengths=None, reverse=False, threads=(1, 2, 3)):
+    """The hidden states with caches, then without on each thread count."""
+    cell = kind.split("_")[0]
+    packings = path_count("weight_packings")
+    out = [_engine._run_direction(cell, x, a0, p, lengths=lengths, reverse=reverse,
+                                  cache=True)[0]]
+    out += [_engine._run_direction(cell, x, a0, p, lengths=lengths, reverse=reverse,
+                                   cache=False, n_threads=k)[0] for k in threads]
+    # each call packed its weights (a shape's first call may time its memory
+    # modes on more runs)
+    assert path_count("weight_packings") - packings >= len(out)
+    return out
+
+
+def tolerance(dtype):
+    return 1e-10 if dtype == np.float64 else 3e-5
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(KINDS), dtype=st.sampled_from([np.float64, np.float32]),
+       n_x=st.integers(1, 6), n_a=st.integers(1, 70), m=st.integers(1, 70),
+       T=st.integers(2, 5), variant=st.sampled_from(["plain", "reverse", "lengths"]),
+       seed=st.integers(0, 2**16))
+def test_packed_plan_computes_the_reference(packed_level, kind, dtype, n_x, n_a, m, T,
+                                            variant, seed):
+    """Any cell, dtype, size (n_a across panel edges, m across tile widths and
+    column blocks), direction and lengths: the reference's states, and the
+    same bits with and without caches on 1, 2 and 3 threads."""
+    x, a0, p, rng = problem(kind, n_x, n_a, 2, m, T, seed, dtype)
+    lengths = rng.integers(0, T + 1, m) if variant == "lengths" else None
+    reverse = variant == "reverse"
+    got = runs(kind, x, a0, p, lengths, reverse)
+    assert_close(got[0], reference_forward(kind, x, a0, p, lengths, reverse),
+                 rtol=tolerance(dtype), atol=tolerance(dtype), what=packed_level)
+    for other in got[1:]:
+        np.testing.assert_array_equal(other, got[0])
+
+
+# n_a at every panel's edge (units per panel: 4, 8 or 16 lanes per vector,
+# times 1, 2 or 4 by the pass's gates), m at the column tiles' widths (1, 2, 3,
+# 4, 6, 8) and the column block's (64 columns of a 16-KiB tile)
+EDGES_N_A = (1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65)
+EDGES_M = (1, 2, 3, 5, 6, 7, 8, 9, 13, 17, 63, 64, 65, 129)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_packed_plan_at_panel_and_tile_edges(packed_level, kind, dtype):
+    rng = np.random.default_rng(7)
+    for n_a in EDGES_N_A:
+        m = int(rng.choice(EDGES_M))
+        x, a0, p, _ = problem(kind, 3, n_a, 2, m, 3, n_a, dtype)
+        got = runs(kind, x, a0, p, threads=(1, 4))
+        assert_close(got[0], reference_forward(kind, x, a0, p), rtol=tolerance(dtype),
+                     atol=tolerance(dtype), what=f"{packed_level} n_a={n_a} m={m}")
+        for other in got[1:]:
+            np.testing.assert_array_equal(other, got[0])
+    for m in EDGES_M:
+        n_a = int(rng.choice(EDGES_N_A))
+        x, a0, p, _ = problem(kind, 2, n_a, 2, m, 2, m, dtype)
+        got = runs(kind, x, a0, p, threads=(2,))
+        assert_close(got[0], reference_forward(kind, x, a0, p), rtol=tolerance(dtype),
+                     atol=tolerance(dtype), what=f"{packed_level} n_a={n_a} m={m}")
+        np.testing.assert_array_equal(got[1], got[0])
+
+
+def test_packed_weights_follow_in_place_edits_between_calls(packed_level):
+    """Packed once per call: a parameter edited in place between two calls
+    (the notebook's way of updating weights) is what the second call uses."""
+    x, a0, p, _ = problem("lstm", 4, 20, 2, 3, 4, 1)
+    first = cyrnn.lstm_forward(x, a0, p, cache=False)[0]
+    p["Wf"][:, :20] *= -1.5
+    second = cyrnn.lstm_forward(x, a0, p, cache=False)[0]
+    assert not np.array_equal(first, second)
+    assert_close(second, reference_forward("lstm", x, a0, p))
+
+
+def test_packed_plan_leaves_the_inputs_alone(packed_level):
+    x, a0, p, _ = problem("gru_reset_before", 3, 33, 2, 5, 4, 2, np.float32)
+    before = [x.copy(), a0.copy()] + [v.copy() for v in p.values()]
+    cyrnn.gru_forward(x, a0, p, cache=True)
+    for was, now in zip(before, [x, a0] + list(p.values())):
+        np.testing.assert_array_equal(now, was)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_packed_plan_backward_matches_the_reference(packed_level, kind):
+    """Caches made under the packed plan feed backward as any other's."""
+    x, a0, p, _ = problem(kind, 3, 19, 2, 6, 5, 3)
+    cell = kind.split("_")[0]
+    out = getattr(cyrnn, cell + "_forward")(x, a0, p)
+    a, caches = out[0], out[-1]
+    da = np.random.default_rng(0).standard_normal(a.shape)
+    got = getattr(cyrnn, cell + "_backward")(da, caches)
+    want = getattr(ref, cell + "_backward")(da, getattr(ref, cell + "_forward")(x, a0, p)[-1])
+    for key in want:
+        assert_close(got[key], want[key], rtol=1e-9, atol=1e-10, what=key)
+
+
+def test_floor_of_the_packed_plan_runs():
+    """GemmFloor(plan="packed") runs the kernel's products alone (benchmarks'
+    second floor) without touching anything outside its buffers."""
+    floor = _engine.GemmFloor("lstm", 8, 37, 3, 5, 6, np.float32, plan="packed")
+    floor.forward()
+    floor.forward()
+
+
+def test_auto_plan_over_every_candidate_computes_the_reference():
+    """Auto mode times every candidate, the packed plan among them, on a
+    shape's first call; whichever wins computes the reference."""
+    x, a0, p, _ = problem("lstm", 16, 128, 2, 32, 6, 4, np.float32)
+    with engine_settings(plan="auto"):
+        a = cyrnn.lstm_forward(x, a0, p, cache=False)[0]
+    chosen = _engine.forward_plans()[("float32", 512, 128, 32)]
+    assert chosen in _engine.FORWARD_PLANS
+    assert_close(a, reference_forward("lstm", x, a0, p), rtol=3e-5, atol=3e-5)
