@@ -12,7 +12,8 @@
 from cython cimport floating
 
 from _product cimport (GateWeights, Product, PackedPass, PLAN_PACKED, recurrent_product,
-                       packed_pass_of, panel_product, gates_product_t)
+                       packed_pass_of, packed_columns, pack_columns, panel_product,
+                       gates_product_t)
 from _elementwise cimport (rnn_forward_step, lstm_forward_step, rnn_backward_step,
                            lstm_backward_step, fill_rows, gru_forward_step, gru_reset_step,
                            gru_candidate_step, gru_backward_step, gru_candidate_backward,
@@ -129,36 +130,30 @@ cdef inline void step_kernel(const CellSpec* cell, int pass_, Py_ssize_t units,
         rnn_forward_step(units, ms, G, ld, b)
 
 
-# The packed plan fuses each panel's product with the kernel on its units, a
-# block of columns at a time, so the gates the product adds are still in L1
-# when the kernel reads them (PACKED_TILE_BYTES of G per block).
-cdef enum:
-    PACKED_TILE_BYTES = 16384
-
-
 cdef inline void packed_pass(const CellSpec* cell, int pass_, const PackedPass* pk,
                              Py_ssize_t n_a, Py_ssize_t ms, const floating* B, Py_ssize_t ldb,
                              floating* G, Py_ssize_t ld, const floating* b,
                              const floating* a_prev, Py_ssize_t ld_ap,
                              const floating* c_prev, Py_ssize_t ld_cp, floating* c,
-                             floating* a, bint keep_gates) noexcept nogil:
-    """Pass pass_ of a step under the packed plan: per panel of units and
-    block of columns, G += its gates' weights @ B, then the cell's kernel on
-    those units and columns (step_kernel's arguments; G at row 0)."""
-    cdef Py_ssize_t gs = n_a * ld, U = pk.units, p, u0, units, j0, nc
-    cdef Py_ssize_t cols = max(8, PACKED_TILE_BYTES // (pk.gates * U * sizeof(floating)))
-    for p in range(pk.panels):
-        u0 = p * U
-        units = min(U, n_a - u0)
-        j0 = 0
-        while j0 < ms:
-            nc = min(cols, ms - j0)
-            panel_product(pk, p, B + j0, ldb, nc, G + pk.q0 * gs + u0 * ld + j0, ld, gs, n_a)
-            step_kernel(cell, pass_, units, n_a, nc, G + u0 * ld + j0, ld, b + u0,
+                             floating* a, bint keep_gates, floating* Bp) noexcept nogil:
+    """Pass pass_ of a step under the packed plan: per block of columns (B's
+    packed into Bp) and panel of units, G += its gates' weights @ B, then the
+    cell's kernel on those units and columns while their gates are in L1
+    (step_kernel's arguments; G at row 0)."""
+    cdef Py_ssize_t gs = n_a * ld, U = pk.units, p, u0, j0, nc
+    cdef Py_ssize_t cols = packed_columns(pk, sizeof(floating))
+    j0 = 0
+    while j0 < ms:
+        nc = min(cols, ms - j0)
+        pack_columns(pk, B + j0, ldb, nc, Bp)
+        for p in range(pk.panels):
+            u0 = p * U
+            panel_product(pk, p, Bp, nc, G + pk.q0 * gs + u0 * ld + j0, ld, gs, n_a)
+            step_kernel(cell, pass_, min(U, n_a - u0), n_a, nc, G + u0 * ld + j0, ld, b + u0,
                         a_prev + u0 * ld_ap + j0, ld_ap,
                         c_prev + u0 * ld_cp + j0 if c_prev != NULL else NULL, ld_cp,
                         c + u0 * ld + j0 if c != NULL else NULL, a + u0 * ld + j0, keep_gates)
-            j0 += nc
+        j0 += nc
 
 
 cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, const Product* p,
@@ -179,12 +174,13 @@ cdef inline void step_forward(const CellSpec* cell, const GateWeights* w, const 
         if kernels:
             prepare_rows(cell, n_a, q0 * n_a, (q1 - q0) * n_a, ms, b, G, ld)
         pk = packed_pass_of(p.packed, q0, q1) if (
-            p.plan == PLAN_PACKED and p.packed != NULL and recurrent and kernels) else NULL
+            p.plan == PLAN_PACKED and p.packed != NULL and p.scratch != NULL and recurrent
+            and kernels) else NULL
         if pk != NULL:
             packed_pass(cell, pass_, pk, n_a, ms,
                         G + 3 * gs if pass_on_reset_state(cell, pass_) else a_prev,
                         ld if pass_on_reset_state(cell, pass_) else ld_ap, G, ld, b, a_prev,
-                        ld_ap, c_prev, ld_cp, c, a, keep_gates)
+                        ld_ap, c_prev, ld_cp, c, a, keep_gates, <floating*>p.scratch)
             continue
         if recurrent and pass_on_reset_state(cell, pass_):
             recurrent_product(p, w, q0, q1, n_a, ms, G + 3 * gs, ld, G + q0 * gs, ld)

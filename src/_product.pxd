@@ -19,12 +19,16 @@ cdef extern from "cyrnn_packed.h" nogil:
                       Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t U, double* out)
     void cyrnn_pack_f(const float* const* rows, const Py_ssize_t* ld, int gates,
                       Py_ssize_t n_a, Py_ssize_t k, Py_ssize_t U, float* out)
+    void cyrnn_pack_columns_d(int gates, Py_ssize_t U, const double* B, Py_ssize_t ldb,
+                              Py_ssize_t k, Py_ssize_t n, double* out)
+    void cyrnn_pack_columns_f(int gates, Py_ssize_t U, const float* B, Py_ssize_t ldb,
+                              Py_ssize_t k, Py_ssize_t n, float* out)
     void cyrnn_panel_product_d(const double* panel, Py_ssize_t k, int gates, Py_ssize_t U,
-                               const double* B, Py_ssize_t ldb, Py_ssize_t n, double* G,
-                               Py_ssize_t ldg, Py_ssize_t gate_stride, Py_ssize_t units)
+                               const double* Bp, Py_ssize_t n, double* G, Py_ssize_t ldg,
+                               Py_ssize_t gate_stride, Py_ssize_t units)
     void cyrnn_panel_product_f(const float* panel, Py_ssize_t k, int gates, Py_ssize_t U,
-                               const float* B, Py_ssize_t ldb, Py_ssize_t n, float* G,
-                               Py_ssize_t ldg, Py_ssize_t gate_stride, Py_ssize_t units)
+                               const float* Bp, Py_ssize_t n, float* G, Py_ssize_t ldg,
+                               Py_ssize_t gate_stride, Py_ssize_t units)
 
 
 cdef struct GateWeights:
@@ -70,7 +74,9 @@ cdef struct PackedWeights:
 cdef struct Product:
     int plan                # PLAN_*
     Py_ssize_t row_block    # the row-block plans' rows per GEMM, else 0
-    void* scratch           # the transposed plan's (rows × columns) result, else NULL
+    # the transposed plan's (rows × columns) result, the packed plan's block of
+    # packed columns (packed_scratch elements), else NULL
+    void* scratch
     const PackedWeights* packed     # the packed plan's weights, else NULL
 
 
@@ -83,7 +89,7 @@ cdef inline Product product_of(int plan, void* scratch,
                                const PackedWeights* packed=NULL) noexcept nogil:
     cdef Product p
     p.plan, p.row_block = plan, plan_row_block(plan)
-    p.scratch = scratch if plan == PLAN_TRANSPOSED else NULL
+    p.scratch = scratch if plan == PLAN_TRANSPOSED or plan == PLAN_PACKED else NULL
     p.packed = packed if plan == PLAN_PACKED else NULL
     return p
 
@@ -130,28 +136,63 @@ cdef inline const PackedPass* packed_pass_of(const PackedWeights* pw, int q0,
     return NULL
 
 
-cdef inline void panel_product(const PackedPass* pk, Py_ssize_t p, const floating* B,
-                               Py_ssize_t ldb, Py_ssize_t n, floating* G, Py_ssize_t ldg,
+# The packed plan runs a step's columns in blocks whose gates stay in L1 from
+# the product to the cell's kernel (PACKED_TILE_BYTES of G per panel), each
+# block's columns of B packed once for all panels (the product's scratch).
+cdef enum:
+    PACKED_TILE_BYTES = 16384
+
+
+cdef inline Py_ssize_t packed_columns(const PackedPass* pk, size_t item) noexcept nogil:
+    """Columns per block of a pass."""
+    return max(8, PACKED_TILE_BYTES // (pk.gates * pk.units * item))
+
+
+cdef inline size_t packed_scratch(bint single, Py_ssize_t n_a, Py_ssize_t ms) noexcept nogil:
+    """Elements of a block of packed columns for chunks of ms columns (any pass:
+    three gates, the narrowest panels, have the widest blocks)."""
+    cdef size_t item = sizeof(float) if single else sizeof(double)
+    return n_a * min(ms, max(8, PACKED_TILE_BYTES // (3 * packed_lanes(single) * item)))
+
+
+cdef inline void pack_columns(const PackedPass* pk, const floating* B, Py_ssize_t ldb,
+                              Py_ssize_t n, floating* Bp) noexcept nogil:
+    """B's n columns (k = n_a rows, ldb apart) into Bp as pk's tiles read them."""
+    if floating is float:
+        cyrnn_pack_columns_f(pk.gates, pk.units, B, ldb, pk.k, n, Bp)
+    else:
+        cyrnn_pack_columns_d(pk.gates, pk.units, B, ldb, pk.k, n, Bp)
+
+
+cdef inline void panel_product(const PackedPass* pk, Py_ssize_t p, const floating* Bp,
+                               Py_ssize_t n, floating* G, Py_ssize_t ldg,
                                Py_ssize_t gate_stride, Py_ssize_t n_a) noexcept nogil:
     """G += panel p's rows (its units of each gate, gate_stride apart in G; G
-    points at the panel's first unit of its first gate) @ B's n columns."""
+    points at the panel's first unit of its first gate) @ the n columns packed
+    in Bp."""
     cdef Py_ssize_t U = pk.units, u0 = p * U
     cdef Py_ssize_t units = min(U, n_a - u0)
     cdef const floating* panel = <const floating*>pk.data + p * pk.k * pk.gates * U
     if floating is float:
-        cyrnn_panel_product_f(panel, pk.k, pk.gates, U, B, ldb, n, G, ldg, gate_stride, units)
+        cyrnn_panel_product_f(panel, pk.k, pk.gates, U, Bp, n, G, ldg, gate_stride, units)
     else:
-        cyrnn_panel_product_d(panel, pk.k, pk.gates, U, B, ldb, n, G, ldg, gate_stride, units)
+        cyrnn_panel_product_d(panel, pk.k, pk.gates, U, Bp, n, G, ldg, gate_stride, units)
 
 
 cdef inline void packed_product(const PackedPass* pk, Py_ssize_t n_a, Py_ssize_t n,
                                 const floating* B, Py_ssize_t ldb, floating* G,
-                                Py_ssize_t ldg) noexcept nogil:
-    """G += the pass's gates' weights @ B, panel by panel (the product alone:
-    the forward fuses each panel with the cell's kernel, src/_cells.pxd)."""
-    cdef Py_ssize_t p
-    for p in range(pk.panels):
-        panel_product(pk, p, B, ldb, n, G + p * pk.units * ldg, ldg, n_a * ldg, n_a)
+                                Py_ssize_t ldg, floating* Bp) noexcept nogil:
+    """G += the pass's gates' weights @ B, block by block of columns, panel by
+    panel (the product alone: the forward fuses each panel with the cell's
+    kernel, src/_cells.pxd)."""
+    cdef Py_ssize_t cols = packed_columns(pk, sizeof(floating)), j0, nc, p
+    j0 = 0
+    while j0 < n:
+        nc = min(cols, n - j0)
+        pack_columns(pk, B + j0, ldb, nc, Bp)
+        for p in range(pk.panels):
+            panel_product(pk, p, Bp, nc, G + p * pk.units * ldg + j0, ldg, n_a * ldg, n_a)
+        j0 += nc
 
 
 cdef inline const void* const* weight_blocks(const GateWeights* w, bint recurrent,
@@ -209,8 +250,8 @@ cdef inline void recurrent_product(const Product* p, const GateWeights* w, int q
     cdef const PackedPass* pk
     if p.plan == PLAN_PACKED and p.packed != NULL:
         pk = packed_pass_of(p.packed, q0, q1)
-        if pk != NULL:
-            packed_product(pk, n_a, n, B, ldb, G, ldg)
+        if pk != NULL and p.scratch != NULL:
+            packed_product(pk, n_a, n, B, ldb, G, ldg, <floating*>p.scratch)
             return
     if w.blocks != 1 or p.plan == PLAN_DIRECT:
         gates_product(w, True, q0, q1, n_a, n_a, n, B, ldb, <floating>1, G, ldg)

@@ -58,18 +58,21 @@
 #define VBYTES 64
 #define NRMAX4 6
 #define NRMAX3 8
+#define CMRMAX 8
 #define ISFX(name) name##_d_avx512
 #define PK_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
 #include "cyrnn_packed_impl.h"
 #define VBYTES 32
 #define NRMAX4 2
 #define NRMAX3 3
+#define CMRMAX 4
 #define ISFX(name) name##_d_avx2
 #define PK_TARGET __attribute__((target("avx2,fma")))
 #include "cyrnn_packed_impl.h"
 #define VBYTES 16
 #define NRMAX4 2
 #define NRMAX3 3
+#define CMRMAX 4
 #define ISFX(name) name##_d_base
 #define PK_TARGET
 #include "cyrnn_packed_impl.h"
@@ -78,18 +81,22 @@
 #define VBYTES 64
 #define NRMAX4 6
 #define NRMAX3 8
+#define CMRMAX 8
 #elif defined(__AVX2__)
 #define VBYTES 32
 #define NRMAX4 2
 #define NRMAX3 3
+#define CMRMAX 4
 #elif defined(__aarch64__)
 #define VBYTES 16
 #define NRMAX4 6
 #define NRMAX3 8
+#define CMRMAX 8
 #else
 #define VBYTES 16
 #define NRMAX4 2
 #define NRMAX3 3
+#define CMRMAX 4
 #endif
 #define ISFX(name) name##_d_base
 #define PK_TARGET
@@ -108,18 +115,21 @@
 #define VBYTES 64
 #define NRMAX4 6
 #define NRMAX3 8
+#define CMRMAX 8
 #define ISFX(name) name##_f_avx512
 #define PK_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
 #include "cyrnn_packed_impl.h"
 #define VBYTES 32
 #define NRMAX4 2
 #define NRMAX3 3
+#define CMRMAX 4
 #define ISFX(name) name##_f_avx2
 #define PK_TARGET __attribute__((target("avx2,fma")))
 #include "cyrnn_packed_impl.h"
 #define VBYTES 16
 #define NRMAX4 2
 #define NRMAX3 3
+#define CMRMAX 4
 #define ISFX(name) name##_f_base
 #define PK_TARGET
 #include "cyrnn_packed_impl.h"
@@ -128,18 +138,22 @@
 #define VBYTES 64
 #define NRMAX4 6
 #define NRMAX3 8
+#define CMRMAX 8
 #elif defined(__AVX2__)
 #define VBYTES 32
 #define NRMAX4 2
 #define NRMAX3 3
+#define CMRMAX 4
 #elif defined(__aarch64__)
 #define VBYTES 16
 #define NRMAX4 6
 #define NRMAX3 8
+#define CMRMAX 8
 #else
 #define VBYTES 16
 #define NRMAX4 2
 #define NRMAX3 3
+#define CMRMAX 4
 #endif
 #define ISFX(name) name##_f_base
 #define PK_TARGET
@@ -243,22 +257,35 @@ static void cyrnn_pack_f(const float *const *rows, const ptrdiff_t *ld, int gate
             }
 }
 
-/* G[g·gate_stride + u·ldg + j] += Σ_k panel[k][g][u] · B[k·ldb + j] for the
- * panel's first `units` units (≤ U), g < gates, j < n. */
-static void cyrnn_panel_product_d(const double *panel, ptrdiff_t k, int gates, ptrdiff_t U,
-                                  const double *B, ptrdiff_t ldb, ptrdiff_t n, double *G,
-                                  ptrdiff_t ldg, ptrdiff_t gate_stride, ptrdiff_t units)
+/* B's columns 0..n-1 (k rows, ldb apart) packed as a pass of `gates` gates in
+ * panels of U units reads them: k·n elements at out. */
+static void cyrnn_pack_columns_d(int gates, ptrdiff_t U, const double *B, ptrdiff_t ldb,
+                                 ptrdiff_t k, ptrdiff_t n, double *out)
 {
-    CYRNN_PK_PICK(pk_panel_product, d,
-                  (panel, k, gates, U, B, ldb, n, G, ldg, gate_stride, units));
+    CYRNN_PK_PICK(pk_pack_columns, d, (gates, U, B, ldb, k, n, out));
+}
+
+static void cyrnn_pack_columns_f(int gates, ptrdiff_t U, const float *B, ptrdiff_t ldb,
+                                 ptrdiff_t k, ptrdiff_t n, float *out)
+{
+    CYRNN_PK_PICK(pk_pack_columns, f, (gates, U, B, ldb, k, n, out));
+}
+
+/* G[g·gate_stride + u·ldg + j] += Σ_k panel[k][g][u] · B[k][j] for the
+ * panel's first `units` units (≤ U), g < gates, j < n; Bp: B's n columns
+ * packed by cyrnn_pack_columns. */
+static void cyrnn_panel_product_d(const double *panel, ptrdiff_t k, int gates, ptrdiff_t U,
+                                  const double *Bp, ptrdiff_t n, double *G, ptrdiff_t ldg,
+                                  ptrdiff_t gate_stride, ptrdiff_t units)
+{
+    CYRNN_PK_PICK(pk_panel_product, d, (panel, k, gates, U, Bp, n, G, ldg, gate_stride, units));
 }
 
 static void cyrnn_panel_product_f(const float *panel, ptrdiff_t k, int gates, ptrdiff_t U,
-                                  const float *B, ptrdiff_t ldb, ptrdiff_t n, float *G,
-                                  ptrdiff_t ldg, ptrdiff_t gate_stride, ptrdiff_t units)
+                                  const float *Bp, ptrdiff_t n, float *G, ptrdiff_t ldg,
+                                  ptrdiff_t gate_stride, ptrdiff_t units)
 {
-    CYRNN_PK_PICK(pk_panel_product, f,
-                  (panel, k, gates, U, B, ldb, n, G, ldg, gate_stride, units));
+    CYRNN_PK_PICK(pk_panel_product, f, (panel, k, gates, U, Bp, n, G, ldg, gate_stride, units));
 }
 
 #endif

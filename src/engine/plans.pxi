@@ -156,7 +156,9 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
     W = rng.uniform(-0.1, 0.1, (gates * n_a, n_a)).astype(np.float32 if single else np.float64)
     cdef int other = PLAN_GEMV if ms == 1 else PLAN_TRANSPOSED
     a, G = new_zeros(tn, n_a, ms), new_zeros(tn, gates * n_a, ms)
-    S = new_zeros(tn, gates * n_a, ms) if other == PLAN_TRANSPOSED else None
+    # the transposed plan's result, the packed plan's packed columns
+    S = new_zeros(tn, max(gates * n_a * ms if other == PLAN_TRANSPOSED else 0,
+                          packed_scratch(single, n_a, ms)), 1)
     cdef GateWeights w
     w.blocks, w.block_rows, w.on_concat = 1, gates * n_a, False
     w.Wa[0], w.ldwa[0] = data(W), n_a
