@@ -135,24 +135,29 @@ cdef inline void packed_pass(const CellSpec* cell, int pass_, const PackedPass* 
                              floating* G, Py_ssize_t ld, const floating* b,
                              const floating* a_prev, Py_ssize_t ld_ap,
                              const floating* c_prev, Py_ssize_t ld_cp, floating* c,
-                             floating* a, bint keep_gates, floating* Bp) noexcept nogil:
-    """Pass pass_ of a step under the packed plan: per block of columns (B's
-    packed into Bp) and panel of units, G += its gates' weights @ B, then the
-    cell's kernel on those units and columns while their gates are in L1
-    (step_kernel's arguments; G at row 0)."""
+                             floating* a, bint keep_gates, floating* Bp, Py_ssize_t first=0,
+                             Py_ssize_t units=-1, bint kernels=True) noexcept nogil:
+    """Pass pass_ of a step under the packed plan on units first..first+units-1
+    (whole panels; -1: to the last): per block of columns (B's packed into Bp)
+    and panel, G += its gates' weights @ B, then (kernels) the cell's kernel on
+    those units and columns while their gates are in L1 (step_kernel's
+    arguments; G at row 0)."""
     cdef Py_ssize_t gs = n_a * ld, U = pk.units, p, u0, j0, nc
     cdef Py_ssize_t cols = packed_columns(pk, sizeof(floating))
+    cdef Py_ssize_t last = n_a if units < 0 else min(n_a, first + units)
     j0 = 0
     while j0 < ms:
         nc = min(cols, ms - j0)
         pack_columns(pk, B + j0, ldb, nc, Bp)
-        for p in range(pk.panels):
+        for p in range(first // U, (last + U - 1) // U):
             u0 = p * U
             panel_product(pk, p, Bp, nc, G + pk.q0 * gs + u0 * ld + j0, ld, gs, n_a)
-            step_kernel(cell, pass_, min(U, n_a - u0), n_a, nc, G + u0 * ld + j0, ld, b + u0,
-                        a_prev + u0 * ld_ap + j0, ld_ap,
-                        c_prev + u0 * ld_cp + j0 if c_prev != NULL else NULL, ld_cp,
-                        c + u0 * ld + j0 if c != NULL else NULL, a + u0 * ld + j0, keep_gates)
+            if kernels:
+                step_kernel(cell, pass_, min(U, n_a - u0), n_a, nc, G + u0 * ld + j0, ld,
+                            b + u0, a_prev + u0 * ld_ap + j0, ld_ap,
+                            c_prev + u0 * ld_cp + j0 if c_prev != NULL else NULL, ld_cp,
+                            c + u0 * ld + j0 if c != NULL else NULL, a + u0 * ld + j0,
+                            keep_gates)
         j0 += nc
 
 

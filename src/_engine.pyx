@@ -34,9 +34,10 @@ from _product cimport (GateWeights, Product, product_of, plan_row_block, gates_p
                        gates_product_t, recurrent_product, recurrent_rows, project_rows,
                        PLAN_DIRECT, PLAN_TRANSPOSED, PLAN_GEMV, PLAN_ROWS_256, PLAN_ROWS_128,
                        PLAN_ROWS_64, PLAN_PACKED, PackedWeights, packed_units, packed_size,
-                       pack_pass, packed_scratch, cyrnn_packed_isa,
+                       pack_pass, packed_scratch, packed_pass_of, cyrnn_packed_isa,
                        cyrnn_packed_use_level)
 from _cells cimport (CellSpec, cell_spec, step_forward, step_backward, step_passes, pass_gates,
+                     packed_pass,
                      pass_on_reset_state, prepare_rows, step_kernel, CELL_RNN, CELL_LSTM,
                      CELL_GRU, CELL_GRU_RESET_BEFORE)
 from _elementwise cimport (cyrnn_ftz_begin, cyrnn_ftz_end, softmax_columns, row_sums,

@@ -108,6 +108,26 @@ def test_packed_plan_at_panel_and_tile_edges(packed_level, kind, dtype):
         np.testing.assert_array_equal(got[1], got[0])
 
 
+def test_packed_plan_splits_each_step_among_threads(packed_level):
+    """One chunk without lengths runs split (each part whole panels of every
+    pass, its product fused with its units' kernel) whatever n_threads; with
+    lengths by chunks: both compute the reference."""
+    for kind in KINDS:
+        x, a0, p, rng = problem(kind, 5, 70, 2, 9, 4, 5, np.float32)
+        split = path_count("split_runs")
+        got = runs(kind, x, a0, p, threads=(1, 2, 4))
+        assert path_count("split_runs") - split == 4
+        assert_close(got[0], reference_forward(kind, x, a0, p), rtol=3e-5, atol=3e-5)
+        for other in got[1:]:
+            np.testing.assert_array_equal(other, got[0])
+        lengths = rng.integers(0, 5, 9)
+        split = path_count("split_runs")
+        got = runs(kind, x, a0, p, lengths=lengths, threads=(2,))
+        assert path_count("split_runs") == split
+        assert_close(got[0], reference_forward(kind, x, a0, p, lengths), rtol=3e-5, atol=3e-5)
+        np.testing.assert_array_equal(got[1], got[0])
+
+
 def test_packed_weights_follow_in_place_edits_between_calls(packed_level):
     """Packed once per call: a parameter edited in place between two calls
     (the notebook's way of updating weights) is what the second call uses."""

@@ -204,7 +204,7 @@ cdef int choose_run_mode(const Forward* r, bint keep_caches, bint states_out) no
 cdef inline size_t plan_scratch(const Forward* r, Py_ssize_t ms) noexcept nogil:
     """Elements the recurrent product's plan needs per chunk of ms columns."""
     if r.plan == PLAN_PACKED:
-        return packed_scratch(r.single, r.n_a, ms)
+        return packed_scratch(r.single, r.n_a, ms) * packed_parts(r)
     return r.cell.gates * r.n_a * ms if r.plan == PLAN_TRANSPOSED and r.w.blocks == 1 else 0
 
 

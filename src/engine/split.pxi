@@ -42,8 +42,32 @@ cdef enum:
 
 cdef inline bint runs_split(const Forward* r) noexcept nogil:
     """Whether r runs split (above) rather than by chunks."""
-    return (plan_row_block(r.plan) > 0 and r.offsets == NULL and n_chunks(r.m) == 1
-            and r.w.blocks == 1 and not uses_concat(&r.cell, &r.w, r.T))
+    return ((plan_row_block(r.plan) > 0 or r.plan == PLAN_PACKED) and r.offsets == NULL
+            and n_chunks(r.m) == 1 and r.w.blocks == 1
+            and not uses_concat(&r.cell, &r.w, r.T))
+
+
+# Under the packed plan a part is whole panels of every pass (the kernel fuses
+# a panel's product with its units' kernel), at most SPLIT_MAX_PARTS parts,
+# each with its own block of packed columns in the workspace. Every output's
+# sum runs over k in one order whatever the parts: the same bits as by chunks.
+cdef inline Py_ssize_t packed_part_units(const Forward* r) noexcept nogil:
+    """Units per part of a packed split run: a multiple of every pass's panel."""
+    cdef Py_ssize_t widest = 1, panels
+    cdef int pass_, q0, q1
+    for pass_ in range(step_passes(&r.cell)):
+        pass_gates(&r.cell, pass_, &q0, &q1)
+        widest = max(widest, packed_units(r.single, q1 - q0))
+    panels = (r.n_a + widest - 1) // widest
+    return widest * ((panels + SPLIT_MAX_PARTS - 1) // SPLIT_MAX_PARTS)
+
+
+cdef inline Py_ssize_t packed_parts(const Forward* r) noexcept nogil:
+    """The parts of r's packed split run (1 when r runs by chunks)."""
+    if r.plan != PLAN_PACKED or not runs_split(r):
+        return 1
+    cdef Py_ssize_t units = packed_part_units(r)
+    return (r.n_a + units - 1) // units
 
 
 cdef struct Split:
@@ -150,9 +174,12 @@ cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws,
     cdef int pass_, q0, q1
     split_run_count += 1
     sp.r, sp.ws, sp.ws_len = r, ws, workspace_size(r, m)
-    sp.product = product_of(r.plan, NULL)
-    sp.R = sp.product.row_block
-    cdef bint aligned = n_a % sp.R == 0 and n_a // sp.R >= 2
+    cdef bint packed = r.plan == PLAN_PACKED
+    # (the packed plan: each part's block of packed columns at the workspace's end)
+    sp.product = product_of(r.plan, ws + sp.ws_len - plan_scratch(r, m) if packed else NULL,
+                            r.packed)
+    sp.R = packed_part_units(r) if packed else sp.product.row_block
+    cdef bint aligned = packed or n_a % sp.R == 0 and n_a // sp.R >= 2
     sp.units = sp.R if aligned else max(<Py_ssize_t>SPLIT_MIN_UNITS,
                                          (n_a + SPLIT_MAX_PARTS - 1) // SPLIT_MAX_PARTS)
     sp.unit_parts = (n_a + sp.units - 1) // sp.units
@@ -161,8 +188,9 @@ cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws,
         pass_gates(&r.cell, pass_, &q0, &q1)
         sp.gemm_parts[pass_] = ((q1 - q0) * n_a + sp.R - 1) // sp.R
     # fused while the unit parts keep the threads busy; more threads get the
-    # blocks' GEMMs one by one (the same GEMMs and kernels: the same bits)
-    sp.fused = aligned and threads <= sp.unit_parts
+    # blocks' GEMMs one by one (the same GEMMs and kernels: the same bits);
+    # packed parts always fuse
+    sp.fused = packed or aligned and threads <= sp.unit_parts
     sp.proj_rows = r.cell.gates * sp.R if aligned else sp.R
     sp.proj_parts = (rows + sp.proj_rows - 1) // sp.proj_rows
     sp.tb = block_steps(r, m)
@@ -240,6 +268,16 @@ cdef void split_step(floating dummy, const Split* sp, const Walk* w, int kind, P
         if not r.gemm_only:
             prepare_rows(cell, n_a, r0, nr, m, b, G, ld)
         recurrent_rows(&sp.product, &r.w, r0, nr, n_a, m, operand, ld_op, G + r0 * ld, ld)
+        return
+    if kind == PHASE_STEP and sp.product.plan == PLAN_PACKED:
+        # part p's panels, each product fused with its units' kernel
+        for g in range(q0, q1):
+            if not r.gemm_only:
+                prepare_rows(cell, n_a, g * n_a + u0, units, m, b, G, ld)
+        packed_pass(cell, pass_, packed_pass_of(sp.product.packed, q0, q1), n_a, m, operand,
+                    ld_op, G, ld, b, a_prev, ld_ap, c_prev, ld_cp, C, A, r.keep_gates,
+                    <floating*>sp.product.scratch + p * packed_scratch(r.single, n_a, m), u0,
+                    units, not r.gemm_only)
         return
     if kind == PHASE_STEP:
         # the plan's row blocks of part p's units, one per gate of the pass
