@@ -132,6 +132,7 @@ cdef void run_forward(Forward* r, object keep, int n_threads, Py_ssize_t work_si
     cdef _ForwardJob job
     cdef int status
     cdef void* ws
+    r.threads = max(1, n_threads)
     if n_threads > 1 and runs_split(r):
         run_split(r, keep, n_threads)
         return

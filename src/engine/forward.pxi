@@ -33,6 +33,7 @@ cdef struct Forward:
     bint single             # float32 (else float64)
     int plan                # the recurrent product's plan (PLAN_*, forward_plan())
     const PackedWeights* packed     # the packed plan's weights (plans.pxi), else NULL
+    int threads             # threads the call runs on (a packed split run's parts)
     bint keep_gates         # G must hold the activated gates after each step (caches)
     # Variable lengths, or NULL: every column runs every step. The columns are
     # sorted by length, longest first (the caller permutes a0, c0 and packs x),
@@ -56,6 +57,7 @@ cdef void init_forward(Forward* r, CellInfo info, int tn, Py_ssize_t n_x, Py_ssi
     r.single = tn == cnp.NPY_FLOAT
     r.plan = PLAN_DIRECT
     r.mode = RUN_IN_BUFFERS
+    r.threads = 1
 
 
 cdef inline Py_ssize_t column(const Forward* r, Py_ssize_t t, Py_ssize_t j0) noexcept nogil:

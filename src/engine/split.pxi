@@ -48,18 +48,25 @@ cdef inline bint runs_split(const Forward* r) noexcept nogil:
 
 
 # Under the packed plan a part is whole panels of every pass (the kernel fuses
-# a panel's product with its units' kernel), at most SPLIT_MAX_PARTS parts,
-# each with its own block of packed columns in the workspace. Every output's
-# sum runs over k in one order whatever the parts: the same bits as by chunks.
+# a panel's product with its units' kernel), two parts per thread up to
+# SPLIT_MAX_PARTS, each with its own block of packed columns in the workspace:
+# every output's sum runs over k in one order whatever the parts, so they may
+# follow the threads. The input projection's GEMMs may not (OpenBLAS's bits
+# depend on a GEMM's shape): PACKED_PROJECT_ROWS rows each, whatever the threads.
+cdef enum:
+    PACKED_PROJECT_ROWS = 256
+
+
 cdef inline Py_ssize_t packed_part_units(const Forward* r) noexcept nogil:
     """Units per part of a packed split run: a multiple of every pass's panel."""
-    cdef Py_ssize_t widest = 1, panels
+    cdef Py_ssize_t widest = 1, panels, parts
     cdef int pass_, q0, q1
     for pass_ in range(step_passes(&r.cell)):
         pass_gates(&r.cell, pass_, &q0, &q1)
         widest = max(widest, packed_units(r.single, q1 - q0))
     panels = (r.n_a + widest - 1) // widest
-    return widest * ((panels + SPLIT_MAX_PARTS - 1) // SPLIT_MAX_PARTS)
+    parts = min(<Py_ssize_t>SPLIT_MAX_PARTS, 2 * r.threads if r.threads > 1 else 1)
+    return widest * ((panels + parts - 1) // parts)
 
 
 cdef inline Py_ssize_t packed_parts(const Forward* r) noexcept nogil:
@@ -191,7 +198,8 @@ cdef void split_init(floating dummy, Split* sp, const Forward* r, floating* ws,
     # blocks' GEMMs one by one (the same GEMMs and kernels: the same bits);
     # packed parts always fuse
     sp.fused = packed or aligned and threads <= sp.unit_parts
-    sp.proj_rows = r.cell.gates * sp.R if aligned else sp.R
+    sp.proj_rows = (PACKED_PROJECT_ROWS if packed else r.cell.gates * sp.R if aligned
+                    else sp.R)
     sp.proj_parts = (rows + sp.proj_rows - 1) // sp.proj_rows
     sp.tb = block_steps(r, m)
     block_buffers(dummy, &sp.buf, r, m, ws)
