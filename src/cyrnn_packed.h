@@ -236,24 +236,38 @@ static ptrdiff_t cyrnn_packed_lanes_f(void) { return CYRNN_PK_PICK(pk_lanes, f, 
 static void cyrnn_pack_d(const double *const *rows, const ptrdiff_t *ld, int gates,
                          ptrdiff_t n_a, ptrdiff_t k, ptrdiff_t U, double *out)
 {
+    /* row by row (contiguous reads), each into its panel's column (the panel,
+     * k·gates·U elements, stays in cache while its rows are written) */
     for (ptrdiff_t p = 0; p * U < n_a; p++)
-        for (ptrdiff_t kk = 0; kk < k; kk++)
-            for (int g = 0; g < gates; g++) {
-                double *o = out + ((p * k + kk) * gates + g) * U;
-                for (ptrdiff_t u = 0; u < U; u++)
-                    o[u] = p * U + u < n_a ? rows[g][(p * U + u) * ld[g] + kk] : 0.0;
+        for (int g = 0; g < gates; g++)
+            for (ptrdiff_t u = 0; u < U; u++) {
+                double *o = out + (p * k * gates + g) * U + u;
+                const double *row = rows[g] + (p * U + u) * ld[g];
+                if (p * U + u < n_a)
+                    for (ptrdiff_t kk = 0; kk < k; kk++)
+                        o[kk * gates * U] = row[kk];
+                else
+                    for (ptrdiff_t kk = 0; kk < k; kk++)
+                        o[kk * gates * U] = 0.0;
             }
 }
 
 static void cyrnn_pack_f(const float *const *rows, const ptrdiff_t *ld, int gates,
                          ptrdiff_t n_a, ptrdiff_t k, ptrdiff_t U, float *out)
 {
+    /* row by row (contiguous reads), each into its panel's column (the panel,
+     * k·gates·U elements, stays in cache while its rows are written) */
     for (ptrdiff_t p = 0; p * U < n_a; p++)
-        for (ptrdiff_t kk = 0; kk < k; kk++)
-            for (int g = 0; g < gates; g++) {
-                float *o = out + ((p * k + kk) * gates + g) * U;
-                for (ptrdiff_t u = 0; u < U; u++)
-                    o[u] = p * U + u < n_a ? rows[g][(p * U + u) * ld[g] + kk] : 0.0f;
+        for (int g = 0; g < gates; g++)
+            for (ptrdiff_t u = 0; u < U; u++) {
+                float *o = out + (p * k * gates + g) * U + u;
+                const float *row = rows[g] + (p * U + u) * ld[g];
+                if (p * U + u < n_a)
+                    for (ptrdiff_t kk = 0; kk < k; kk++)
+                        o[kk * gates * U] = row[kk];
+                else
+                    for (ptrdiff_t kk = 0; kk < k; kk++)
+                        o[kk * gates * U] = 0.0f;
             }
 }
 

@@ -185,11 +185,12 @@ cdef int choose_plan(bint single, int gates, Py_ssize_t n_a, Py_ssize_t ms):
                                       reps)
             if rnd > 0:     # (round 0 warms every plan up: OpenBLAS's buffers, the caches)
                 seconds[plan].append(time.perf_counter() - start)
-    # another plan only when clearly faster
+    # another plan only when clearly faster than the packed one (which also
+    # splits a narrow batch's steps among threads, where the others cannot)
     fastest = {plan: min(times) for plan, times in seconds.items()}
     best = min(fastest, key=fastest.get)
-    if fastest[best] >= 0.95 * fastest[PLAN_DIRECT]:
-        best = PLAN_DIRECT
+    if fastest[best] >= 0.95 * fastest[PLAN_PACKED]:
+        best = PLAN_PACKED
     # the first choice stored wins (threads timing one shape at once all use it)
     return plan_cache.setdefault(key, best)
 

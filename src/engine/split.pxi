@@ -55,6 +55,7 @@ cdef inline bint runs_split(const Forward* r) noexcept nogil:
 # depend on a GEMM's shape): PACKED_PROJECT_ROWS rows each, whatever the threads.
 cdef enum:
     PACKED_PROJECT_ROWS = 256
+    PACKED_SPLIT_MIN_MACS = 1 << 18    # a step's multiply-adds worth splitting
 
 
 cdef inline Py_ssize_t packed_part_units(const Forward* r) noexcept nogil:
@@ -66,6 +67,8 @@ cdef inline Py_ssize_t packed_part_units(const Forward* r) noexcept nogil:
         widest = max(widest, packed_units(r.single, q1 - q0))
     panels = (r.n_a + widest - 1) // widest
     parts = min(<Py_ssize_t>SPLIT_MAX_PARTS, 2 * r.threads if r.threads > 1 else 1)
+    if <double>r.cell.gates * r.n_a * r.n_a * r.m < PACKED_SPLIT_MIN_MACS:
+        parts = 1   # (a step this small costs less than the threads' meeting)
     return widest * ((panels + parts - 1) // parts)
 
 
