@@ -119,7 +119,8 @@ cdef void run_split(Forward* r, object keep, int n_threads) except *:
         split_init[float](0, &split.sp, &split.r, <float*>data(split.workspace), n_threads)
     else:
         split_init[double](0, &split.sp, &split.r, <double*>data(split.workspace), n_threads)
-    run_chunks(split, max(split.sp.unit_parts, split.sp.gemm_parts[0]), n_threads)
+    run_chunks(split, max(split.sp.unit_parts, split.sp.proj_parts if split.sp.product.plan
+                          == PLAN_PACKED else split.sp.gemm_parts[0]), n_threads)
     if r.a_out != NULL:
         with nogil:
             run_head(r)
@@ -133,7 +134,7 @@ cdef void run_forward(Forward* r, object keep, int n_threads, Py_ssize_t work_si
     cdef int status
     cdef void* ws
     r.threads = max(1, n_threads)
-    if n_threads > 1 and runs_split(r):
+    if n_threads > 1 and runs_split(r) and (r.plan != PLAN_PACKED or packed_parts(r) > 1):
         run_split(r, keep, n_threads)
         return
     if n_threads <= 1 or n <= 1:

@@ -157,6 +157,9 @@ cdef inline void check_chunk_block(floating dummy, const Chunk* c) noexcept nogi
     check_block("A block", c.Ab, r.n_a, c.buf.ld, c.span, A_buf, A_len, item)
     if r.cell.has_c:
         check_block("C block", c.Cb, r.n_a, c.buf.ld, c.span, C_buf, A_len, item)
+    if c.product.scratch != NULL:
+        check_block("plan scratch", c.product.scratch, 1, 0, plan_scratch(r, c.ms), c.ws,
+                    c.ws_len, item)
 
 
 cdef inline void block_init(floating dummy, Chunk* c) noexcept nogil:

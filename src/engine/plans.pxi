@@ -95,7 +95,7 @@ cdef object packed_weights(const GateWeights* w, bint single, Py_ssize_t n_a, in
         pw.pass_[i].k = n_a
         offsets[i] = total
         total += (packed_size(&pw.pass_[i]) * item + 63) // 64 * 64
-    holder = np.empty(total + 64, np.uint8)
+    holder = new_array(cnp.NPY_UINT8, total + 64, 1)     # (pooled: no fresh pages per call)
     cdef char* base = <char*>data(holder)
     base += (64 - <size_t>base % 64) % 64
     for i in range(passes):

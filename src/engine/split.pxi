@@ -282,6 +282,9 @@ cdef void split_step(floating dummy, const Split* sp, const Walk* w, int kind, P
         return
     if kind == PHASE_STEP and sp.product.plan == PLAN_PACKED:
         # part p's panels, each product fused with its units' kernel
+        check_block("packed columns", <floating*>sp.product.scratch
+                    + p * packed_scratch(r.single, n_a, m), 1, 0,
+                    packed_scratch(r.single, n_a, m), sp.ws, sp.ws_len, sizeof(floating))
         for g in range(q0, q1):
             if not r.gemm_only:
                 prepare_rows(cell, n_a, g * n_a + u0, units, m, b, G, ld)
