@@ -6,7 +6,8 @@
 # choice. A plan depends on the problem's sizes only (the widest chunk, never
 # n_threads), so results stay bit-identical across n_threads and with or
 # without caches. Problems too small to repay a timing run (PLAN_MIN_MACS
-# multiply-adds per step) and single steps run direct.
+# multiply-adds per step) run direct, or packed when narrow (below); single
+# steps run direct.
 # CYRNN_FORWARD_PLAN=direct|transposed|gemv|rows256|rows128|rows64|packed pins
 # one where it applies (gemv only for single columns, transposed only for
 # several), e.g. for results identical across machines that would choose
@@ -16,6 +17,13 @@
 cdef enum:
     PLAN_AUTO = -1
     PLAN_MIN_MACS = 1 << 20
+    # below PLAN_MIN_MACS the packed plan runs batches of at most this many
+    # columns, this many steps or more, on weights of this many elements or more
+    # (benchmarks/README.md, "the packed plan": single sequences 8-23% faster,
+    # notebook sizes 10-37% slower)
+    PACKED_SMALL_COLUMNS = 8
+    PACKED_SMALL_STEPS = 8
+    PACKED_SMALL_WEIGHTS = 1024
 
 # Candidates are timed in interleaved rounds of samples of at least
 # PLAN_SAMPLE_MACS multiply-adds (~0.5 ms) after one untimed round, each scored
@@ -204,5 +212,8 @@ cdef int forward_plan(const Forward* r) except -1:
     if plan_mode != PLAN_AUTO:
         return plan_applies(plan_mode, ms)
     if <double>r.cell.gates * r.n_a * r.n_a * ms < PLAN_MIN_MACS:
-        return PLAN_DIRECT
+        # not worth a timing run; on narrow batches the packed kernel saves each
+        # step's BLAS call (its fixed cost) where the weights repay their packing
+        return (PLAN_PACKED if ms <= PACKED_SMALL_COLUMNS and r.T >= PACKED_SMALL_STEPS
+                and r.cell.gates * r.n_a * r.n_a >= PACKED_SMALL_WEIGHTS else PLAN_DIRECT)
     return choose_plan(r.single, r.cell.gates, r.n_a, ms)
