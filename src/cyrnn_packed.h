@@ -34,7 +34,8 @@
 #define CYRNN_PK_RESTRICT __restrict__
 #endif
 
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(_MSC_VER)
+/* CYRNN_PK_PLAIN: the plain-C kernel on any compiler (CI tests it with GCC) */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(_MSC_VER) && !defined(CYRNN_PK_PLAIN)
 #define CYRNN_PK_VECTORS 1
 #else
 #define CYRNN_PK_VECTORS 0
