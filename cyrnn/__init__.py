@@ -17,13 +17,17 @@ try:
                           rnn_cell_backward, rnn_cell_forward, rnn_forward)
 except ImportError as exc:  # pragma: no cover - depends on how cyrnn was obtained
     import os as _os
+    from importlib.machinery import EXTENSION_SUFFIXES as _SUFFIXES
 
-    if not any(name.startswith("_engine.") for name in _os.listdir(_os.path.dirname(__file__))):
+    # a folder without the compiled engine (the type stub _engine.pyi does not count)
+    if not any(name.startswith("_engine.") and name.endswith(tuple(_SUFFIXES))
+               for name in _os.listdir(_os.path.dirname(_os.path.abspath(__file__)))):
         raise ImportError(
-            "cyrnn's compiled modules are missing: this looks like the source tree, not an "
-            "installed cyrnn. Install it (`pip install .` from the source root, which "
-            "compiles the kernels) and import it from another directory, or install a wheel "
-            "(`pip install cyrnn`).") from exc
+            f"cyrnn's compiled modules are missing from {_os.path.dirname(__file__)}: this "
+            "looks like the source tree, not an installed cyrnn (Python imports the folder "
+            "`cyrnn` of the current directory first). Install it (`pip install .` from the "
+            "source root, which compiles the kernels) and import it from another directory, "
+            "or install a wheel of cyrnn.") from exc
     raise
 from ._activations import sigmoid, softmax
 from ._cells import prepare

@@ -619,17 +619,20 @@ def test_pool_survives_concurrent_calls_with_growing_n_threads():
 
 
 def test_importing_the_source_tree_says_how_to_install(tmp_path):
-    """`import cyrnn` from a source checkout (no compiled modules) must say what
-    to do, not fail with a bare ModuleNotFoundError deep inside."""
+    """`import cyrnn` from a source checkout (everything but the compiled
+    modules: the type stubs _engine.pyi and the rest are there) must say what to
+    do, not fail with a bare ModuleNotFoundError deep inside."""
     import os
     import shutil
+    from importlib.machinery import EXTENSION_SUFFIXES
 
     package = os.path.dirname(cyrnn.__file__)
-    shutil.copytree(package, tmp_path / "cyrnn",
-                    ignore=lambda d, names: [n for n in names if not n.endswith(".py")])
+    shutil.copytree(package, tmp_path / "cyrnn", ignore=lambda d, names: [
+        n for n in names if n.endswith(tuple(EXTENSION_SUFFIXES)) or n == "__pycache__"])
+    assert (tmp_path / "cyrnn" / "_engine.pyi").exists()
     out = run_python("import cyrnn", cwd=tmp_path)
     assert out.returncode != 0
-    assert "compiled modules are missing" in out.stderr and "pip install" in out.stderr
+    assert "compiled modules are missing" in out.stderr and "pip install ." in out.stderr
 
 
 def test_debug_build_checks_blocks_against_their_buffers():
