@@ -290,11 +290,26 @@ def split_caches(caches, cell):
     return steps, x, caches[2] if len(caches) == 3 else None
 
 
+def _producer(cell, cache):
+    """The hint ". These look like the caches of ..." naming the forward whose
+    step caches have cache's length, when that is another cell's (else "")."""
+    from ._cells import GRU, LSTM, RNN
+    if not isinstance(cache, (tuple, list)):
+        return ""
+    for other in (RNN, LSTM, GRU):
+        if other.name != cell.name and len(cache) == len(other.step_cache):
+            return (f". These look like the caches of {other.name}_forward (its step caches "
+                    f"hold {len(other.step_cache)}: {', '.join(other.step_cache)}); pass them "
+                    f"to {other.name}_backward, or pass {cell.name}_backward the caches of "
+                    f"{cell.name}_forward")
+    return ""
+
+
 def _unpack_step(cell, cache, where):
     names = cell.step_cache
     if not isinstance(cache, (tuple, list)) or len(cache) != len(names):
         raise ValueError(f"{where} must be a tuple of {len(names)} ({', '.join(names)}); "
-                         f"got {_describe(cache)}")
+                         f"got {_describe(cache)}{_producer(cell, cache)}")
     return cache
 
 

@@ -383,6 +383,16 @@ def test_backward_bad_input(rnn, lstm):
     _, _, _, caches_r = ref.lstm_forward(x, a0, p)
     with pytest.raises(ValueError, match=r"caches\[0\]\[0\] must be a tuple of 10"):
         cyrnn.lstm_backward(np.zeros((5, 4, 2)), ([caches_r[0][0][:4]], x))
+    # another cell's caches: the message names the forward that made them and the
+    # backward that takes them
+    rnn_x, rnn_a0, rnn_p = rnn
+    rnn_out = ref.rnn_forward(rnn_x, rnn_a0, rnn_p)
+    with pytest.raises(ValueError, match=r"look like the caches of rnn_forward .*pass them "
+                                         r"to rnn_backward, or pass lstm_backward the caches "
+                                         r"of lstm_forward"):
+        cyrnn.lstm_backward(np.zeros_like(rnn_out[0]), rnn_out[2])
+    with pytest.raises(ValueError, match=r"look like the caches of lstm_forward"):
+        cyrnn.gru_backward(np.zeros((5, 4, 2)), caches_r)
     bad_step = list(caches_r[0][0])
     bad_step[5] = bad_step[5][:3]
     with pytest.raises(ValueError, match=r"caches\[0\]\[0\]\[5\] \(it\) has shape \(3, 4\)"):
