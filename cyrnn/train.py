@@ -459,26 +459,33 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="cyrnn-train", description="Train a character-level language model (RNN, LSTM "
         "or GRU) on a UTF-8 text file with cyrnn: Adam, gradient clipping, mini-batches "
-        "with lengths, periodic samples, a loss curve and resumable checkpoints.")
+        "with lengths, periodic samples, a loss curve and resumable checkpoints.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("text", help="a UTF-8 text file")
-    parser.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="lstm")
-    parser.add_argument("--hidden", type=int, default=128, help="n_a (default 128)")
-    parser.add_argument("--seq-length", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="lstm",
+                        help="the recurrent cell")
+    parser.add_argument("--hidden", type=int, default=128, help="n_a, the hidden size")
+    parser.add_argument("--seq-length", type=int, default=100,
+                        help="characters per training sequence")
+    parser.add_argument("--batch-size", type=int, default=32, help="sequences per step")
     parser.add_argument("--steps", type=int, default=1000, help="training steps in all")
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's step size")
     parser.add_argument("--clip", type=float, default=5.0, help="max global gradient norm")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="the parameters' and computations' precision")
     parser.add_argument("--by-line", action="store_true",
                         help="one sequence per line (names, words), padded, with lengths")
-    parser.add_argument("--sample-every", type=int, default=200)
-    parser.add_argument("--sample-length", type=int, default=200)
-    parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--sample-every", type=int, default=200,
+                        help="steps between printed samples")
+    parser.add_argument("--sample-length", type=int, default=200,
+                        help="characters per sample")
+    parser.add_argument("--checkpoint-every", type=int, default=500,
+                        help="steps between checkpoints")
     parser.add_argument("--out", default="cyrnn-train-out",
                         help="folder for checkpoint.npz, loss.png and samples.txt")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUT/checkpoint.npz (same settings)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the weights and batches")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     for name in ("hidden", "seq_length", "batch_size", "steps"):

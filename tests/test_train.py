@@ -309,3 +309,12 @@ def test_cyrnn_train_resumes_where_it_stopped(tmp_path, capsys):
     meta = json.loads(str(np.load(tmp_path / "straight" / "checkpoint.npz")["extra/settings"]))
     assert meta["cell"] == "gru"
     assert os.path.exists(tmp_path / "straight" / "samples.txt")
+
+
+def test_cyrnn_train_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())     # (argparse wraps lines)
+    for shown in ("(default: lstm)", "(default: 128)", "(default: 1000)", "(default: 0.002)",
+                  "(default: float32)", "(default: cyrnn-train-out)"):
+        assert shown in out, shown
