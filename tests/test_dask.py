@@ -149,6 +149,31 @@ def test_weights_are_one_key_of_the_graph():
             assert sizes[-2] < size / 10                         # every other one: small
 
 
+def test_inputs_stored_in_chunks_stay_out_of_the_graph(tmp_path):
+    """The README's way to feed data larger than memory (a stack of .npy files
+    each worker reads): the graph holds file names, not data — its size does not
+    grow with the chunks' size."""
+    da = dask_array()
+    from cyrnn import dask as cdask
+    rng = np.random.default_rng(3)
+    model = bidirectional_model(rng, n_x=8, n_a=16)
+    sizes = []
+    for m in (2 * 64, 2 * 4096):
+        folder = tmp_path / f"x{m}"
+        da.to_npy_stack(str(folder), da.random.random((8, m, 20), chunks=(8, m // 2, 20)),
+                        axis=1)
+        x = da.from_npy_stack(str(folder))
+        lengths = rng.integers(1, 21, m)
+        outputs, _ = cdask.predict(model, x, lengths=lengths)
+        sizes.append(sum(task_bytes(outputs)) - lengths.nbytes)   # (NumPy lengths: data)
+        whole, half = x.compute(), m // 2
+        np.testing.assert_array_equal(outputs.compute(scheduler="sync"), np.concatenate(
+            [model(whole[:, :half], lengths=lengths[:half])[0],
+             model(whole[:, half:], lengths=lengths[half:])[0]], axis=1))
+    # 64 times the data, the same graph (a few hundred bytes of key names aside)
+    assert sizes[1] < sizes[0] + 2000, sizes
+
+
 def test_errors_are_the_in_memory_functions():
     da = dask_array()
     from cyrnn import dask as cdask

@@ -364,3 +364,32 @@ def test_the_callers_lengths_array_is_left_alone():
     assert lengths.flags.writeable and caches[2] is not lengths
     lengths[0] = 2          # the caches keep their own copy
     assert caches[2][0] == 6 and not caches[2].flags.writeable
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reversed_wide_batches_carry_states_from_a0_where_no_column_started(kind):
+    """Reversed, with lengths, in chunks (m >= 2048) run in the workspace: a
+    chunk of short columns has started none of them in the late blocks, so the
+    states it carries to the next block are still a0 (rows m apart) and c0 (None:
+    zeros). They used to be read with the workspace's row stride: a crash
+    (found through a bidirectional Model at m = 4096). Each column equals itself
+    run alone, and cache=False the cached call's bits."""
+    m, T = 4096, 20
+    x, a0, p, rng = problem(kind, 3, 4, 2, m, T, 1)
+    lengths = rng.integers(1, T + 1, m)
+    c0 = rng.standard_normal(a0.shape) if kind == "lstm" else None
+    got = _engine._run_direction(cell(kind), x, a0, p, c0=c0, lengths=lengths, reverse=True,
+                                 cache=False)[0]
+    cached = _engine._run_direction(cell(kind), x, a0, p, c0=c0, lengths=lengths, reverse=True,
+                                    cache=True)[0]
+    np.testing.assert_array_equal(got, cached)
+    for j in rng.choice(m, 12, replace=False):
+        alone = _engine._run_direction(cell(kind), x[:, j:j + 1], a0[:, j:j + 1], p,
+                                       c0=None if c0 is None else c0[:, j:j + 1],
+                                       lengths=lengths[j:j + 1], reverse=True, cache=False)[0]
+        assert_close(got[:, j:j + 1], alone, rtol=1e-12, atol=1e-12, what=f"column {j}")
+    if kind == "lstm":      # and c0 None (zeros)
+        got = _engine._run_direction("lstm", x, a0, p, lengths=lengths, reverse=True,
+                                     cache=False)[0]
+        np.testing.assert_array_equal(got, _engine._run_direction(
+            "lstm", x, a0, p, lengths=lengths, reverse=True, cache=True)[0])

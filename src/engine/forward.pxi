@@ -309,12 +309,14 @@ cdef inline void block_finish(floating dummy, Chunk* c) noexcept nogil:
                 scatter_batch_major(n_a, ms, c.tbb, <floating*>c.Cb, c.buf.ld, c.step,
                                     <floating*>r.c_out + c.j0 * T + c.p0, m * T, T)
     if not c.buf.in_buffers and c.s + c.tbb < T:
-        # the next block overwrites the workspace: carry the states out of it
+        # the next block overwrites the workspace: carry the states out of it (from
+        # where they are: a reversed packed block where none of the chunk's columns
+        # has started yet still holds a0, c0 — rows m apart; c0 NULL is zeros)
         check_block("states", c.buf.a_state, 2 * n_a, ms, ms, c.ws, c.ws_len, sizeof(floating))
-        copy_rows(n_a, ms, <const floating*>c.a_prev, c.buf.ld, <floating*>c.buf.a_state, ms)
+        copy_rows(n_a, ms, <const floating*>c.a_prev, c.ld_ap, <floating*>c.buf.a_state, ms)
         c.a_prev, c.ld_ap = c.buf.a_state, ms
-        if r.cell.has_c:
-            copy_rows(n_a, ms, <const floating*>c.c_prev, c.buf.ld, <floating*>c.buf.c_state, ms)
+        if r.cell.has_c and c.c_prev != NULL:
+            copy_rows(n_a, ms, <const floating*>c.c_prev, c.ld_cp, <floating*>c.buf.c_state, ms)
             c.c_prev, c.ld_cp = c.buf.c_state, ms
 
 
