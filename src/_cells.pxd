@@ -13,7 +13,7 @@ from cython cimport floating
 
 from _product cimport (GateWeights, Product, PackedPass, PLAN_PACKED, recurrent_product,
                        packed_pass_of, packed_columns, pack_columns, panel_product,
-                       gates_product_t)
+                       gates_product_t, PACKED_TILE_BYTES)
 from _elementwise cimport (rnn_forward_step, lstm_forward_step, rnn_backward_step,
                            lstm_backward_step, fill_rows, gru_forward_step, gru_reset_step,
                            gru_candidate_step, gru_backward_step, gru_candidate_backward,
@@ -142,22 +142,30 @@ cdef inline void packed_pass(const CellSpec* cell, int pass_, const PackedPass* 
     and panel, G += its gates' weights @ B, then (kernels) the cell's kernel on
     those units and columns while their gates are in L1 (step_kernel's
     arguments; G at row 0)."""
-    cdef Py_ssize_t gs = n_a * ld, U = pk.units, p, u0, j0, nc
+    cdef Py_ssize_t gs = n_a * ld, U = pk.units, p, p0, p1, u0, j0, nc, together
     cdef Py_ssize_t cols = packed_columns(pk, sizeof(floating))
     cdef Py_ssize_t last = n_a if units < 0 else min(n_a, first + units)
+    cdef Py_ssize_t end = (last + U - 1) // U
     j0 = 0
     while j0 < ms:
         nc = min(cols, ms - j0)
         pack_columns(pk, B + j0, ldb, nc, Bp)
-        for p in range(first // U, (last + U - 1) // U):
-            u0 = p * U
-            panel_product(pk, p, Bp, nc, G + pk.q0 * gs + u0 * ld + j0, ld, gs, n_a)
+        # as many panels as the tile's bytes hold at this width (narrow blocks: a
+        # few columns of every unit), then the cell's kernel on all their units
+        together = max(1, PACKED_TILE_BYTES // (pk.gates * U * nc * sizeof(floating)))
+        p0 = first // U
+        while p0 < end:
+            p1 = min(end, p0 + together)
+            for p in range(p0, p1):
+                panel_product(pk, p, Bp, nc, G + pk.q0 * gs + p * U * ld + j0, ld, gs, n_a)
+            u0 = p0 * U
             if kernels:
-                step_kernel(cell, pass_, min(U, n_a - u0), n_a, nc, G + u0 * ld + j0, ld,
+                step_kernel(cell, pass_, min(p1 * U, n_a) - u0, n_a, nc, G + u0 * ld + j0, ld,
                             b + u0, a_prev + u0 * ld_ap + j0, ld_ap,
                             c_prev + u0 * ld_cp + j0 if c_prev != NULL else NULL, ld_cp,
                             c + u0 * ld + j0 if c != NULL else NULL, a + u0 * ld + j0,
                             keep_gates)
+            p0 = p1
         j0 += nc
 
 
