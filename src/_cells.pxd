@@ -139,9 +139,9 @@ cdef inline void packed_pass(const CellSpec* cell, int pass_, const PackedPass* 
                              Py_ssize_t units=-1, bint kernels=True) noexcept nogil:
     """Pass pass_ of a step under the packed plan on units first..first+units-1
     (whole panels; -1: to the last): per block of columns (B's packed into Bp)
-    and panel, G += its gates' weights @ B, then (kernels) the cell's kernel on
-    those units and columns while their gates are in L1 (step_kernel's
-    arguments; G at row 0)."""
+    and group of panels whose gates fill a tile (one panel at wide blocks), G +=
+    their gates' weights @ B, then (kernels) the cell's kernel on those units and
+    columns while their gates are in L1 (step_kernel's arguments; G at row 0)."""
     cdef Py_ssize_t gs = n_a * ld, U = pk.units, p, p0, p1, u0, j0, nc, together
     cdef Py_ssize_t cols = packed_columns(pk, sizeof(floating))
     cdef Py_ssize_t last = n_a if units < 0 else min(n_a, first + units)

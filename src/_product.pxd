@@ -137,7 +137,8 @@ cdef inline const PackedPass* packed_pass_of(const PackedWeights* pw, int q0,
 
 
 # The packed plan runs a step's columns in blocks whose gates stay in L1 from
-# the product to the cell's kernel (PACKED_TILE_BYTES of G per panel), each
+# the product to the cell's kernel (PACKED_TILE_BYTES of G per panel, or per
+# group of panels at narrow widths), each
 # block's columns of B packed once for all panels (the product's scratch).
 cdef enum:
     PACKED_TILE_BYTES = 16384
