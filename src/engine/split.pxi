@@ -55,7 +55,7 @@ cdef inline bint runs_split(const Forward* r) noexcept nogil:
 # depend on a GEMM's shape): PACKED_PROJECT_ROWS rows each, whatever the threads.
 cdef enum:
     PACKED_PROJECT_ROWS = 256
-    PACKED_SPLIT_MIN_MACS = 1 << 18    # a step's multiply-adds worth splitting
+    PACKED_SPLIT_MIN_MACS = 1 << 20    # a step's multiply-adds worth splitting
 
 
 cdef inline Py_ssize_t packed_part_units(const Forward* r) noexcept nogil:
