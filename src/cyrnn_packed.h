@@ -51,121 +51,6 @@
 
 #define CYRNN_PK_UNROLL _Pragma("GCC unroll 16")
 
-/* ---------------------------------------------------------------- instantiations */
-#define REAL double
-#define RSFX(name) name##_d
-
-#if CYRNN_PK_DISPATCH
-#define VBYTES 64
-#define NRMAX4 6
-#define NRMAX3 8
-#define CMRMAX 8
-#define ISFX(name) name##_d_avx512
-#define PK_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
-#include "cyrnn_packed_impl.h"
-#define VBYTES 32
-#define NRMAX4 2
-#define NRMAX3 3
-#define CMRMAX 4
-#define ISFX(name) name##_d_avx2
-#define PK_TARGET __attribute__((target("avx2,fma")))
-#include "cyrnn_packed_impl.h"
-#define VBYTES 16
-#define NRMAX4 2
-#define NRMAX3 3
-#define CMRMAX 4
-#define ISFX(name) name##_d_base
-#define PK_TARGET
-#include "cyrnn_packed_impl.h"
-#elif CYRNN_PK_VECTORS
-#if defined(__AVX512F__)
-#define VBYTES 64
-#define NRMAX4 6
-#define NRMAX3 8
-#define CMRMAX 8
-#elif defined(__AVX2__)
-#define VBYTES 32
-#define NRMAX4 2
-#define NRMAX3 3
-#define CMRMAX 4
-#elif defined(__aarch64__)
-#define VBYTES 16
-#define NRMAX4 6
-#define NRMAX3 8
-#define CMRMAX 8
-#else
-#define VBYTES 16
-#define NRMAX4 2
-#define NRMAX3 3
-#define CMRMAX 4
-#endif
-#define ISFX(name) name##_d_base
-#define PK_TARGET
-#include "cyrnn_packed_impl.h"
-#else
-#define ISFX(name) name##_d_base
-#include "cyrnn_packed_plain.h"
-#endif
-#undef REAL
-#undef RSFX
-
-#define REAL float
-#define RSFX(name) name##_f
-
-#if CYRNN_PK_DISPATCH
-#define VBYTES 64
-#define NRMAX4 6
-#define NRMAX3 8
-#define CMRMAX 8
-#define ISFX(name) name##_f_avx512
-#define PK_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
-#include "cyrnn_packed_impl.h"
-#define VBYTES 32
-#define NRMAX4 2
-#define NRMAX3 3
-#define CMRMAX 4
-#define ISFX(name) name##_f_avx2
-#define PK_TARGET __attribute__((target("avx2,fma")))
-#include "cyrnn_packed_impl.h"
-#define VBYTES 16
-#define NRMAX4 2
-#define NRMAX3 3
-#define CMRMAX 4
-#define ISFX(name) name##_f_base
-#define PK_TARGET
-#include "cyrnn_packed_impl.h"
-#elif CYRNN_PK_VECTORS
-#if defined(__AVX512F__)
-#define VBYTES 64
-#define NRMAX4 6
-#define NRMAX3 8
-#define CMRMAX 8
-#elif defined(__AVX2__)
-#define VBYTES 32
-#define NRMAX4 2
-#define NRMAX3 3
-#define CMRMAX 4
-#elif defined(__aarch64__)
-#define VBYTES 16
-#define NRMAX4 6
-#define NRMAX3 8
-#define CMRMAX 8
-#else
-#define VBYTES 16
-#define NRMAX4 2
-#define NRMAX3 3
-#define CMRMAX 4
-#endif
-#define ISFX(name) name##_f_base
-#define PK_TARGET
-#include "cyrnn_packed_impl.h"
-#else
-#define ISFX(name) name##_f_base
-#include "cyrnn_packed_plain.h"
-#endif
-#undef REAL
-#undef RSFX
-
 /* ---------------------------------------------------------------- dispatch */
 /* 2: AVX-512, 1: AVX2 + FMA, 0: 16-byte vectors (or plain C). */
 static int cyrnn_packed_level_cached = -1;
@@ -220,87 +105,20 @@ static const char *cyrnn_packed_isa(void)
 #endif
 }
 
-#if CYRNN_PK_DISPATCH
-#define CYRNN_PK_PICK(name, sfx, args)                                          \
-    (cyrnn_packed_level() == 2 ? name##_##sfx##_avx512 args                     \
-     : cyrnn_packed_level() == 1 ? name##_##sfx##_avx2 args : name##_##sfx##_base args)
-#else
-#define CYRNN_PK_PICK(name, sfx, args) name##_##sfx##_base args
-#endif
+/* ---------------------------------------------------------------- instantiations */
+/* Each dtype's kernels at every level, its packing and its entry points
+ * (cyrnn_packed_real.h): cyrnn_packed_lanes_d/_f, cyrnn_pack_d/_f,
+ * cyrnn_pack_columns_d/_f, cyrnn_panel_product_d/_f. */
+#define REAL double
+#define RSFX(name) name##_d
+#include "cyrnn_packed_real.h"
+#undef REAL
+#undef RSFX
 
-/* Elements per vector of the kernel that runs: panels hold multiples of it. */
-static ptrdiff_t cyrnn_packed_lanes_d(void) { return CYRNN_PK_PICK(pk_lanes, d, ()); }
-static ptrdiff_t cyrnn_packed_lanes_f(void) { return CYRNN_PK_PICK(pk_lanes, f, ()); }
-
-/* Pack rows [gate q][unit u] = rows[q] + u·ld[q] (k elements each) of `gates`
- * gates of n_a units into panels of U units: panels·k·gates·U elements. */
-static void cyrnn_pack_d(const double *const *rows, const ptrdiff_t *ld, int gates,
-                         ptrdiff_t n_a, ptrdiff_t k, ptrdiff_t U, double *out)
-{
-    /* row by row (contiguous reads), each into its panel's column (the panel,
-     * k·gates·U elements, stays in cache while its rows are written) */
-    for (ptrdiff_t p = 0; p * U < n_a; p++)
-        for (int g = 0; g < gates; g++)
-            for (ptrdiff_t u = 0; u < U; u++) {
-                double *o = out + (p * k * gates + g) * U + u;
-                const double *row = rows[g] + (p * U + u) * ld[g];
-                if (p * U + u < n_a)
-                    for (ptrdiff_t kk = 0; kk < k; kk++)
-                        o[kk * gates * U] = row[kk];
-                else
-                    for (ptrdiff_t kk = 0; kk < k; kk++)
-                        o[kk * gates * U] = 0.0;
-            }
-}
-
-static void cyrnn_pack_f(const float *const *rows, const ptrdiff_t *ld, int gates,
-                         ptrdiff_t n_a, ptrdiff_t k, ptrdiff_t U, float *out)
-{
-    /* row by row (contiguous reads), each into its panel's column (the panel,
-     * k·gates·U elements, stays in cache while its rows are written) */
-    for (ptrdiff_t p = 0; p * U < n_a; p++)
-        for (int g = 0; g < gates; g++)
-            for (ptrdiff_t u = 0; u < U; u++) {
-                float *o = out + (p * k * gates + g) * U + u;
-                const float *row = rows[g] + (p * U + u) * ld[g];
-                if (p * U + u < n_a)
-                    for (ptrdiff_t kk = 0; kk < k; kk++)
-                        o[kk * gates * U] = row[kk];
-                else
-                    for (ptrdiff_t kk = 0; kk < k; kk++)
-                        o[kk * gates * U] = 0.0f;
-            }
-}
-
-/* B's columns 0..n-1 (k rows, ldb apart) packed as a pass of `gates` gates in
- * panels of U units reads them: k·n elements at out. */
-static void cyrnn_pack_columns_d(int gates, ptrdiff_t U, const double *B, ptrdiff_t ldb,
-                                 ptrdiff_t k, ptrdiff_t n, double *out)
-{
-    CYRNN_PK_PICK(pk_pack_columns, d, (gates, U, B, ldb, k, n, out));
-}
-
-static void cyrnn_pack_columns_f(int gates, ptrdiff_t U, const float *B, ptrdiff_t ldb,
-                                 ptrdiff_t k, ptrdiff_t n, float *out)
-{
-    CYRNN_PK_PICK(pk_pack_columns, f, (gates, U, B, ldb, k, n, out));
-}
-
-/* G[g·gate_stride + u·ldg + j] += Σ_k panel[k][g][u] · B[k][j] for the
- * panel's first `units` units (≤ U), g < gates, j < n; Bp: B's n columns
- * packed by cyrnn_pack_columns. */
-static void cyrnn_panel_product_d(const double *panel, ptrdiff_t k, int gates, ptrdiff_t U,
-                                  const double *Bp, ptrdiff_t n, double *G, ptrdiff_t ldg,
-                                  ptrdiff_t gate_stride, ptrdiff_t units)
-{
-    CYRNN_PK_PICK(pk_panel_product, d, (panel, k, gates, U, Bp, n, G, ldg, gate_stride, units));
-}
-
-static void cyrnn_panel_product_f(const float *panel, ptrdiff_t k, int gates, ptrdiff_t U,
-                                  const float *Bp, ptrdiff_t n, float *G, ptrdiff_t ldg,
-                                  ptrdiff_t gate_stride, ptrdiff_t units)
-{
-    CYRNN_PK_PICK(pk_panel_product, f, (panel, k, gates, U, Bp, n, G, ldg, gate_stride, units));
-}
+#define REAL float
+#define RSFX(name) name##_f
+#include "cyrnn_packed_real.h"
+#undef REAL
+#undef RSFX
 
 #endif
