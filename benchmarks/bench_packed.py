@@ -22,8 +22,7 @@ from threadpoolctl import threadpool_limits
 
 import cyrnn
 from cyrnn import _engine
-from cyrnn.bench.inference import (SHAPES, find_peers, lstm_problem, onnx_session,
-                                   torch_forward)
+from cyrnn.bench.inference import SHAPES, find_peers, implementations, lstm_problem
 from cyrnn.bench.timing import measure
 
 DEFAULT_SHAPES = ("small", "medium", "bigbatch", "wide", "batch1", "long")
@@ -44,19 +43,10 @@ def candidates(found, shape, dtype, threads):
     n_x, n_a, m, T = shape
     p, x, a0 = lstm_problem(n_x, n_a, m, T, dtype)
     calls = {f"cyrnn {plan}": pinned(plan, x, a0, p, threads) for plan in PLANS}
-    xt = np.ascontiguousarray(x.transpose(2, 1, 0))
-    torch, onnx, ort = (found.get(k) for k in ("torch", "onnx", "onnxruntime"))
-    if torch is not None:
-        forward = torch_forward(torch, p, n_x, n_a, dtype)
-        tx = torch.from_numpy(xt)
-
-        def torch_call():
-            torch.set_num_threads(threads)
-            return forward(tx)
-        calls["torch"] = torch_call
-    if ort is not None and dtype == np.float32:
-        run = onnx_session(onnx, ort, p, n_x, n_a, threads)
-        calls["onnxruntime"] = lambda: run(xt)
+    # the peers as the inference benchmark runs them (the same problem, checked)
+    calls.update({name: call for name, call in
+                  implementations(found, shape, dtype, 0, threads).items()
+                  if name in ("torch", "onnxruntime")})
     if threads == 1:
         for plan in ("direct", "packed"):
             calls[f"floor {plan}"] = _engine.GemmFloor("lstm", n_x, n_a, 0, m, T, dtype,
