@@ -2,6 +2,7 @@
 frameworks: Keras 3 layers (torch backend) called on the same inputs and masks,
 ONNX graphs run by onnxruntime (float32) and by onnx's reference evaluator
 (float64), and graphs exported from PyTorch modules by torch.onnx."""
+import contextlib
 import io
 import os
 import warnings
@@ -272,6 +273,71 @@ def test_graphs_exported_from_pytorch(cell):
         assert_close(final["c"], c, **TOL[np.float64])
 
 
+def export_with_the_default_exporter(t, net, x, **options):
+    """torch.onnx.export's default (dynamo) exporter; it needs onnxscript."""
+    require_peer("onnxscript", "PyTorch's default ONNX exporter needs it")
+    import logging
+    buffer = io.BytesIO()
+    quiet = logging.getLogger("torch.onnx")
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = t.onnx.export(net, (t.from_numpy(x.transpose(2, 1, 0).copy()),),
+                                    dynamo=True, **options)
+            program.model_proto  # noqa: B018 (builds the proto inside the quiet block)
+    finally:
+        quiet.level = level
+    return program.model_proto
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("layers, bidirectional", [(1, False), (1, True), (2, False),
+                                                   (2, True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "unoptimized"])
+def test_graphs_from_the_default_exporter(cell, layers, bidirectional, dtype, optimize):
+    """torch.onnx.export's default exporter writes an LSTM/GRU node per layer;
+    unoptimized, their weights are computed from the module's tensors by
+    Slice/Concat/Unsqueeze nodes, which from_onnx folds."""
+    onnx()
+    t = require_peer("torch", "ONNX graphs are exported from PyTorch modules")
+    from test_models import make, run_torch
+    net = make(t, cell, 5, 7, layers, bidirectional,
+               dtype=t.float32 if dtype == np.float32 else t.float64)
+    x = np.random.default_rng(9).standard_normal((5, 3, 6)).astype(dtype)
+    graph = export_with_the_default_exporter(t, net, x, optimize=optimize)
+    ops = {node.op_type for node in graph.graph.node}
+    assert ops & {"LSTM", "GRU"}
+    if not optimize:    # the case folding exists for: weights computed by nodes
+        recurrent = [n for n in graph.graph.node if n.op_type in ("LSTM", "GRU")]
+        initializers = {i.name for i in graph.graph.initializer}
+        assert all(n.input[1] not in initializers for n in recurrent)
+    model = models.from_onnx(graph)
+    out, final = model(x)
+    want, h, c = run_torch(t, net, x)
+    tol = TOL[dtype]
+    assert out.dtype == dtype
+    assert_close(out, want, **tol)
+    assert_close(final["a"], h, **tol)
+    if cell == "lstm":
+        assert_close(final["c"], c, **tol)
+
+
+def test_plain_rnns_from_the_default_exporter_are_refused_with_the_way_out():
+    """That exporter unrolls nn.RNN into MatMul/Tanh nodes over the example's
+    length: there is no RNN node to read, and the message says what to do."""
+    onnx()
+    t = require_peer("torch", "ONNX graphs are exported from PyTorch modules")
+    from test_models import make
+    net = make(t, "rnn", 5, 7, 1, False, dtype=t.float32)
+    x = np.zeros((5, 3, 6), np.float32)
+    graph = export_with_the_default_exporter(t, net, x)
+    assert "MatMul" in {node.op_type for node in graph.graph.node}
+    with pytest.raises(ValueError, match="no RNN, LSTM or GRU node.*dynamo=False.*from_torch"):
+        models.from_onnx(graph)
+
+
 def test_onnx_errors(tmp_path):
     o = onnx()
     rng = np.random.default_rng(8)
@@ -298,6 +364,30 @@ def test_onnx_errors(tmp_path):
     weights_as_input.graph.node[0].input[1] = "X"
     with pytest.raises(ValueError, match=r"its input W \('X'\) is not a constant"):
         models.from_onnx(weights_as_input)
+    computed_from_input = onnx_graph(o, "rnn", 3, 4, rng=rng, extra=[
+        h.make_node("Transpose", ["X"], ["Xt"], perm=[1, 2, 0])])
+    computed_from_input.graph.node[0].input[2] = "Xt"
+    with pytest.raises(ValueError, match=r"its input R \('Xt'\) is not a constant"):
+        models.from_onnx(computed_from_input)
+    # a shape's arithmetic may sit between layers; arithmetic on data may not
+    on_shapes = onnx_graph(o, "rnn", 3, 4, rng=rng, extra=[
+        h.make_node("Shape", ["Y0"], ["s"]), h.make_node("Mul", ["s", "s"], ["s2"])])
+    assert models.from_onnx(on_shapes).n_a == 4
+    on_data = onnx_graph(o, "rnn", 3, 4, rng=rng, extra=[
+        h.make_node("Mul", ["Y0", "Y0"], ["y2"], name="square")])
+    with pytest.raises(ValueError, match=r"node 'square' \(Mul\) is not supported"):
+        models.from_onnx(on_data)
+    # constant initial states must be the zeros a Model starts from
+    for value, accepted in ((0.0, True), (0.5, False)):
+        with_state = onnx_graph(o, "lstm", 3, 4, rng=rng)
+        with_state.graph.initializer.append(
+            o.numpy_helper.from_array(np.full((1, 2, 4), value, np.float32), "h0"))
+        with_state.graph.node[0].input.append("h0")       # X W R B lens h0
+        if accepted:
+            assert models.from_onnx(with_state).n_a == 4
+        else:
+            with pytest.raises(ValueError, match=r"initial_h \('h0'\) is a nonzero constant"):
+                models.from_onnx(with_state)
     wrong_size = onnx_graph(o, "gru", 3, 4, rng=rng)
     next(a for a in wrong_size.graph.node[0].attribute if a.name == "hidden_size").i = 5
     with pytest.raises(ValueError, match=r"W has shape \(1, 12, 3\); expected \(1, 15, 3\)"):
