@@ -13,19 +13,59 @@ def test_short_run_names_a_missing_peer_and_writes_the_plot(tmp_path, monkeypatc
     # (the peak GEMM rate takes a 2048³ GEMM: minutes under QEMU's emulation)
     monkeypatch.setattr(bench, "dgemm_peak", lambda dtype: 1.0)
     monkeypatch.chdir(tmp_path)
-    args = ["--shapes", "tiny", "--functions", "rnn_forward", "--budget", "0.01", "--quiet",
-            "--json", str(tmp_path / "r.json")]
+    labels = bar_labels(monkeypatch)
+    args = ["--shapes", "tiny", "--functions", "rnn_forward,gru_reset_before_backward",
+            "--budget", "0.01", "--quiet", "--json", "r.json", "--out", "results"]
     assert bench.main(args) == 0
     out = capsys.readouterr().out
     assert "PyTorch is not installed: the PyTorch columns stay empty" in out
     assert "pip install torch" in out
-    assert (tmp_path / "r.json").stat().st_size > 100
+    written = tmp_path / "results"
+    assert f"wrote {written / 'r.json'}" in out                  # where, said in full
+    assert (written / "r.json").stat().st_size > 100
+    # every column defined above the table, every row as wide as the header
+    intro = out[:out.index("\nshape ")]
+    for column in ("cyrnn ms", "ref ms", "x ref", "torch ms", "x torch", "floor ms",
+                   "/floor", "GFLOP/s", "%peak"):
+        assert column in intro, f"column {column!r} is not defined above the table"
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("shape "))
+    rows = lines[header + 2:header + 4]
+    assert [row.split()[1] for row in rows] == ["rnn_forward", "gru_reset_before_backward"]
+    assert all(len(row) == len(lines[header]) for row in rows)
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         assert "no plot: matplotlib is not installed" in out
     else:
-        assert (tmp_path / "cyrnn-bench-float64.png").stat().st_size > 1000
+        assert (written / "cyrnn-bench-float64.png").stat().st_size > 1000
+        assert labels == ["vs NumPy reference"]        # no empty "vs PyTorch" entry
+
+
+def bar_labels(monkeypatch):
+    """The labels of the bar series the plots draw (empty without matplotlib)."""
+    labels = []
+    try:
+        from matplotlib.axes import Axes
+    except ImportError:
+        return labels
+    real = Axes.bar
+
+    def bar(self, *args, label=None, **kwargs):
+        labels.append(label)
+        return real(self, *args, label=label, **kwargs)
+    monkeypatch.setattr(Axes, "bar", bar)
+    return labels
+
+
+def test_tables_align_their_columns():
+    from cyrnn.bench.report import Table
+    table = Table([("name", 4), ("title", 3), ("n", 6)], names=1)
+    header, rule = table.header().splitlines()
+    assert header == "name title      n" and rule == "-" * len(header)
+    assert table.row("ab", "1.5", 12) == "ab     1.5     12"
+    with pytest.raises(ValueError, match="a row of 2 cells for 3 columns"):
+        table.row("x", 1)
 
 
 def test_unknown_shape_is_refused(capsys):
@@ -65,10 +105,15 @@ def test_inference_run_without_peers_says_how_to_add_them(tmp_path, monkeypatch,
     monkeypatch.setattr(bench_inference, "THREAD_SHAPES", ("tiny",))
     monkeypatch.setattr(bench_inference, "SERVING", (3, 5, 4))
     monkeypatch.chdir(tmp_path)
+    labels = bar_labels(monkeypatch)
     assert bench.main(["--inference", "--shapes", "tiny", "--dtype", "float64",
-                       "--budget", "0.01", "--json", "r.json"]) == 0
+                       "--budget", "0.01", "--json", "r.json", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "torch and onnxruntime not installed" in out and "pip install torch onnx" in out
+    assert "n/a in float64: its CPU LSTM" in out and "Shapes (n_x, n_a, m, T): tiny" in out
+    assert out.count("dtype   shape") == 2 and "dtype     m" in out      # three tables
+    assert f"wrote {tmp_path / 'cyrnn-bench-inference.png'}" in out or "no plot" in out
+    assert labels in ([], ["best BLAS floor"])        # only the bars it has
     import json
     result = json.loads((tmp_path / "r.json").read_text())
     row = result["single_thread"][0]

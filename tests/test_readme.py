@@ -16,6 +16,9 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), 
 # what a block's imports need besides themselves (Keras runs on the torch backend
 # where TensorFlow is missing, as the README's block says)
 ALSO_NEEDS = {"keras": ("torch",), "distributed": ("dask",)}
+# what a block's calls need that it does not import (PyTorch's default ONNX
+# exporter runs on onnxscript; from_onnx reads files with onnx)
+CALLS_NEED = {"torch.onnx.export(": ("onnx", "onnxscript"), "from_onnx(": ("onnx",)}
 
 
 def imported(code):
@@ -40,6 +43,7 @@ def test_readme_block_runs_as_copied(index, tmp_path):
     code = BLOCKS[index]
     needed = imported(code)
     needed |= {extra for name in needed for extra in ALSO_NEEDS.get(name, ())}
+    needed |= {extra for call, extras in CALLS_NEED.items() if call in code for extra in extras}
     missing = sorted(name for name in needed if importlib.util.find_spec(name) is None)
     if missing:
         pytest.skip(f"README block {index + 1} needs {', '.join(missing)}")

@@ -2,6 +2,7 @@
 reference and PyTorch) or, with --inference, the inference comparison."""
 import argparse
 import json
+import os
 
 import numpy as np
 
@@ -25,10 +26,14 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, default=0.25,
                         help="seconds of timing per function and shape (default %(default)s)")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    parser.add_argument("--out", metavar="DIR", default=".",
+                        help="folder for the files it writes, made if missing: the plot, "
+                             "and --json/--plot paths that are relative (default: the "
+                             "current folder)")
     parser.add_argument("--json", metavar="PATH", help="write all results as JSON")
     parser.add_argument("--plot", metavar="PATH",
                         help="where to write the PNG plot (needs matplotlib; default "
-                             "cyrnn-bench-<dtype>.png)")
+                             "cyrnn-bench-<dtype>.png, or cyrnn-bench-inference.png)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--inference", action="store_true",
                         help="instead: the LSTM inference comparison with PyTorch and "
@@ -64,19 +69,27 @@ def main(argv=None):
     result = run(shapes, dtype, args.threads, args.budget, functions,
                  use_torch=not args.no_torch, progress=not args.quiet)
     print(format_table(result))
+    write_files(args, result, f"cyrnn-bench-{args.dtype}.png", plot,
+                "speed-ups by shape and function")
+    return 0
+
+
+def write_files(args, result, default_plot, plot, what):
+    """The JSON (when asked for) and the plot, in --out; says where each went."""
+    os.makedirs(args.out, exist_ok=True)
     if args.json:
-        with open(args.json, "w") as fh:
+        path = os.path.abspath(os.path.join(args.out, args.json))
+        with open(path, "w") as fh:
             json.dump(result, fh, indent=1)
-        print(f"wrote {args.json}")
-    path = args.plot or f"cyrnn-bench-{args.dtype}.png"
+        print(f"wrote {path}")
+    path = os.path.abspath(os.path.join(args.out, args.plot or default_plot))
     try:
         plot(result, path)
-        print(f"wrote {path} (speed-ups by shape and function)")
+        print(f"wrote {path} ({what})")
     except ImportError:
         if args.plot:
             raise
         print("(no plot: matplotlib is not installed; `pip install \"cyrnn[bench]\"`)")
-    return 0
 
 
 def inference_main(args, rest, parser):
@@ -95,17 +108,7 @@ def inference_main(args, rest, parser):
         if d not in ("float32", "float64"):
             parser.error(f"--dtype takes float32 and/or float64; got {d!r}")
     result = bench_inference.run(shapes, [np.dtype(d).type for d in dtypes],
-                                 max(args.budget, 1.0))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=1)
-        print(f"wrote {args.json}")
-    path = args.plot or "cyrnn-bench-inference.png"
-    try:
-        bench_inference.plot(result, path)
-        print(f"wrote {path} (peer time / cyrnn time by shape)")
-    except ImportError:
-        if args.plot:
-            raise
-        print("(no plot: matplotlib is not installed; `pip install \"cyrnn[bench]\"`)")
+                                 max(args.budget, 1.0), progress_bar=not args.quiet)
+    write_files(args, result, "cyrnn-bench-inference.png", bench_inference.plot,
+                "peer time / cyrnn time by shape")
     return 0

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from cyrnn.bench.report import Table, ms, progress, ratio
 from cyrnn.bench.timing import measure
 
 SHAPES = {  # (n_x, n_a, m, T)
@@ -182,8 +183,43 @@ def floors(shape, dtype, n_y):
                                                plan=plan).forward for plan in plans}
 
 
-def single_thread_rows(found, shapes, dtypes, budget, log=print):
+def describe(shapes):
+    """The text printed above the tables: what every column means."""
+    sizes = ", ".join(f"{name} {SHAPES[name]}" for name in shapes)
+    return f"""LSTM inference: cyrnn against PyTorch and onnxruntime in one process, interleaved
+rounds, medians; every implementation is checked against cyrnn before it is timed.
+One thread:
+  out         a: hidden states only (cyrnn: Wy with 0 rows); head: with the
+              notebook's output head ({HEAD_ROWS} rows, softmax per step)
+  cyrnn ms    lstm_forward(..., cache=False), milliseconds per call
+  cached ms   lstm_forward keeping its caches (the notebook's default, for backward)
+  floor       the plan cyrnn could run whose BLAS products alone are fastest here
+  floor ms    those products' time (cyrnn._engine.GemmFloor); x floor: cyrnn / floor
+  torch ms    PyTorch nn.LSTM (+ Linear, softmax) under no_grad
+  ort ms      onnxruntime, a one-node ONNX LSTM graph; n/a in float64: its CPU LSTM
+              has no float64 kernel
+  /cyrnn      that peer's time / cyrnn's: above 1, cyrnn is faster
+Two threads, sequences/s: cyrnn n_threads=2 (one call on 2 threads); 2 user threads
+  (2 Python threads, each calling cyrnn on half the batch); 2 BLAS threads (one call,
+  SciPy's BLAS on 2 threads); PyTorch and onnxruntime on 2 intra-op threads.
+Serving, requests/s: 2 user threads each sending requests of m sequences (n_x, n_a,
+  T = {SERVING}); PyTorch and onnxruntime on 1 intra-op thread each.
+Shapes (n_x, n_a, m, T): {sizes}"""
+
+
+SINGLE_TABLE = Table([("dtype", 7), ("shape", 8), ("out", 4), ("floor", 10), ("cyrnn ms", 9),
+                      ("cached ms", 9), ("floor ms", 9), ("x floor", 7), ("torch ms", 9),
+                      ("/cyrnn", 6), ("ort ms", 9), ("/cyrnn", 6)], names=4)
+TWO_THREAD_TABLE = Table([("dtype", 7), ("shape", 8), ("n_threads=2", 0),
+                          ("2 user threads", 0), ("2 BLAS threads", 0), ("torch", 9),
+                          ("ort", 9), ("best cyrnn / faster peer", 0)], names=2)
+SERVING_TABLE = Table([("dtype", 7), ("m", 3), ("cyrnn", 9), ("torch", 9), ("ort", 9),
+                       ("cyrnn / faster peer", 0)])
+
+
+def single_thread_rows(found, shapes, dtypes, budget, log=print, bar=None):
     rows = []
+    log(SINGLE_TABLE.header())
     with threadpool_limits(1, "blas"):
         for dtype in dtypes:
             for name in shapes:
@@ -193,7 +229,9 @@ def single_thread_rows(found, shapes, dtypes, budget, log=print):
                     t = measure(calls, budget)
                     rows.append(summarise({"shape": name, "dtype": np.dtype(dtype).name,
                                            "head": bool(n_y), "seconds": t}))
-                    log(format_row(rows[-1]))
+                    log(format_row(rows[-1], "onnxruntime" in found))
+                    if bar is not None:
+                        bar.update()
     return rows
 
 
@@ -212,21 +250,19 @@ def summarise(row):
     return row
 
 
-def format_row(row):
+def format_row(row, with_onnxruntime=True):
+    """A row of SINGLE_TABLE; 'n/a' where onnxruntime is installed but has no kernel."""
     t = row["seconds"]
-    text = (f"{row['dtype']:7} {row['shape']:8} {'head' if row['head'] else 'a   '} "
-            f"cyrnn {_ms(t['cyrnn'])} cached {_ms(t['cyrnn cached'])}")
-    if "best_floor" in row:
-        text += f" | {row['best_floor']} {_ms(t[row['best_floor']])} " \
-                f"({row['cyrnn_vs_best_floor']:.2f}x floor)"
-    for peer in ("torch", "onnxruntime"):
-        if peer in t:
-            text += f" | {peer} {_ms(t[peer])} ({row[peer + '_vs_cyrnn']:.2f})"
-    return text
-
-
-def _ms(seconds):
-    return f"{seconds * 1e3:9.3f} ms"
+    floor = row.get("best_floor")
+    ort = ms(t.get("onnxruntime")) if "onnxruntime" in t else \
+        ("n/a" if with_onnxruntime and row["dtype"] == "float64" else "")
+    return SINGLE_TABLE.row(
+        row["dtype"], row["shape"], "head" if row["head"] else "a",
+        floor and floor.removeprefix("floor "), ms(t["cyrnn"]), ms(t["cyrnn cached"]),
+        ms(t.get(floor)),
+        ratio(row.get("cyrnn_vs_best_floor")),
+        ms(t.get("torch")), ratio(row.get("torch_vs_cyrnn")),
+        ort, ratio(row.get("onnxruntime_vs_cyrnn")))
 
 
 class _Halves:
@@ -244,9 +280,10 @@ class _Halves:
         return [f.result() for f in [self.pool.submit(c) for c in self.calls]]
 
 
-def two_thread_rows(found, dtypes, budget, log=print):
+def two_thread_rows(found, dtypes, budget, log=print, bar=None):
     import cyrnn
     rows = []
+    log(TWO_THREAD_TABLE.header())
     with ThreadPoolExecutor(2) as pool, threadpool_limits(1, "blas"):
         for dtype in dtypes:
             for name in THREAD_SHAPES:
@@ -266,10 +303,24 @@ def two_thread_rows(found, dtypes, budget, log=print):
                 if peers:
                     row["cyrnn_vs_faster_peer"] = ours / max(peers)
                 rows.append(row)
-                log(f"2 threads {row['dtype']:7} {name:8} " + " | ".join(
-                    f"{k} {v:9.0f}/s" for k, v in rate.items())
-                    + (f" | cyrnn/faster peer {row['cyrnn_vs_faster_peer']:.2f}" if peers else ""))
+                log(TWO_THREAD_TABLE.row(
+                    row["dtype"], name, *(_rate(rate.get(k)) for k in (
+                        "cyrnn", "cyrnn 2 user threads", "cyrnn 2 BLAS threads", "torch")),
+                    _ort_rate(found, rate, dtype), ratio(row.get("cyrnn_vs_faster_peer"))))
+                if bar is not None:
+                    bar.update()
     return rows
+
+
+def _rate(value):
+    return "" if value is None else f"{value:.0f}"
+
+
+def _ort_rate(found, rate, dtype):
+    """onnxruntime's cell: 'n/a' where it is installed but has no float64 LSTM."""
+    if "onnxruntime" in found and np.dtype(dtype) == np.float64:
+        return "n/a"
+    return _rate(rate.get("onnxruntime"))
 
 
 def _blas_threads(call):
@@ -279,11 +330,12 @@ def _blas_threads(call):
     return run
 
 
-def serving_rows(found, dtypes, seconds, log=print, threads=2):
+def serving_rows(found, dtypes, seconds, log=print, threads=2, bar=None):
     """Requests/s of m = 1..8-sequence requests served from `threads` user threads."""
     import cyrnn
     n_x, n_a, T = SERVING
     rows = []
+    log(SERVING_TABLE.header())
     for dtype in dtypes:
         for m in (1, 8):
             p, x, a0 = lstm_problem(n_x, n_a, m, T, dtype)
@@ -300,9 +352,11 @@ def serving_rows(found, dtypes, seconds, log=print, threads=2):
             if peers:
                 row["cyrnn_vs_faster_peer"] = rate["cyrnn"] / max(peers)
             rows.append(row)
-            log(f"serving {row['dtype']:7} m={m} {threads} threads: " + " | ".join(
-                f"{k} {v:8.0f} req/s" for k, v in rate.items())
-                + (f" | cyrnn/faster peer {row['cyrnn_vs_faster_peer']:.2f}" if peers else ""))
+            log(SERVING_TABLE.row(row["dtype"], m, *(_rate(rate.get(k)) for k in (
+                "cyrnn", "torch")), _ort_rate(found, rate, dtype),
+                ratio(row.get("cyrnn_vs_faster_peer"))))
+            if bar is not None:
+                bar.update()
     return rows
 
 
@@ -330,12 +384,21 @@ def _serve(call, threads, seconds, rounds=3):
     return statistics.median(results)
 
 
-def run(shapes, dtypes, budget, serving_seconds=1.0, log=print):
+def run(shapes, dtypes, budget, serving_seconds=1.0, log=print, progress_bar=True):
+    """The three tables, printed as their rows come (above a progress bar)."""
     found = find_peers()
-    result = {"machine": machine(found),
-              "single_thread": single_thread_rows(found, shapes, dtypes, budget, log)}
-    result["two_threads"] = two_thread_rows(found, dtypes, budget, log)
-    result["serving"] = serving_rows(found, dtypes, serving_seconds, log)
+    log(describe(shapes))
+    steps = len(dtypes) * (2 * len(shapes) + len(THREAD_SHAPES) + 2)
+    bar = progress(steps, progress_bar, unit="row")
+    write = bar.write if log is print else log
+    try:
+        result = {"machine": machine(found),
+                  "single_thread": single_thread_rows(found, shapes, dtypes, budget, write,
+                                                      bar)}
+        result["two_threads"] = two_thread_rows(found, dtypes, budget, write, bar)
+        result["serving"] = serving_rows(found, dtypes, serving_seconds, write, bar=bar)
+    finally:
+        bar.close()
     return result
 
 
@@ -365,19 +428,25 @@ def plot(result, path):
         these = [r for r in rows if r["dtype"] == dtype]
         names = [r["shape"] for r in these]
         x = np.arange(len(names))
-        for k, (key, label) in enumerate((("torch_vs_cyrnn", "PyTorch"),
-                                          ("onnxruntime_vs_cyrnn", "onnxruntime"),
-                                          ("floor_vs_cyrnn", "best BLAS floor"))):
+        series = []
+        for key, label in (("torch_vs_cyrnn", "PyTorch"),
+                           ("onnxruntime_vs_cyrnn", "onnxruntime"),
+                           ("floor_vs_cyrnn", "best BLAS floor")):
             values = [r.get(key, r["seconds"][r["best_floor"]] / r["seconds"]["cyrnn"]
                             if key == "floor_vs_cyrnn" and "best_floor" in r else np.nan)
                       for r in these]
-            ax.bar(x + (k - 1) * 0.27, values, 0.27, label=label)
+            if not np.isnan(values).all():          # a legend entry only for drawn bars
+                series.append((values, label))
+        width = 0.8 / max(len(series), 1)
+        for k, (values, label) in enumerate(series):
+            ax.bar(x + (k - (len(series) - 1) / 2) * width, values, width, label=label)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_xticks(x, names)
         ax.set_title(f"LSTM inference, {dtype}, 1 thread")
         ax.set_ylabel("their time / cyrnn time (above 1: cyrnn faster)")
-        ax.legend()
+        if series:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

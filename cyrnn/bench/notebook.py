@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from cyrnn.bench.report import Table, ms, ratio
+from cyrnn.bench.report import progress as report_progress
 from cyrnn.bench.timing import dgemm_peak, measure
 
 SHAPES = {  # (n_x, n_a, n_y, m, T)
@@ -187,7 +189,7 @@ def run(shapes, dtype, threads, budget, functions=FUNCTIONS, use_torch=True, pro
             for i in threadpool_info()]
     rows = []
     tasks = [(s, f) for s in shapes for f in functions]
-    bar = _progress(len(tasks) + 1, progress)
+    bar = report_progress(len(tasks) + 1, progress)
     with threadpool_limits(threads):
         peak = dgemm_peak(dtype)
         bar.update(1)
@@ -241,46 +243,35 @@ def run(shapes, dtype, threads, budget, functions=FUNCTIONS, use_torch=True, pro
     }
 
 
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
+TABLE = Table([("shape", 9), ("function", max(map(len, FUNCTIONS))), ("cyrnn ms", 9),
+               ("ref ms", 9), ("x ref", 7), ("torch ms", 9), ("x torch", 7), ("floor ms", 9),
+               ("/floor", 6), ("GFLOP/s", 8), ("%peak", 6)], names=2)
 
 
-def _progress(total, enabled):
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc="benchmarking", unit="case", leave=False)
-
-
-def _ms(seconds):
-    return "" if seconds is None else (f"{seconds * 1e3:.3f}" if seconds < 0.01
-                                       else f"{seconds * 1e3:.1f}")
+def describe(result):
+    """The text above the table: the run's settings and what every column means."""
+    settings = result["settings"]
+    return f"""dtype {settings['dtype']}, {settings['threads']} BLAS/PyTorch thread(s); medians of \
+interleaved rounds.
+  cyrnn ms    cyrnn's function, milliseconds per call
+  ref ms      cyrnn.reference's (the notebook's NumPy code); x ref: ref ms / cyrnn ms
+  torch ms    PyTorch nn.RNN/LSTM/GRU + Linear + softmax (empty: no PyTorch, or what
+              it has no counterpart of: cell functions, the reset-before GRU);
+              x torch: torch / cyrnn, forward + backward in backward rows on both sides
+  floor ms    the BLAS products of cyrnn's algorithm alone (cyrnn._engine.GemmFloor);
+              /floor: cyrnn ms / floor ms
+  GFLOP/s     the products' floating-point operations per second in cyrnn's call;
+              %peak: of a 2048^3 GEMM's rate here ({result['gemm_peak_gflops']:.1f} GFLOP/s)"""
 
 
 def format_table(result):
-    head = (f"{'shape':9} {'function':19} {'cyrnn ms':>9} {'ref ms':>9} {'x ref':>7} "
-            f"{'torch ms':>9} {'x torch':>7} {'floor ms':>9} {'/floor':>6} {'GFLOP/s':>8} "
-            f"{'%peak':>6}")
-    lines = [f"dtype {result['settings']['dtype']}, {result['settings']['threads']} thread(s); "
-             f"GEMM peak {result['gemm_peak_gflops']:.1f} GFLOP/s; medians. "
-             f"'x torch' compares forward+backward for the backward rows.", head,
-             "-" * len(head)]
+    lines = [describe(result), TABLE.header()]
     for r in result["rows"]:
-        lines.append(
-            f"{r['shape']:9} {r['function']:19} {_ms(r['cyrnn_s']):>9} "
-            f"{_ms(r['reference_s']):>9} {r['speedup_vs_reference']:7.1f} "
-            f"{_ms(r.get('torch_s')):>9} "
-            f"{(format(r['speedup_vs_torch'], '7.2f') if 'speedup_vs_torch' in r else ''):>7} "
-            f"{_ms(r.get('floor_s')):>9} "
-            f"{(format(r['vs_floor'], '6.2f') if 'vs_floor' in r else ''):>6} "
-            f"{r['gflops']:8.2f} {100 * r['fraction_of_peak']:5.1f}%")
+        lines.append(TABLE.row(
+            r["shape"], r["function"], ms(r["cyrnn_s"]), ms(r["reference_s"]),
+            ratio(r["speedup_vs_reference"], 1), ms(r.get("torch_s")),
+            ratio(r.get("speedup_vs_torch")), ms(r.get("floor_s")), ratio(r.get("vs_floor")),
+            ratio(r["gflops"]), f"{100 * r['fraction_of_peak']:.1f}%"))
     return "\n".join(lines)
 
 
@@ -293,8 +284,13 @@ def plot(result, path):
     labels = [f"{r['shape']}\n{r['function']}" for r in rows]
     fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.45), 5))
     xs = np.arange(len(rows))
-    ax.bar(xs - 0.2, [r["speedup_vs_reference"] for r in rows], 0.4, label="vs NumPy reference")
-    ax.bar(xs + 0.2, [r.get("speedup_vs_torch", 0) for r in rows], 0.4, label="vs PyTorch")
+    if any("speedup_vs_torch" in r for r in rows):     # a legend entry only for drawn bars
+        ax.bar(xs - 0.2, [r["speedup_vs_reference"] for r in rows], 0.4,
+               label="vs NumPy reference")
+        ax.bar(xs + 0.2, [r.get("speedup_vs_torch", np.nan) for r in rows], 0.4,
+               label="vs PyTorch")
+    else:
+        ax.bar(xs, [r["speedup_vs_reference"] for r in rows], 0.6, label="vs NumPy reference")
     ax.set_yscale("log")
     ax.axhline(1, color="black", linewidth=0.8)
     ax.set_xticks(xs, labels, rotation=90, fontsize=7)
@@ -304,6 +300,7 @@ def plot(result, path):
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def check_agreement(dtype):
