@@ -19,6 +19,12 @@ n_threads=1 with SciPy's BLAS on 2 threads. Interleaved rounds, medians
 Overhead: Model(x) of a 1-layer, 1-direction model against the bare
 `*_forward(x, a0, parameters, cache=False)` on the same weights, at the
 bench shapes small, medium and bigbatch (1 thread): Model time / bare time - 1.
+
+Kept packing: Model(x) (each direction's packed weights kept between calls)
+against the same model packing them on every call (its caches taken away), the
+plan as the planner chooses, 1 thread: per-call time / kept time - 1, at the
+batch-1 bi-GRU(32), serving-sized LSTM(128) requests (m = 1 and 8, T = 100,
+n_x = 64) and the bi-LSTM(256) on T = 200.
 """
 import argparse
 import io
@@ -155,6 +161,41 @@ def overhead_rows(budget):
     return rows
 
 
+KEPT_PACKING = {  # cell, n_x, n_a, layers, directions, m, T
+    "bigru": ("gru", 96, 32, 1, 2, 1, 63),
+    "lstm128 m=1": ("lstm", 64, 128, 1, 1, 1, 100),
+    "lstm128 m=8": ("lstm", 64, 128, 1, 1, 8, 100),
+    "bilstm T=200": ("lstm", 256, 256, 2, 2, 8, 200),
+}
+
+
+def kept_packing_rows(budget):
+    import copy
+    rows = []
+    with threadpool_limits(1, "blas"):
+        for name, (cell, n_x, n_a, layers, D, m, T) in KEPT_PACKING.items():
+            rng = np.random.default_rng(2)
+            model = models.Model(cell, [[random_direction(cell, n_x if l == 0 else D * n_a,
+                                                          n_a, rng) for _ in range(D)]
+                                        for l in range(layers)])
+            per_call = copy.copy(model)
+            per_call._packed = [[None] * D for _ in range(layers)]
+            x = rng.standard_normal((n_x, m, T)).astype(np.float32)
+            np.testing.assert_array_equal(model(x)[0], per_call(x)[0])
+            t = measure({"kept": lambda: model(x), "per call": lambda: per_call(x)}, budget)
+            row = {"model": name, "seconds": t, "saved": t["per call"] / t["kept"] - 1,
+                   "plan": _plan_of(model)}
+            rows.append(row)
+            print(f"kept packing {name:13}: per call {t['per call'] * 1e3:8.3f} ms, kept "
+                  f"{t['kept'] * 1e3:8.3f} ms: {100 * row['saved']:+.1f}% "
+                  f"(packed plan: {row['plan']})", flush=True)
+    return rows
+
+
+def _plan_of(model):
+    return any(c.filled for layer in model._packed for c in layer if c is not None)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", type=float, default=2.0)
@@ -163,12 +204,14 @@ def main(argv=None):
     found = peers()
     rows = model_rows(found, args.budget)
     overhead = overhead_rows(args.budget / 2)
+    kept = kept_packing_rows(args.budget / 2)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": {"platform": platform.platform(),
                                    "processor": platform.processor(),
                                    **{k: v.__version__ for k, v in found.items()}},
-                       "models": rows, "overhead": overhead}, fh, indent=1)
+                       "models": rows, "overhead": overhead, "kept_packing": kept}, fh,
+                      indent=1)
     return 0
 
 

@@ -446,11 +446,12 @@ def _load_checkpoint(path):
     net = load(path)
     with np.load(path, allow_pickle=False) as f:
         extra = {k[len("extra/"):]: f[k] for k in f.files if k.startswith("extra/")}
-    parameters = dict(net.layers[0][0])
+    # (writable copies: a Model's arrays are read-only, training updates in place)
+    parameters = {k: np.array(v) for k, v in net.layers[0][0].items()}
     for key in list(parameters):
         if key in ("Wy", "Wya", "by") and parameters[key].shape[0] == 0:
             del parameters[key]
-    parameters["Wy"], parameters["by"] = net.head["Wy"], net.head["by"]
+    parameters["Wy"], parameters["by"] = np.array(net.head["Wy"]), np.array(net.head["by"])
     return net.cell, parameters, extra
 
 

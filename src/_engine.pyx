@@ -33,7 +33,7 @@ from _arrays cimport (new_array, new_zeros, block_view, typenum_of, elem_stride,
 from _product cimport (GateWeights, Product, product_of, plan_row_block, gates_product,
                        gates_product_t, recurrent_product, recurrent_rows, project_rows,
                        PLAN_DIRECT, PLAN_TRANSPOSED, PLAN_GEMV, PLAN_ROWS_256, PLAN_ROWS_128,
-                       PLAN_ROWS_64, PLAN_PACKED, PackedWeights, packed_units, packed_size,
+                       PLAN_ROWS_64, PLAN_PACKED, PackedPass, PackedWeights, packed_units, packed_size,
                        pack_pass, packed_scratch, packed_pass_of, cyrnn_packed_isa,
                        cyrnn_packed_use_level)
 from _cells cimport (CellSpec, cell_spec, step_forward, step_backward, step_passes, pass_gates,

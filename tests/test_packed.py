@@ -139,6 +139,108 @@ def test_packed_weights_follow_in_place_edits_between_calls(packed_level):
     assert_close(second, reference_forward("lstm", x, a0, p))
 
 
+def model_and_input(cell="lstm", layers=2, dtype=np.float64, seed=3):
+    from cyrnn import models
+    rng = np.random.default_rng(seed)
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    n_x, n_a, m, T = 5, 19, 3, 7
+    stack, n_in = [], n_x
+    for _ in range(layers):
+        stack.append([models.convert._direction(
+            cell, n_a, rng.uniform(-0.6, 0.6, (G * n_a, n_in)),
+            rng.uniform(-0.6, 0.6, (G * n_a, n_a)), rng.uniform(-0.6, 0.6, G * n_a),
+            rng.uniform(-0.6, 0.6, G * n_a), {"rnn": "", "lstm": "ifco", "gru": "rzn"}[cell],
+            reset_after=True) for _ in range(2)])
+        n_in = 2 * n_a
+    model = models.Model(cell, [[{k: v.astype(dtype) for k, v in p.items()} for p in layer]
+                                for layer in stack])
+    return model, stack, rng.standard_normal((n_x, m, T)).astype(dtype)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_a_model_packs_each_direction_once(packed_level, cell):
+    """A Model keeps each direction's packed weights: its first call packs
+    them (a shape's first call may pack more, timing its memory modes), later
+    calls, with or without lengths, pack nothing and compute the same."""
+    from cyrnn import models
+    model, stack, x = model_and_input(cell)
+    first = model(x)[0]
+    packings = path_count("weight_packings")
+    again = model(x)[0]
+    with_lengths = model(x, lengths=np.array([7, 2, 5]))[0]
+    assert path_count("weight_packings") == packings
+    np.testing.assert_array_equal(again, first)
+    # the same as packing on every call: a model rebuilt from the same weights
+    assert_close(models.Model(cell, stack)(x)[0], first, rtol=1e-12, atol=1e-13)
+    assert_close(with_lengths[:, 0], first[:, 0], rtol=1e-12, atol=1e-13)
+
+
+def test_a_models_weights_are_its_own_and_read_only(packed_level):
+    """In-place edits of a model's weights (which its kept packing would not
+    see) are refused; the arrays it was built from stay the caller's, writable;
+    an array assigned in place of one is packed at the next call."""
+    from cyrnn import models
+    model, stack, x = model_and_input("lstm", layers=1)
+    given = stack[0][0]["Wf"]
+    assert given.flags.writeable and not np.shares_memory(given, model.layers[0][0]["Wf"])
+    first = model(x)[0]
+    with pytest.raises(ValueError, match="read-only"):
+        model.layers[0][0]["Wf"][0, 0] = 1.0
+    edited = [dict(p) for p in stack[0]]
+    edited[0]["Wf"] = edited[0]["Wf"] * -1.5
+    packings = path_count("weight_packings")
+    model.layers[0][0]["Wf"] = np.ascontiguousarray(edited[0]["Wf"])
+    second = model(x)[0]
+    assert path_count("weight_packings") > packings
+    assert not np.array_equal(first, second)
+    assert_close(second, models.Model("lstm", [edited])(x)[0], rtol=1e-12, atol=1e-13)
+
+
+def test_a_model_copy_packs_afresh():
+    """A pickled model (a Dask worker's copy) comes back read-only with an empty
+    cache, and computes what the original does."""
+    import pickle
+    with engine_settings(plan="packed"):
+        model, _, x = model_and_input("gru", dtype=np.float32)
+        want = model(x)[0]
+        copy = pickle.loads(pickle.dumps(model))
+        assert not any(c.filled for layer in copy._packed for c in layer)
+        assert not copy.layers[1][1]["Wr"].flags.writeable
+        np.testing.assert_array_equal(copy(x)[0], want)
+
+
+def test_a_models_packing_follows_the_instruction_set_level():
+    """Packed at one level, a model's next call at another (a different panel
+    width) packs again instead of reading the old layout."""
+    if len(LEVELS) < 2:
+        pytest.skip(f"one packed-kernel level in this build ({LEVELS})")
+    model, _, x = model_and_input("lstm", dtype=np.float32)
+    try:
+        with engine_settings(plan="packed"):
+            _engine._use_packed_isa(LEVELS[-1])
+            best = model(x)[0]
+            _engine._use_packed_isa(LEVELS[0])
+            packings = path_count("weight_packings")
+            lowest = model(x)[0]
+            assert path_count("weight_packings") > packings
+    finally:
+        _engine._use_packed_isa(None)
+    assert_close(lowest, best, rtol=1e-5, atol=1e-5)
+
+
+def test_threads_share_a_models_packing():
+    """Calls from several threads on one model at once (its first included)
+    all compute what one call does."""
+    from concurrent.futures import ThreadPoolExecutor
+    with engine_settings(plan="packed"):
+        model, _, x = model_and_input("lstm")
+        with ThreadPoolExecutor(4) as pool:
+            outs = list(pool.map(lambda _: model(x)[0], range(8)))
+        want = model(x)[0]
+    for out in outs:
+        np.testing.assert_array_equal(out, want)
+
+
 def test_packed_plan_leaves_the_inputs_alone(packed_level):
     x, a0, p, _ = problem("gru_reset_before", 3, 33, 2, 5, 4, 2, np.float32)
     before = [x.copy(), a0.copy()] + [v.copy() for v in p.values()]

@@ -27,7 +27,12 @@ class Model:
     1: reverse), in the notebook's keys (without the output layer); layer 0 acts
     on n_x inputs, layer l on the D·n_a outputs of layer l - 1. `head`: None or
     {"Wy": (n_y, D·n_a), "by": (n_y, 1)}, a per-step softmax as in the notebook.
-    The arrays' dtype (float32 or float64) is the model's compute dtype."""
+    The arrays' dtype (float32 or float64) is the model's compute dtype.
+
+    The model keeps copies of the arrays it is given, read-only: the packed
+    plan packs a direction's recurrent weights once, at its first call, and
+    reuses them. To change a weight, assign a new array to its key
+    (`model.layers[l][d]["Wf"] = W`); the next call packs that direction again."""
 
     def __init__(self, cell, layers, head=None):
         if cell not in _GATES:
@@ -49,8 +54,9 @@ class Model:
             checked = []
             for d, p in enumerate(layer):
                 keys = _gate_keys(cell, p)
-                # gate weights stacked once (read in place by every call)
-                p = _cells.prepare({k: np.ascontiguousarray(p[k], self.dtype)
+                # the model's own copies, gate weights stacked once (read in place
+                # by every call)
+                p = _cells.prepare({k: np.array(p[k], self.dtype, order="C")
                                     for k in keys if k in p})
                 n_x = self._input_size(cell, p, l, d)
                 if n_in is not None and n_x != n_in:
@@ -70,12 +76,29 @@ class Model:
             self.layers.append(checked)
         self.head = None
         if head is not None:
-            Wy = np.ascontiguousarray(head["Wy"], self.dtype)
-            by = np.ascontiguousarray(head["by"], self.dtype).reshape(-1, 1)
+            Wy = np.array(head["Wy"], self.dtype, order="C")
+            by = np.array(head["by"], self.dtype, order="C").reshape(-1, 1)
             if Wy.ndim != 2 or Wy.shape[1] != n_in or by.shape[0] != Wy.shape[0]:
                 raise ValueError(f"head['Wy'] has shape {Wy.shape} and head['by'] "
                                  f"{by.shape}; expected (n_y, {n_in}) and (n_y, 1)")
             self.head = {"Wy": Wy, "by": by}
+        self._freeze()
+
+    def _freeze(self):
+        """The weights read-only, and an empty packed-weights cache per direction:
+        the packed plan packs each direction's recurrent weights at its first
+        call and reuses them while its arrays are the same objects. To change
+        a weight, assign a new array (`model.layers[l][d]["Wf"] = W`): the next
+        call packs that direction again."""
+        for p in [p for layer in self.layers for p in layer] + [self.head or {}]:
+            for value in p.values():
+                value.flags.writeable = False
+        self._packed = [[_engine.PackedCache() for _ in layer] for layer in self.layers]
+
+    def __setstate__(self, state):
+        # (unpickled arrays come back writable: a copy, e.g. on a Dask worker)
+        self.__dict__.update(state)
+        self._freeze()
 
     @staticmethod
     def _input_size(cell, p, l, d):
@@ -150,7 +173,8 @@ class Model:
                     runs[d] = _engine._run_direction(
                         self.cell, layer_input, a0s[k], layer[d],
                         c0=None if c0s is None else c0s[k], reverse=d == 1, cache=False,
-                        n_threads=per_direction, out=outs[d], packing=packing)
+                        n_threads=per_direction, out=outs[d], packing=packing,
+                        packed_cache=self._packed[l][d])
 
             if len(layer) == 2 and threads > 1 and \
                     self._macs(l) * m * T >= _PARALLEL_DIRECTIONS_MACS:

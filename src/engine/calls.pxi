@@ -38,7 +38,8 @@ cdef enum:
 
 cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, object c0,
                            list params, bint cache, bint reverse, Forward* r,
-                           object out=None, int mode=MODE_CHOOSE):
+                           object out=None, int mode=MODE_CHOOSE,
+                           PackedCache packed_cache=None):
     """Fill r for a forward call on kernel-ready inputs, allocating the outputs
     and the buffers of its run mode (chosen here unless `mode` is given: the
     floor's); returns them as (a, y, c, G, A, C, X, keep-alive objects).
@@ -57,7 +58,7 @@ cdef tuple prepare_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0,
     keep = gate_weights(info, params, tn, n_x, n_a, True, &r.w, &r.b)
     r.reverse, r.x_time_major = reverse, time_major
     r.plan = forward_plan(r)
-    keep = (keep, pack_for_plan(r))
+    keep = (keep, pack_for_plan(r, params, packed_cache))
     r.mode = choose_run_mode(r, cache, states_out) if mode == MODE_CHOOSE else mode
     if r.mode == RUN_WIDE_RULE or r.mode == RUN_MEASURED_SMALL:
         r.mode = measured_mode(info, tn, x, a0, c0, params, r, r.mode)
@@ -188,10 +189,11 @@ cdef list ready_sequence_parameters(CellInfo info, int tn, x, a0, c0, parameters
 
 
 cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threads,
-                            bint reverse=False, lengths=None, out=None, packing=None):
+                            bint reverse=False, lengths=None, out=None, packing=None,
+                            PackedCache packed_cache=None):
     """(a, y, c, caches) of a sequence forward; c None for cells without one,
     caches None without `cache`; with `lengths`, caches (steps, x, lengths).
-    out, packing: see _run_direction."""
+    out, packing, packed_cache: see _run_direction."""
     cdef int tn = float_typenum(x)
     if cache is not True and cache is not False:
         _validation.check_cache_flag(cache)
@@ -218,7 +220,8 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
             raise ValueError(f"packing is for {packing.order.shape[0]} columns and "
                              f"{packing.active.shape[0]} steps; x has {m} and {T}")
         return packed_forward(info, tn, x, a0, c0, params, packing, cache, threads, x_given,
-                              parameters, reverse, _checked_out(out, tn, n_a, m, T, False))
+                              parameters, reverse, _checked_out(out, tn, n_a, m, T, False),
+                              packed_cache)
     out = _checked_out(out, tn, n_a, m, T, not cache)
     if out is not None and not cnp.PyArray_ISCARRAY(<cnp.ndarray>out) and \
             cnp.PyArray_DIMS(<cnp.ndarray>params[info.wy_index])[0] > 0:
@@ -226,7 +229,7 @@ cdef tuple sequence_forward(CellInfo info, x, a0, c0, parameters, cache, n_threa
                          "layer must have 0 rows")
     cdef Forward r
     a, y, c, G, A, C, X, keep = prepare_forward(info, tn, x, a0, c0, params, cache, reverse, &r,
-                                                out)
+                                                out, MODE_CHOOSE, packed_cache)
     run_forward(&r, (x, a0, c0, params, keep, a, y, c, G, A, C, X), threads,
                 n_a * m * T if threads == 1 else 0)
     if not cache:

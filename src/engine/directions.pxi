@@ -2,7 +2,7 @@
 # One direction of a layer (cyrnn/models/), and its backward.
 
 def _run_direction(cell, x, a0, parameters, *, c0=None, lengths=None, reverse=False,
-                   cache=False, n_threads=1, out=None, packing=None):
+                   cache=False, n_threads=1, out=None, packing=None, packed_cache=None):
     """A layer's direction: (a, y, c, caches) with the steps run from T-1 down to
     0 when `reverse` (its step caches then follow the reverse order: see
     _backward_direction); with lengths, reversed, column j runs from its step
@@ -19,12 +19,19 @@ def _run_direction(cell, x, a0, parameters, *, c0=None, lengths=None, reverse=Fa
 
     packing: instead of lengths, their packed layout (cyrnn/_packing.py, of
     lengths checked by the caller), built once for every layer and direction
-    of a model's call."""
+    of a model's call.
+
+    packed_cache: a PackedCache the direction's packed weights are kept in
+    between calls (the packed plan's), reused while `parameters` holds the
+    same array objects — whose contents the caller must keep unchanged."""
     info = gru_info(parameters) if cell == "gru" else CELLS[cell]
     if packing is not None and type(packing) is not _packing.Packing:
         raise TypeError(f"packing must be a cyrnn._packing.Packing; got {type(packing).__name__}")
+    if packed_cache is not None and type(packed_cache) is not PackedCache:
+        raise TypeError(f"packed_cache must be a cyrnn._engine.PackedCache; got "
+                        f"{type(packed_cache).__name__}")
     return sequence_forward(info, x, a0, c0, parameters, cache, n_threads, reverse, lengths,
-                            out, packing)
+                            out, packing, packed_cache)
 
 
 cdef object _checked_out(object out, int tn, Py_ssize_t n_a, Py_ssize_t m, Py_ssize_t T,

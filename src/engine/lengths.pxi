@@ -60,7 +60,7 @@ cdef void zero_padding(bint single, const Packed* k, Py_ssize_t n, Py_ssize_t T,
 
 cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, c0, list params,
                           packing, bint cache, int threads, x_given, parameters,
-                          bint reverse=False, out=None):
+                          bint reverse=False, out=None, PackedCache packed_cache=None):
     """sequence_forward with variable lengths, on kernel-ready inputs: the
     columns sorted and packed (cyrnn/_packing.py), the driver on the packed
     buffers (the caches; without them, blocks in a workspace streaming their
@@ -96,7 +96,7 @@ cdef tuple packed_forward(CellInfo info, int tn, cnp.ndarray x, cnp.ndarray a0, 
     r.ld = P
     r.keep_gates = cache
     r.plan = forward_plan(&r)
-    keep = (keep, pack_for_plan(&r))
+    keep = (keep, pack_for_plan(&r, params, packed_cache))
     r.mode = choose_run_mode(&r, cache, False)
     cdef const void* xp = data(x)
     cdef Py_ssize_t s0 = elem_stride(x, 0), s1 = elem_stride(x, 1), s2 = elem_stride(x, 2)

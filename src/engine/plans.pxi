@@ -119,9 +119,45 @@ cdef object packed_weights(const GateWeights* w, bint single, Py_ssize_t n_a, in
     return holder
 
 
-cdef object pack_for_plan(Forward* r):
+cdef class PackedCache:
+    """One model direction's packed recurrent weights, kept between its calls
+    (cyrnn/models/model.py): reused while a call's parameter arrays are the
+    very objects they were packed from (held here, so no other array can take
+    their memory; the Model keeps them read-only) and the layout (units per
+    panel: the instruction-set level's) is the same."""
+    cdef tuple arrays
+    cdef object holder
+    cdef const PackedWeights* packed
+    cdef bint single
+
+    def __reduce__(self):
+        return (PackedCache, ())        # (a copy, e.g. on a Dask worker, packs afresh)
+
+    @property
+    def filled(self):
+        return self.holder is not None
+
+
+cdef bint packed_cache_fits(PackedCache cache, const Forward* r, list params, int passes,
+                            const int* q0, const int* q1):
+    if cache.holder is None or cache.single != r.single or cache.packed.passes != passes or \
+            len(cache.arrays) != len(params):
+        return False
+    cdef int i
+    cdef const PackedPass* pk
+    for i in range(passes):
+        pk = &cache.packed.pass_[i]
+        if pk.q0 != q0[i] or pk.gates != q1[i] - q0[i] or pk.k != r.n_a or \
+                pk.units != packed_units(r.single, q1[i] - q0[i]):
+            return False
+    return all(kept is given for kept, given in zip(cache.arrays, params))
+
+
+cdef object pack_for_plan(Forward* r, list params=None, PackedCache cache=None):
     """r's recurrent weights packed when its plan is the packed one (r.packed
-    set; returns what keeps them alive), else None."""
+    set; returns what keeps them alive), else None. With `cache` (and the
+    call's `params`), weights packed by an earlier call of the same arrays are
+    reused, and new ones kept there."""
     cdef int q0[2]
     cdef int q1[2]
     cdef int i, passes = step_passes(&r.cell)
@@ -130,9 +166,16 @@ cdef object pack_for_plan(Forward* r):
         return None
     for i in range(passes):
         pass_gates(&r.cell, i, &q0[i], &q1[i])
+    if cache is not None and packed_cache_fits(cache, r, params, passes, q0, q1):
+        r.packed = cache.packed
+        return cache.holder
     global weight_packings
     weight_packings += 1
-    return packed_weights(&r.w, r.single, r.n_a, passes, q0, q1, &r.packed)
+    holder = packed_weights(&r.w, r.single, r.n_a, passes, q0, q1, &r.packed)
+    if cache is not None:
+        cache.arrays, cache.holder, cache.packed, cache.single = \
+            tuple(params), holder, r.packed, r.single
+    return holder
 
 
 PACKED_ISAS = ("sse2", "avx2", "avx512")
