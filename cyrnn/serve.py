@@ -65,6 +65,7 @@ class _State:
         self.waiting = collections.deque()
         self.closed = False
         self.running = 0            # batches running now
+        self.last_batch = 0         # requests in the last batch taken
         self.workers = workers
         self.requests = self.batches = self.sequences = 0
         self.refused = self.failed = self.cancelled = 0
@@ -96,8 +97,10 @@ class _State:
                     batch.append(request)
                     size += request.m
                 full = size >= self.max_batch or (self.waiting and batch)
-                # hold the batch open only while other batches keep the cores busy
-                if full or self.closed or self.running == 0 or self.max_delay <= 0:
+                # hold the batch open only under concurrent load: while other
+                # batches run, or when the last batch coalesced several requests
+                busy = self.running > 0 or self.last_batch > 1
+                if full or self.closed or not busy or self.max_delay <= 0:
                     break
                 now = time.perf_counter()
                 deadline = deadline or now + self.max_delay
@@ -106,6 +109,7 @@ class _State:
                 self.arrived.wait(deadline - now)
             if batch:
                 self.running += 1
+                self.last_batch = len(batch)
             return batch
 
     def done(self, batch, error):
@@ -150,21 +154,27 @@ def _run(model, batch):
     """One model call over the batch's sequences; each request's results."""
     M = sum(r.m for r in batch)
     T = max(r.T for r in batch)
-    x = np.zeros((model.n_x, M, T), model.dtype)
-    lengths = np.empty(M, np.int64)
     states = model.num_layers * model.directions
     keys = ("a", "c") if model.cell == "lstm" else ("a",)
     initial = None
     if any(r.state is not None for r in batch):
         initial = {k: np.zeros((states, model.n_a, M), model.dtype) for k in keys}
+    if len(batch) == 1:
+        x, lengths = batch[0].x, batch[0].lengths        # (the request's own copy)
+    else:
+        x = np.zeros((model.n_x, M, T), model.dtype)
+        lengths = np.empty(M, np.int64)
     column = 0
     for r in batch:
-        x[:, column:column + r.m, :r.T] = r.x
-        lengths[column:column + r.m] = r.lengths
+        if len(batch) > 1:
+            x[:, column:column + r.m, :r.T] = r.x
+            lengths[column:column + r.m] = r.lengths
         if r.state is not None:
             for k, value in r.state.items():
                 initial[k][:, :, column:column + r.m] = value
         column += r.m
+    if (lengths == T).all():
+        lengths = None          # (every sequence runs every step: no packing to do)
     outputs, final = model(x, lengths=lengths, initial_state=initial)
     results, column = [], 0
     for r in batch:
@@ -256,8 +266,35 @@ class Batcher:
         return request.future
 
     def __call__(self, x, initial_state=None, *, lengths=None, timeout=None):
-        """submit(...).result(): the request's (outputs, final_state)."""
-        return self.submit(x, initial_state, lengths=lengths, timeout=timeout).result()
+        """submit(...).result(): the request's (outputs, final_state). When the
+        batcher is idle (nothing running or waiting, and its last batch held
+        one request: no concurrent load), the calling thread runs the request
+        itself: no hand-off to a worker and back."""
+        state = self._state
+        with state.lock:
+            inline = state.running == 0 and not state.waiting and not state.closed and \
+                state.last_batch <= 1
+            if inline:
+                state.running += 1
+        if not inline:
+            return self.submit(x, initial_state, lengths=lengths, timeout=timeout).result()
+        error = None
+        try:
+            request = self._request(x, initial_state, lengths)
+        except (TypeError, ValueError) as exc:
+            with state.lock:
+                state.running -= 1
+                state.refused += 1
+            raise exc
+        with state.lock:
+            state.requests += 1
+        try:
+            return _run(self.model, [request])[0]
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            state.done([request], error)
 
     async def asubmit(self, x, initial_state=None, *, lengths=None, timeout=None):
         """submit for asyncio: awaits the result (and room in a full queue)

@@ -206,13 +206,32 @@ def test_an_unclosed_batcher_leaves_no_thread_when_collected():
 
 
 def test_an_idle_batcher_runs_a_request_at_once():
-    """max_delay holds a batch open only while other batches run: one request
-    to an idle batcher does not wait for it."""
+    """max_delay holds a batch open only under concurrent load: a request to
+    an idle batcher does not wait for it; a blocking call there runs in the
+    calling thread, counted like any other."""
     model = make_model("lstm", directions=1)
     with Batcher(model, max_delay=5.0, n_threads=2) as batcher:
         start = time.perf_counter()
-        batcher(np.ones((5, 3)))
+        out = batcher.submit(np.ones((5, 3))).result()[0]
         assert time.perf_counter() - start < 2.5
+        caller = threading.current_thread()
+        ran_in = []
+        real = type(model).__call__
+
+        def spy(self, *args, **kwargs):
+            ran_in.append(threading.current_thread())
+            return real(self, *args, **kwargs)
+        try:
+            type(model).__call__ = spy
+            again = batcher(np.ones((5, 3)))[0]
+        finally:
+            type(model).__call__ = real
+        assert ran_in == [caller]
+        np.testing.assert_array_equal(again, out)
+        with pytest.raises(ValueError, match="n_x must be 5"):
+            batcher(np.ones((4, 3)))
+        stats = batcher.stats()
+        assert stats["requests"] == 2 and stats["refused"] == 1 and stats["running"] == 0
 
 
 def test_asubmit_awaits_results_in_asyncio():

@@ -141,7 +141,9 @@ class Model:
         if lengths is not None:
             # checked and packed once for every layer and direction
             lengths = _validation.check_lengths(lengths, m, T)
-            if not (lengths == T).all():
+            if (lengths == T).all():
+                lengths = None      # (every column runs every step: the plain call)
+            else:
                 packing = _packing.packing(lengths, T)
         states = self.num_layers * self.directions
         a0s = self._initial(initial_state, "a", states, m)
