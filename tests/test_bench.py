@@ -121,6 +121,7 @@ def test_inference_run_without_peers_says_how_to_add_them(tmp_path, monkeypatch,
     assert row["cyrnn_vs_best_floor"] > 0 and "torch_vs_cyrnn" not in row
     assert result["two_threads"][0]["sequences_per_s"]["cyrnn 2 user threads"] > 0
     assert result["serving"][0]["requests_per_s"]["cyrnn"] > 0
+    assert result["serving"][0]["requests_per_s"]["batcher"] > 0
 
 
 def test_inference_peers_compute_what_cyrnn_does():

@@ -28,6 +28,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cyrnn.bench.report import Table, ms, progress, ratio
+from cyrnn.models import Model
+from cyrnn.serve import Batcher
 from cyrnn.bench.timing import measure
 
 SHAPES = {  # (n_x, n_a, m, T)
@@ -203,7 +205,9 @@ Two threads, sequences/s: cyrnn n_threads=2 (one call on 2 threads); 2 user thre
   (2 Python threads, each calling cyrnn on half the batch); 2 BLAS threads (one call,
   SciPy's BLAS on 2 threads); PyTorch and onnxruntime on 2 intra-op threads.
 Serving, requests/s: 2 user threads each sending requests of m sequences (n_x, n_a,
-  T = {SERVING}); PyTorch and onnxruntime on 1 intra-op thread each.
+  T = {SERVING}); cyrnn per request (lstm_forward), and through cyrnn.serve.Batcher
+  (2 workers, coalescing the threads' requests); PyTorch and onnxruntime on 1
+  intra-op thread each.
 Shapes (n_x, n_a, m, T): {sizes}"""
 
 
@@ -213,8 +217,8 @@ SINGLE_TABLE = Table([("dtype", 7), ("shape", 8), ("out", 4), ("floor", 10), ("c
 TWO_THREAD_TABLE = Table([("dtype", 7), ("shape", 8), ("n_threads=2", 0),
                           ("2 user threads", 0), ("2 BLAS threads", 0), ("torch", 9),
                           ("ort", 9), ("best cyrnn / faster peer", 0)], names=2)
-SERVING_TABLE = Table([("dtype", 7), ("m", 3), ("cyrnn", 9), ("torch", 9), ("ort", 9),
-                       ("cyrnn / faster peer", 0)])
+SERVING_TABLE = Table([("dtype", 7), ("m", 3), ("cyrnn", 9), ("batcher", 9), ("torch", 9),
+                       ("ort", 9), ("cyrnn / faster peer", 0), ("batcher / faster peer", 0)])
 
 
 def single_thread_rows(found, shapes, dtypes, budget, log=print, bar=None):
@@ -342,19 +346,24 @@ def serving_rows(found, dtypes, seconds, log=print, threads=2, bar=None):
             calls = {"cyrnn": lambda x=x, a0=a0, p=p: cyrnn.lstm_forward(x, a0, p, cache=False)}
             impl = implementations(found, (n_x, n_a, m, T), dtype, 0, threads=1)
             calls.update({k: v for k, v in impl.items() if k in ("torch", "onnxruntime")})
+            batcher = Batcher(Model("lstm", [[p]]), n_threads=threads)
+            calls["batcher"] = lambda x=x, batcher=batcher: batcher(x)
             rate = {}
-            with threadpool_limits(1, "blas"):
+            with threadpool_limits(1, "blas"), batcher:
                 for name, call in calls.items():
                     rate[name] = _serve(call, threads, seconds)
             row = {"m": m, "dtype": np.dtype(dtype).name, "threads": threads,
                    "requests_per_s": rate}
-            peers = [v for k, v in rate.items() if k != "cyrnn"]
+            peers = [v for k, v in rate.items() if k in ("torch", "onnxruntime")]
             if peers:
                 row["cyrnn_vs_faster_peer"] = rate["cyrnn"] / max(peers)
             rows.append(row)
+            if peers:
+                row["batcher_vs_faster_peer"] = rate["batcher"] / max(peers)
             log(SERVING_TABLE.row(row["dtype"], m, *(_rate(rate.get(k)) for k in (
-                "cyrnn", "torch")), _ort_rate(found, rate, dtype),
-                ratio(row.get("cyrnn_vs_faster_peer"))))
+                "cyrnn", "batcher", "torch")), _ort_rate(found, rate, dtype),
+                ratio(row.get("cyrnn_vs_faster_peer")),
+                ratio(row.get("batcher_vs_faster_peer"))))
             if bar is not None:
                 bar.update()
     return rows
