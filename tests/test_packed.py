@@ -217,9 +217,10 @@ def test_a_models_packing_follows_the_instruction_set_level():
     model, _, x = model_and_input("lstm", dtype=np.float32)
     try:
         with engine_settings(plan="packed"):
-            _engine._use_packed_isa(LEVELS[-1])
+            high = _engine._use_packed_isa(LEVELS[-1])
             best = model(x)[0]
-            _engine._use_packed_isa(LEVELS[0])
+            if _engine._use_packed_isa(LEVELS[0]) == high:
+                pytest.skip(f"one packed-kernel level in force in this build ({high})")
             packings = path_count("weight_packings")
             lowest = model(x)[0]
             assert path_count("weight_packings") > packings
