@@ -16,7 +16,8 @@ one after another on the same weights and the same request stream:
   only (its CPU LSTM/GRU have no float64 kernels);
 - torch: the nn module under no_grad, torch.set_num_threads(1).
 Before timing, each implementation's answer to a few requests is checked
-against the model's.
+against the model's, and each answers every request once (first calls of a
+length, untimed).
 """
 import argparse
 import io
@@ -161,6 +162,9 @@ def run(found, cells, dtypes, clients_list, seconds):
                         np.testing.assert_allclose(got, want, rtol=tol, atol=tol,
                                                    err_msg=f"{name} does not compute what "
                                                            f"cyrnn does")
+                for call in calls.values():     # every length's first call, untimed
+                    for x in requests:
+                        call(x)
                 for clients in clients_list:
                     row = {"cell": cell, "dtype": np.dtype(dtype).name, "clients": clients,
                            "requests_per_s": {}, "p50_ms": {}, "p99_ms": {}}

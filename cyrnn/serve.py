@@ -10,8 +10,8 @@ per core). Each worker takes the requests waiting in the queue — up to
 `max_batch` sequences, of any lengths — and runs them as one
 `model(x, lengths=...)` call, which computes each sequence's own steps only
 (no padding), then hands every request its part of the results. An idle
-batcher runs a request at once; while other batches run, a worker holds its
-batch open up to `max_delay` seconds for more requests to join it.
+batcher runs a request at once; under concurrent load a worker holds its batch
+open while requests keep arriving, up to `max_delay` seconds in all.
 """
 import asyncio
 import collections
@@ -28,6 +28,13 @@ from cyrnn import _parallel, _validation
 
 # How many of the latest requests' latencies stats() summarises.
 LATENCY_WINDOW = 10_000
+# Batches of fewer sequences run one call per request: a call with lengths over
+# a few columns costs more per sequence than each one's own call (2-8 sequences
+# of 10-200 steps: 1.05-1.3x; from 16 on 0.8x: benchmarks/README.md, serving).
+COALESCE_FROM = 16
+# A batch held open for more requests runs when none arrives for this fraction
+# of max_delay (a burst of arrivals joins; a pause does not keep it waiting).
+ARRIVAL_GAP = 0.125
 
 
 class BatcherClosed(RuntimeError):
@@ -65,7 +72,7 @@ class _State:
         self.waiting = collections.deque()
         self.closed = False
         self.running = 0            # batches running now
-        self.last_batch = 0         # requests in the last batch taken
+        self.last_batch = self.last_size = 0    # requests, sequences of the last batch
         self.workers = workers
         self.requests = self.batches = self.sequences = 0
         self.refused = self.failed = self.cancelled = 0
@@ -97,19 +104,24 @@ class _State:
                     batch.append(request)
                     size += request.m
                 full = size >= self.max_batch or (self.waiting and batch)
-                # hold the batch open only under concurrent load: while other
-                # batches run, or when the last batch coalesced several requests
-                busy = self.running > 0 or self.last_batch > 1
+                # hold the batch open only under a load that coalesces (the last
+                # batch held COALESCE_FROM sequences or more), and only while
+                # requests keep arriving: a burst of them joins, a pause of
+                # ARRIVAL_GAP · max_delay runs what was gathered
+                busy = self.last_size >= COALESCE_FROM
                 if full or self.closed or not busy or self.max_delay <= 0:
                     break
                 now = time.perf_counter()
                 deadline = deadline or now + self.max_delay
                 if now >= deadline:
                     break
-                self.arrived.wait(deadline - now)
+                before = len(self.waiting)
+                self.arrived.wait(min(deadline - now, ARRIVAL_GAP * self.max_delay))
+                if len(self.waiting) == before:
+                    break
             if batch:
                 self.running += 1
-                self.last_batch = len(batch)
+                self.last_batch, self.last_size = len(batch), size
             return batch
 
     def done(self, batch, error):
@@ -136,7 +148,10 @@ def _work(state):
         if parallel:
             _parallel._enter_region()       # SciPy's BLAS on one thread while batches run
         try:
-            results = _run(state.model, batch)
+            if sum(r.m for r in batch) >= COALESCE_FROM:
+                results = _run(state.model, batch)
+            else:
+                results = [_run(state.model, [r])[0] for r in batch]
         except BaseException as exc:        # fails this batch's requests only
             error = exc
         finally:
@@ -196,8 +211,9 @@ class Batcher:
     batched calls; thread-safe.
 
     max_batch: sequences per batched call (a larger request runs alone).
-    max_delay: seconds a worker may hold a batch open for more requests while
-    other batches are running (an idle batcher runs a request at once).
+    max_delay: seconds a worker may hold a batch open for more requests under
+    concurrent load, while they keep arriving (less than ARRIVAL_GAP·max_delay
+    apart); an idle batcher runs a request at once.
     n_threads: worker threads, each running its own batches (None: one per core).
     max_queue: requests that may wait; `submit` then blocks up to its `timeout`.
     """
@@ -374,7 +390,9 @@ class Batcher:
     def stats(self):
         """Counters since the start: requests (accepted), refused (malformed),
         failed (in a batch that raised), cancelled (dropped before their batch),
-        batches, mean_batch (sequences per batch), queue (requests waiting now),
+        batches (taken from the queue; one call each from COALESCE_FROM
+        sequences on, else one per request), mean_batch (sequences per batch),
+        queue (requests waiting now),
         running (batches now), and latency_p50 / latency_p99 (seconds from
         submit to result) over the last LATENCY_WINDOW requests."""
         state = self._state

@@ -77,14 +77,39 @@ def test_concurrent_requests_get_what_the_model_gives_each_alone(cell, reset_aft
     assert 0 < stats["latency_p50"] <= stats["latency_p99"]
 
 
+class Gated(models.Model):
+    """A model whose calls wait for `gate` and raise on inputs holding 99."""
+    gate = None
+
+    def __call__(self, x, **kwargs):
+        if self.gate is not None:
+            self.gate.wait(10)
+        if (x == 99).any():
+            raise RuntimeError("this batch cannot run")
+        return super().__call__(x, **kwargs)
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 12), st.integers(1, 3), st.booleans()),
                 min_size=1, max_size=12),
-       st.integers(1, 8), st.sampled_from(["rnn", "lstm", "gru"]))
-def test_any_mix_of_requests_coalesces_correctly(requests, max_batch, cell):
+       st.integers(1, 8), st.sampled_from(["rnn", "lstm", "gru"]), st.sampled_from([1, 16]))
+def test_any_mix_of_requests_coalesces_correctly(requests, max_batch, cell, coalesce_from):
     """Single sequences and multi-sequence requests with lengths and initial
-    states, of any lengths (0 included), submitted at once to one worker."""
-    model = make_model(cell, layers=2, directions=2, n_a=4, n_x=3)
+    states, of any lengths (0 included), submitted at once to one worker;
+    batches coalesced into one call from 1 sequence on, or (the default) run
+    one call per request below 16."""
+    from cyrnn import serve
+    default, serve.COALESCE_FROM = serve.COALESCE_FROM, coalesce_from
+    try:
+        check_a_mix(requests, max_batch, cell)
+    finally:
+        serve.COALESCE_FROM = default
+
+
+def check_a_mix(requests, max_batch, cell):
+    # (the worker waits at its first request until all are queued: then batches form)
+    model = make_model(cell, layers=2, directions=2, n_a=4, n_x=3, cls=Gated)
+    model.gate = threading.Event()
     rng = np.random.default_rng(len(requests))
     states = model.num_layers * model.directions
     keys = ("a", "c") if cell == "lstm" else ("a",)
@@ -103,6 +128,7 @@ def test_any_mix_of_requests_coalesces_correctly(requests, max_batch, cell):
                     if with_state else None
                 submitted.append((x, lengths, state,
                                   batcher.submit(x, state, lengths=lengths)))
+        model.gate.set()
     for x, lengths, state, future in submitted:
         out, final = future.result()
         if x.ndim == 2:
@@ -138,18 +164,6 @@ def test_malformed_requests_fail_their_own_future_only():
                 future.result()
         assert_close(fine.result()[0], alone(model, good)[0], rtol=1e-12, atol=1e-12)
         assert batcher.stats()["refused"] == len(cases)
-
-
-class Gated(models.Model):
-    """A model whose calls wait for `gate` and raise on inputs holding 99."""
-    gate = None
-
-    def __call__(self, x, **kwargs):
-        if self.gate is not None:
-            self.gate.wait(10)
-        if (x == 99).any():
-            raise RuntimeError("this batch cannot run")
-        return super().__call__(x, **kwargs)
 
 
 def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():

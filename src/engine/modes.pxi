@@ -82,9 +82,19 @@ def set_inference_mode(mode):
     return old
 
 
+cdef Py_ssize_t steps_bucket(Py_ssize_t T):
+    """The power of two at or above T: one timing of the memory modes serves
+    every step count of its bucket (a service's requests of many lengths would
+    otherwise time each length's first call)."""
+    cdef Py_ssize_t bucket = 1
+    while bucket < T:
+        bucket *= 2
+    return bucket
+
+
 def inference_modes():
     """The modes chosen so far in this process: {(cell, dtype, n_x, n_a, n_y, m,
-    T): "states", "blocks" or "scratch"}."""
+    T bucket: the power of two at or above T): "states", "blocks" or "scratch"}."""
     names = {RUN_STATE_BUFFERS: "states", RUN_BLOCKS: "blocks", RUN_IN_BUFFERS: "scratch"}
     return {k: names[v] for k, v in mode_cache.items()}
 
@@ -100,7 +110,7 @@ cdef int measured_mode(CellInfo info, int tn, object x, object a0, object c0, li
     if measured == RUN_WIDE_RULE:
         return RUN_IN_BUFFERS if r.cell.gates_are_state else RUN_STATE_BUFFERS
     key = (info.cell.name if info.spec.kind != CELL_GRU_RESET_BEFORE else "gru_reset_before",
-           "float32" if r.single else "float64", r.n_x, r.n_a, r.n_y, r.m, r.T)
+           "float32" if r.single else "float64", r.n_x, r.n_a, r.n_y, r.m, steps_bucket(r.T))
     cached = mode_cache.get(key)
     if cached is not None:
         return cached
