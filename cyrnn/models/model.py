@@ -152,7 +152,7 @@ class Model:
         final = {"a": np.empty((states, self.n_a, m), self.dtype)}
         if self.cell == "lstm":
             final["c"] = np.empty((states, self.n_a, m), self.dtype)
-        columns = np.arange(m)
+        columns = None if lengths is None else np.arange(m)
         n_a, D = self.n_a, self.directions
         for l, layer in enumerate(self.layers):
             runs = [None] * len(layer)
