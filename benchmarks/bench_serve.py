@@ -33,25 +33,13 @@ import warnings
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bench_models import peers     # (the same peers, exported the same way)
 from cyrnn import models
 from cyrnn.serve import Batcher
 
 N_X, N_A = 64, 128
 LENGTHS = (10, 200)
 POOL = 256      # distinct requests the clients cycle through
-
-
-def peers():
-    found = {}
-    for name in ("torch", "onnxruntime"):
-        try:
-            found[name] = __import__(name)
-        except ImportError:
-            print(f"{name} is not installed: its rows stay empty "
-                  f"(pip install {name}; or pip install 'cyrnn[peers]')")
-    if "onnxruntime" in found and "torch" not in found:
-        del found["onnxruntime"]        # (the ONNX graph is exported from the module)
-    return found
 
 
 def build(found, cell, dtype):
